@@ -1,0 +1,92 @@
+"""The team factory: four agents in a SelectorGroupChat, each with its own tools and prompt.
+
+Speaker order follows the run's state, not the last message's wording: who speaks next depends on
+what exists (a domain card, a trained attempt, a report, a decision), so a chatty LLM cannot skip
+the Judge or train twice. The Planner ends the run by saying TERMINATE after `decide(stop)`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Callable, Sequence
+
+from autogen_agentchat.agents import AssistantAgent
+from autogen_agentchat.base import TerminationCondition
+from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
+from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
+from autogen_agentchat.teams import SelectorGroupChat
+from autogen_core.models import ChatCompletionClient
+
+from .toolkit import DOMAIN_EXPERT, JUDGE, PLANNER, TUNER, RunContext, Toolkit
+
+ROLES = (DOMAIN_EXPERT, TUNER, JUDGE, PLANNER)
+DESCRIPTIONS = {
+    DOMAIN_EXPERT: "Profiles the dataset, detects its domain and writes the expert persona.",
+    TUNER: "Proposes a validated training config from the profile, hardware and memory, and trains it.",
+    JUDGE: "Evaluates the trained model on the held-out split and scores it on the rubric.",
+    PLANNER: "Diagnoses each attempt and decides: retry with changes, or stop.",
+}
+TOOL_STEPS = 8  # tool calls an agent may chain in one turn (AutoGen's default of 1 is too few)
+MESSAGES_PER_ATTEMPT = 4
+
+
+def system_prompt(role: str) -> str:
+    return resources.files("tunecrew.agents").joinpath(f"prompts/{role}.md").read_text(encoding="utf-8")
+
+
+def next_speaker(ctx: RunContext) -> Callable[[Sequence[BaseAgentEvent | BaseChatMessage]], str | None]:
+    """Selector: the next role from the run's state after the last agent's turn."""
+
+    def select(messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> str | None:
+        if ctx.domain is None:
+            return DOMAIN_EXPERT
+        if ctx.result is None:
+            # No model yet: the Tuner trains; if it already tried and could not, the Planner closes.
+            last = _last_speaker(messages)
+            return PLANNER if last == TUNER else TUNER
+        if ctx.result.status == "ok" and ctx.report is None and _last_speaker(messages) != JUDGE:
+            return JUDGE
+        return PLANNER
+
+    return select
+
+
+def _last_speaker(messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> str | None:
+    for message in reversed(messages):
+        if isinstance(message, BaseChatMessage) and message.source in ROLES:
+            return message.source
+    return None
+
+
+def build_team(
+    ctx: RunContext,
+    clients: dict[str, ChatCompletionClient],
+    selector_client: ChatCompletionClient,
+    extra_termination: TerminationCondition | None = None,
+) -> SelectorGroupChat:
+    """`clients` maps each role to its model client, so a strong Planner can sit beside a cheap Judge."""
+    toolkit = Toolkit(ctx)
+    agents = [
+        AssistantAgent(
+            name=role,
+            model_client=clients[role],
+            tools=toolkit.tools_for(role),
+            system_message=system_prompt(role),
+            description=DESCRIPTIONS[role],
+            max_tool_iterations=TOOL_STEPS,
+            reflect_on_tool_use=True,
+        )
+        for role in ROLES
+    ]
+    termination: TerminationCondition = TextMentionTermination("TERMINATE", sources=[PLANNER]) | MaxMessageTermination(
+        2 + ctx.spec.max_attempts * MESSAGES_PER_ATTEMPT * 3
+    )
+    if extra_termination is not None:
+        termination = termination | extra_termination
+    return SelectorGroupChat(
+        agents,
+        model_client=selector_client,
+        selector_func=next_speaker(ctx),
+        termination_condition=termination,
+        allow_repeated_speaker=True,
+    )

@@ -1,0 +1,247 @@
+"""The `offline` provider: a ChatCompletionClient whose "model" is the deterministic policy.
+
+Each agent gets its own instance, bound to its role. On every call it reads the tool results of
+the agent's current turn from the messages AutoGen sends — exactly what an LLM would see — and
+answers with the next tool call, or with a final text once its role's work is done. Decisions
+come from `policy.py` applied to those tool outputs, so the run is explainable and reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncGenerator, Literal, Mapping, Optional, Sequence
+
+from autogen_core import CancellationToken, FunctionCall
+from autogen_core.models import (
+    AssistantMessage, ChatCompletionClient, CreateResult, FunctionExecutionResultMessage, LLMMessage,
+    ModelCapabilities, ModelFamily, ModelInfo, RequestUsage,
+)
+from autogen_core.tools import Tool, ToolSchema
+from pydantic import BaseModel
+
+from . import policy
+from .toolkit import DOMAIN_EXPERT, JUDGE, PLANNER, TUNER
+
+Reply = str | tuple[str, dict[str, Any]]  # final text, or (tool name, arguments)
+
+MAX_PROPOSALS = 3  # refused configs the Tuner repairs before it reports failure
+
+
+class TurnView:
+    """The tool calls made so far in the agent's current turn, with their parsed answers."""
+
+    def __init__(self, messages: Sequence[LLMMessage]):
+        self.calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        tail: list[LLMMessage] = []
+        for message in reversed(messages):
+            is_call = isinstance(message, AssistantMessage) and isinstance(message.content, list)
+            if not (is_call or isinstance(message, FunctionExecutionResultMessage)):
+                break
+            tail.append(message)
+        pending: dict[str, tuple[str, dict[str, Any]]] = {}
+        for message in reversed(tail):
+            if isinstance(message, AssistantMessage):
+                for call in message.content:  # type: ignore[union-attr]
+                    pending[call.id] = (call.name, json.loads(call.arguments or "{}"))
+            else:
+                for res in message.content:
+                    name, args = pending.pop(res.call_id, (res.name, {}))
+                    self.calls.append((name, args, _parse(res.content)))
+
+    def last(self, name: str) -> dict[str, Any] | None:
+        for called, _, answer in reversed(self.calls):
+            if called == name:
+                return answer
+        return None
+
+    def count(self, name: str) -> int:
+        return sum(1 for called, _, _ in self.calls if called == name)
+
+    def last_args(self, name: str) -> dict[str, Any] | None:
+        for called, args, _ in reversed(self.calls):
+            if called == name:
+                return args
+        return None
+
+
+def _parse(content: str) -> dict[str, Any]:
+    try:
+        value = json.loads(content)
+        return value if isinstance(value, dict) else {"value": value}
+    except json.JSONDecodeError:
+        return {"error": content}
+
+
+# ---------------------------------------------------------------------- per-role policies
+
+
+def domain_expert(view: TurnView) -> Reply:
+    profile = view.last("profile_dataset")
+    if profile is None:
+        return ("profile_dataset", {})
+    if "error" in profile:
+        return f"I could not profile the data: {profile['error']}"
+    candidates = view.last("detect_domain")
+    if candidates is None:
+        return ("detect_domain", {})
+    top = candidates["candidates"][0]
+    card = view.last("write_domain_card")
+    if card is None:
+        return ("write_domain_card", {"domain": top["domain"], "persona": top["persona"],
+                                      "evidence": top["evidence"], "confidence": min(1.0, top["score"])})
+    p = profile["profile"]
+    leak = profile["leak_check"]
+    return (f"Domain: {top['domain']} (confidence {top['score']:.2f}; {'; '.join(top['evidence'])}). "
+            f"Data: {p['rows']} rows, format {p['format']}, p95 {p['total_tokens']['p95']:.0f} tokens "
+            f"({p['token_unit']}), {p['duplicates']} duplicates; held-out {profile['heldout_rows']} rows, "
+            f"leak check {'passed' if leak['passed'] else 'FAILED'} ({leak['exact_overlap']} exact, "
+            f"{leak['near_overlap']} near). Persona: {card.get('system_prompt', top['persona'])}")
+
+
+def tuner(view: TurnView) -> Reply:
+    brief = view.last("recall_attempts")
+    if brief is None:
+        return ("recall_attempts", {})
+    if "error" in brief:
+        return f"I cannot propose a config yet: {brief['error']}"
+    proposal = view.last("propose_config")
+    if proposal is None:
+        args, _ = policy.initial_config(brief)
+        return ("propose_config", args)
+    if not proposal.get("accepted"):
+        repaired = policy.shrink_for_errors(view.last_args("propose_config") or {}, proposal.get("errors", []))
+        if repaired is not None and view.count("propose_config") < MAX_PROPOSALS:
+            return ("propose_config", repaired)
+        return f"No feasible config: {'; '.join(proposal.get('errors', []))}"
+    trained = view.last("train")
+    if trained is None:
+        return ("train", {})
+    args = view.last_args("propose_config") or {}
+    _, why = policy.initial_config(brief)
+    recalled = brief.get("recalled") or []
+    memory_note = (f" Memory: {len(recalled)} similar attempts recalled"
+                   + (f", best: {recalled[0]['summary']}" if recalled else "") + ".")
+    return (f"Attempt {brief['attempt']}: {args.get('method')} r={args.get('lora_rank')} lr={args.get('learning_rate')} "
+            f"epochs={args.get('epochs')} batch={args.get('batch_size')} seq={args.get('max_seq_length')} "
+            f"embeddings={'trained' if args.get('train_embeddings') else 'frozen'} — because {why}.{memory_note} "
+            f"Training: {trained.get('status')} after {trained.get('steps')} steps, loss {_num(trained.get('first_loss'))} "
+            f"-> {_num(trained.get('train_loss'))}, eval loss {_num(trained.get('eval_loss'))}, "
+            f"{trained.get('wall_seconds')} s" + (f"; error: {trained['error']}" if trained.get("error") else "") + ".")
+
+
+def judge(view: TurnView) -> Reply:
+    report = view.last("evaluate")
+    if report is None:
+        return ("evaluate", {})
+    if "error" in report:
+        return f"Nothing to judge: {report['error']}"
+    rubric = view.last("score_rubric")
+    if rubric is None:
+        return ("score_rubric", policy.rubric_from_metrics(report["metrics"], report.get("rubric_metrics", {}),
+                                                          report.get("failures", [])))
+    scores = view.last_args("score_rubric") or {}
+    metrics = ", ".join(f"{k} {v:.1%}" for k, v in report["metrics"].items())
+    groups = "; ".join(f"{g} ({m['samples']}): " + ", ".join(f"{k} {v:.1%}" for k, v in m["metrics"].items())
+                       for g, m in report.get("groups", {}).items())
+    failures = " | ".join(f"{f['prompt'][:60]!r} -> {f['reason']}" for f in report.get("failures", [])[:3])
+    return (f"Held-out split {report['split']}, {report['samples']} samples, seed {report['seed']}: {metrics}."
+            + (f" By group: {groups}." if groups else "")
+            + f" Rubric: accuracy {scores.get('accuracy')}, reasoning {scores.get('reasoning')}, "
+              f"completeness {scores.get('completeness')}, clarity {scores.get('clarity')}. {scores.get('explanation', '')}"
+            + (f" Failures: {failures}" if failures else ""))
+
+
+def planner(view: TurnView) -> Reply:
+    answer = view.last("diagnose")
+    if answer is None:
+        return ("diagnose", {})
+    if "error" in answer:
+        return f"Stopping: {answer['error']}. TERMINATE"
+    decided = view.last("decide")
+    if decided is None or (not decided.get("accepted") and view.count("decide") < 2):
+        choice = policy.plan(answer)
+        if decided is not None:  # refused (e.g. budget): fall back to stopping, with the refusal as reason
+            choice = {"action": "stop", "reason": f"retry refused ({'; '.join(decided.get('errors', []))})"}
+        return ("decide", choice)
+    args = view.last_args("decide") or {}
+    d = answer["diagnosis"]
+    head = f"Diagnosis of attempt {answer['attempt']}: {d['label']} — {'; '.join(d['evidence'][:3])}."
+    if args.get("action") == "retry":
+        return f"{head} Decision: retry with {args.get('changes')} ({args.get('reason')})."
+    return f"{head} Decision: stop ({args.get('reason')}). TERMINATE"
+
+
+POLICIES = {DOMAIN_EXPERT: domain_expert, TUNER: tuner, JUDGE: judge, PLANNER: planner}
+
+
+def _num(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
+
+
+# ---------------------------------------------------------------------- the client
+
+
+class OfflinePolicyClient(ChatCompletionClient):
+    """Deterministic stand-in for an LLM: same interface, same tools, rule-based choices."""
+
+    def __init__(self, role: str):
+        if role not in POLICIES and role != "selector":
+            raise ValueError(f"unknown offline role {role!r}; expected one of {sorted(POLICIES)}")
+        self.role = role
+        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self._calls = 0
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: Optional[bool | type[BaseModel]] = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: Optional[CancellationToken] = None,
+    ) -> CreateResult:
+        self._calls += 1
+        if self.role == "selector" or not tools:
+            # The crew's selector is a function; this answer exists only so a misconfigured team fails loudly.
+            return CreateResult(finish_reason="stop", content=PLANNER, usage=self._usage, cached=False)
+        reply = POLICIES[self.role](TurnView(messages))
+        if isinstance(reply, str):
+            return CreateResult(finish_reason="stop", content=reply, usage=self._usage, cached=False)
+        name, arguments = reply
+        available = {t.name if isinstance(t, Tool) else t["name"] for t in tools}
+        if name not in available:
+            return CreateResult(finish_reason="stop", usage=self._usage, cached=False,
+                                content=f"I need the tool {name!r}, which I was not given.")
+        call = FunctionCall(id=f"{self.role}-{self._calls}", name=name, arguments=json.dumps(arguments))
+        return CreateResult(finish_reason="function_calls", content=[call], usage=self._usage, cached=False)
+
+    async def create_stream(self, messages: Sequence[LLMMessage], **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
+        result = await self.create(messages, **kwargs)
+        if isinstance(result.content, str):
+            yield result.content
+        yield result
+
+    async def close(self) -> None:
+        return None
+
+    def actual_usage(self) -> RequestUsage:
+        return self._usage
+
+    def total_usage(self) -> RequestUsage:
+        return self._usage
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return sum(len(str(m.content)) // 4 for m in messages)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return 1_000_000 - self.count_tokens(messages)
+
+    @property
+    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
+        return ModelCapabilities(vision=False, function_calling=True, json_output=True)  # type: ignore[typeddict-item]
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return ModelInfo(vision=False, function_calling=True, json_output=True, family=ModelFamily.UNKNOWN,
+                         structured_output=False, multiple_system_messages=True)

@@ -1,0 +1,143 @@
+"""The offline policy's judgement: pure rules from tool outputs to decisions.
+
+This is the deterministic baseline an LLM provider must beat: it sizes a config from the data, the
+model and the machine, starts from what worked on similar data when memory has it, turns metrics
+into rubric scores, and turns a diagnosis into a decision. Change the data, the model or the
+memory and its decisions change; nothing here is a canned answer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tunecrew.tools.contracts import TrainConfig
+
+# A never-trained model learns everything from this data: it needs a high lr and trained
+# embeddings. Measured on the task-agent scenario (3.7M params): lr 3e-3 with rank 32.
+RANDOM_INIT_LR = 3e-3
+PRETRAINED_LORA_LR = 2e-4
+FULL_LR = 2e-5
+# Optimizer steps a task of this kind needs, by model state (measured on the task-agent scenario).
+TARGET_STEPS_RANDOM_INIT = 360
+TARGET_STEPS_PRETRAINED = 200
+# Without a recalled success, the first attempt is a probe at this share of the step budget: it is
+# cheap, and its loss curve tells the Planner how far there is to go.
+PROBE_SHARE = 0.4
+RECALL_TRUST = 0.6  # a remembered success counts as a warm start above this similarity
+
+
+def seq_length_for(p95_tokens: float, max_tokens: int, max_positions: int | None) -> int:
+    """Next power of two over the longest row (with headroom), capped by the model's context."""
+    need = max(p95_tokens * 1.1, max_tokens, 32)
+    length = 2 ** math.ceil(math.log2(need))
+    cap = min(max_positions or 4096, 4096)
+    return int(max(64, min(length, cap)))
+
+
+def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A config for the first attempt (or the next, when the Planner asked for changes), with why."""
+    base, hardware, profile = brief["base_model"], brief["hardware"], brief["profile"]
+    previous = brief.get("previous_config")
+    if previous:
+        changes = brief.get("planner_changes") or {}
+        config = TrainConfig.model_validate(previous).with_changes(changes)
+        return _args(config), f"previous config with the Planner's changes {changes}"
+
+    seq = seq_length_for(profile["total_tokens"]["p95"], profile["total_tokens"]["max"], base.get("max_positions"))
+    warm = _best_recalled(brief.get("recalled") or [])
+    if warm is not None:
+        config = TrainConfig.model_validate(warm["config"]).with_changes(
+            {"max_seq_length": seq, "data.max_rows": None, "seed": brief.get("seed", 0)}
+        )
+        return _args(config), (f"warm start from a remembered success (similarity {warm['similarity']:.2f}, "
+                               f"score {warm['score']}): {warm['summary']}")
+
+    rows = max(1, profile["rows"])
+    on_gpu = hardware["device"] == "cuda"
+    params = base["params"]
+    if base.get("random_init"):
+        method, rank, lr, embeddings, steps = "lora", 32, RANDOM_INIT_LR, True, TARGET_STEPS_RANDOM_INIT
+        why = "never-trained base model: LoRA r=32 plus trained embeddings at a high lr"
+    elif on_gpu and params > 3e9:
+        method, rank, lr, embeddings, steps = "qlora", 16, PRETRAINED_LORA_LR, False, TARGET_STEPS_PRETRAINED
+        why = f"{params / 1e9:.1f}B params on CUDA: 4-bit QLoRA keeps it in memory"
+    else:
+        method, rank, lr, embeddings, steps = "lora", 16, PRETRAINED_LORA_LR, False, TARGET_STEPS_PRETRAINED
+        why = "pretrained base model: LoRA r=16 at a standard lr"
+    batch = _batch_size(params, seq, on_gpu)
+    steps_per_epoch = math.ceil(rows * 0.9 / batch)
+    epochs = max(1.0, round(steps / steps_per_epoch, 1))
+    epochs = max(1.0, round(epochs * PROBE_SHARE, 1))
+    why += f"; no remembered success for similar data, so a probe of {epochs} epochs first"
+    config = TrainConfig(method=method, lora_rank=rank, lora_alpha=2 * rank, learning_rate=lr,
+                         train_embeddings=embeddings, epochs=epochs, batch_size=batch, max_seq_length=seq,
+                         warmup_ratio=0.05, lr_scheduler="cosine")
+    return _args(config), why + f"; batch {batch} and seq {seq} from {rows} rows of p95 {profile['total_tokens']['p95']:.0f} tokens"
+
+
+def _batch_size(params: int, seq: int, on_gpu: bool) -> int:
+    if on_gpu:
+        return 16 if params < 2e9 else 8 if params < 8e9 else 4
+    # CPU: small batches keep steps short; tiny models can afford more rows per step.
+    return 16 if params < 5e7 and seq <= 512 else 4 if params < 5e8 else 1
+
+
+def _best_recalled(recalled: list[dict[str, Any]]) -> dict[str, Any] | None:
+    worked = [r for r in recalled if r["worked"] and r["similarity"] >= RECALL_TRUST]
+    return max(worked, key=lambda r: (r["score"] or 0, r["similarity"])) if worked else None
+
+
+def _args(config: TrainConfig) -> dict[str, Any]:
+    """TrainConfig -> the propose_config tool's arguments."""
+    d = config.model_dump()
+    keep = ["method", "learning_rate", "epochs", "batch_size", "max_seq_length", "lora_rank", "lora_alpha",
+            "lora_dropout", "train_embeddings", "grad_accum", "warmup_ratio", "lr_scheduler", "weight_decay",
+            "packing", "seed"]
+    args = {k: d[k] for k in keep}
+    args["max_rows"] = d["data"]["max_rows"]
+    return args
+
+
+def shrink_for_errors(args: dict[str, Any], errors: list[str]) -> dict[str, Any] | None:
+    """Repair a refused proposal when the refusal says how (memory/time): halve the batch and keep
+    the effective batch with accumulation. None when the policy has no repair for these errors."""
+    text = " ".join(errors).lower()
+    if ("memory" in text or "time" in text) and args["batch_size"] > 1:
+        return {**args, "batch_size": args["batch_size"] // 2, "grad_accum": args["grad_accum"] * 2}
+    return None
+
+
+def rubric_from_metrics(metrics: dict[str, float], rubric_metrics: dict[str, str],
+                        failures: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rubric scores 1-10 from the scenario's metric for each criterion, and the failures' common cause."""
+    fallback = sum(metrics.values()) / len(metrics) if metrics else 0.0
+    scores = {c: max(1, min(10, round(1 + 9 * metrics.get(rubric_metrics.get(c, ""), fallback))))
+              for c in ("accuracy", "reasoning", "completeness", "clarity")}
+    reasons: dict[str, int] = {}
+    for f in failures:
+        key = f["reason"].split(":")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    if reasons:
+        common = ", ".join(f"{k} ({n})" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+        explanation = f"Most failures among the shown examples: {common}."
+    else:
+        explanation = "No failing examples in the held-out split."
+    return {**scores, "explanation": explanation}
+
+
+def plan(diagnosis_answer: dict[str, Any], guidance: list[str] | None = None) -> dict[str, Any]:
+    """The Planner's decision from the diagnose tool's answer: stop on success, on an exhausted
+    budget or on an error no change can fix; otherwise retry with the suggested changes."""
+    d = diagnosis_answer["diagnosis"]
+    attempt, max_attempts = diagnosis_answer["attempt"], diagnosis_answer["max_attempts"]
+    evidence = "; ".join(d.get("evidence", [])[:3])
+    if d["label"] == "good":
+        return {"action": "stop", "reason": f"target reached: {evidence}"}
+    if attempt >= max_attempts:
+        best = diagnosis_answer.get("best_so_far")
+        return {"action": "stop", "reason": f"budget of {max_attempts} attempts spent ({d['label']}: {evidence}); "
+                                            f"best so far: {best}"}
+    if not d.get("suggested_changes"):
+        return {"action": "stop", "reason": f"{d['label']} with no config change that would fix it: {evidence}"}
+    return {"action": "retry", "changes": d["suggested_changes"], "reason": f"{d['label']}: {evidence}"}

@@ -1,0 +1,401 @@
+"""The typed tools each agent may call, bound to one run's state.
+
+Agents decide; these functions act. Each one validates its arguments (pydantic bounds, budget,
+order of steps) and answers with JSON the agent can read, including the reason when it refuses,
+so an LLM that proposes `learning_rate=10` gets a correctable message instead of a broken run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal
+
+from autogen_core.tools import FunctionTool
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tunecrew.memory.ledger import Ledger
+from tunecrew.memory.store import AttemptMemory, recall_query
+from tunecrew.scenarios.base import Scenario, ScenarioData
+from tunecrew.tools import data as data_tools
+from tunecrew.tools.contracts import (
+    AttemptRecord, BaseModelInfo, DatasetProfile, Decision, Diagnosis, DomainCard, EvalReport, Hardware,
+    LeakCheck, RubricScores, RunSpec, TrainConfig, TrainResult,
+)
+from tunecrew.tools.diagnose import diagnose as diagnose_attempt
+from tunecrew.tools.domain import detect_domain as detect_domain_candidates
+from tunecrew.tools.evaluate import evaluate as evaluate_model
+from tunecrew.tools.evaluate import load_model
+from tunecrew.tools.feasibility import check_feasibility
+from tunecrew.tools.train import TrainJob, run_training
+
+log = logging.getLogger("tunecrew")
+
+DOMAIN_EXPERT, TUNER, JUDGE, PLANNER = "DomainExpert", "Tuner", "Judge", "Planner"
+
+
+@dataclass
+class RunContext:
+    """Everything one run knows. Tools read and write it; agents only see tool answers."""
+
+    run_dir: Path
+    spec: RunSpec
+    scenario: Scenario
+    data: ScenarioData
+    base: BaseModelInfo
+    hardware: Hardware
+    ledger: Ledger
+    memory: AttemptMemory | None
+    threads: int = 2
+    on_train_event: Callable[[dict[str, Any]], None] | None = None
+    # state of the run, filled in as agents act
+    profile: DatasetProfile | None = None
+    leak: LeakCheck | None = None
+    domain: DomainCard | None = None
+    attempt: int = 1
+    config: TrainConfig | None = None
+    result: TrainResult | None = None
+    report: EvalReport | None = None
+    diagnosis: Diagnosis | None = None
+    pending_changes: dict[str, Any] = field(default_factory=dict)
+    guidance: list[str] = field(default_factory=list)
+    records: list[AttemptRecord] = field(default_factory=list)
+    stopped: bool = False
+
+    @property
+    def train_file(self) -> Path:
+        return self.run_dir / "data" / "train.jsonl"
+
+    @property
+    def attempt_dir(self) -> Path:
+        return self.run_dir / "attempts" / str(self.attempt)
+
+    @property
+    def system_prompt(self) -> str:
+        persona = self.domain.persona if self.domain else ""
+        return self.scenario.system_prompt(persona)
+
+    @property
+    def best(self) -> AttemptRecord | None:
+        scored = [r for r in self.records if r.score is not None]
+        return max(scored, key=lambda r: r.score) if scored else None
+
+
+class TuningBrief(BaseModel):
+    """What the Tuner decides from: the data, the model, the machine, this run so far, and memory."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    attempt: int
+    max_attempts: int
+    target: float
+    primary_metric: str
+    profile: dict[str, Any]
+    base_model: BaseModelInfo
+    hardware: Hardware
+    previous_config: TrainConfig | None = None
+    previous_outcome: str | None = None
+    planner_changes: dict[str, Any] = {}
+    guidance: list[str] = []
+    recalled: list[dict[str, Any]] = []
+
+
+def _errors(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        value = err.get("input")
+        shown = f"={value!r}" if where != "config" and not isinstance(value, dict) else ""
+        out.append(f"{where}{shown}: {err['msg']}")
+    return out
+
+
+def _dump(obj: Any) -> str:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump_json(exclude_none=True)
+    return json.dumps(obj, default=str)
+
+
+def _write(path: Path, model: BaseModel) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(model.model_dump_json(indent=2))
+
+
+class Toolkit:
+    """The tools, as bound methods whose type hints and docstrings become their JSON schema."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+
+    # ------------------------------------------------------------------ Domain Expert
+
+    def profile_dataset(self) -> str:
+        """Profile the training data: format, row count, token lengths (in the base model's tokens),
+        duplicates, frequent words, sample rows, and a leak check of the held-out split."""
+        ctx = self.ctx
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(ctx.base.name)
+        ctx.profile = data_tools.profile_rows(ctx.data.train, source=str(ctx.train_file), tokenizer=tokenizer)
+        ctx.leak = data_tools.leak_check(ctx.data.train, ctx.data.heldout)
+        return _dump({"profile": ctx.profile.model_dump(exclude={"columns"}), "heldout_rows": len(ctx.data.heldout),
+                      "leak_check": {**ctx.leak.model_dump(), "passed": ctx.leak.passed},
+                      "base_model": ctx.base.model_dump()})
+
+    def detect_domain(self) -> str:
+        """Score the profiled data against known domains; returns candidates with evidence and a
+        suggested expert persona for each. Call profile_dataset first."""
+        if self.ctx.profile is None:
+            return _dump({"error": "call profile_dataset first"})
+        candidates = detect_domain_candidates(self.ctx.profile)
+        return _dump({"candidates": [c.__dict__ for c in candidates], "scenario_hint": self.ctx.scenario.domain_hint})
+
+    def write_domain_card(
+        self,
+        domain: Annotated[str, "Short domain label, e.g. 'medical reasoning'."],
+        persona: Annotated[str, "One sentence, second person ('You are ...'), used as the system prompt."],
+        evidence: Annotated[list[str], "Why: observations from the profile."],
+        confidence: Annotated[float, "0..1"],
+    ) -> str:
+        """Record the domain and the expert persona used in training, evaluation and judging."""
+        try:
+            card = DomainCard(domain=domain, persona=persona, evidence=evidence, confidence=confidence)
+        except ValidationError as exc:
+            return _dump({"accepted": False, "errors": _errors(exc)})
+        self.ctx.domain = card
+        _write(self.ctx.run_dir / "domain.json", card)
+        return _dump({"accepted": True, "system_prompt": self.ctx.system_prompt})
+
+    # ------------------------------------------------------------------ Tuner
+
+    def recall_attempts(self, query: Annotated[str, "Extra words to search memory with (optional)."] = "") -> str:
+        """Brief for choosing a config: data profile, base model, hardware, budget, this run's last
+        attempt and the Planner's requested changes, and similar past attempts from memory (what
+        worked first, failures as warnings)."""
+        ctx = self.ctx
+        if ctx.profile is None:
+            return _dump({"error": "the Domain Expert has not profiled the data yet"})
+        recalled: list[dict[str, Any]] = []
+        if ctx.memory is not None:
+            text = recall_query(ctx.spec.scenario, ctx.profile, ctx.domain, ctx.base.name, ctx.base.family,
+                                ctx.base.params, ctx.hardware) + ("\n" + query if query else "")
+            try:
+                hits = ctx.memory.recall(text, k=4, where={"model_family": ctx.base.family}, exclude_run=ctx.spec.run_id)
+            except Exception as exc:  # noqa: BLE001 - memory helps; it must never stop a run
+                warnings.warn(f"memory recall failed: {exc}")
+                hits = []
+            recalled = [{"similarity": h.similarity, "worked": h.worked, "summary": h.summary,
+                         "config": h.record.config.model_dump(), "score": h.record.score,
+                         "diagnosis": h.record.diagnosis.label if h.record.diagnosis else None} for h in hits]
+        last = ctx.records[-1] if ctx.records else None
+        brief = TuningBrief(
+            attempt=ctx.attempt, max_attempts=ctx.spec.max_attempts, target=ctx.spec.target,
+            primary_metric=ctx.scenario.primary_metric,
+            profile=ctx.profile.model_dump(include={"rows", "format", "total_tokens", "response_tokens", "token_unit",
+                                                    "duplicates", "language"}),
+            base_model=ctx.base, hardware=ctx.hardware,
+            previous_config=last.config if last else None,
+            previous_outcome=(f"status={last.result.status} score={last.score} diagnosis="
+                              f"{last.diagnosis.label if last.diagnosis else None}") if last else None,
+            planner_changes=ctx.pending_changes, guidance=ctx.guidance, recalled=recalled,
+        )
+        return brief.model_dump_json(exclude_none=True)
+
+    def propose_config(
+        self,
+        method: Annotated[Literal["lora", "qlora", "full", "dpo"], "lora adapters, qlora (4-bit, CUDA), full weights, dpo"],
+        learning_rate: Annotated[float, "peak learning rate"],
+        epochs: Annotated[float, "passes over the training rows"],
+        batch_size: Annotated[int, "per-device batch size"],
+        max_seq_length: Annotated[int, "longer rows are truncated"],
+        lora_rank: Annotated[int, "adapter rank (ignored by full)"] = 16,
+        lora_alpha: Annotated[int, "usually 2 * rank"] = 32,
+        lora_dropout: float = 0.0,
+        train_embeddings: Annotated[bool, "also train embeddings + lm_head (untrained tokens)"] = False,
+        grad_accum: int = 1,
+        warmup_ratio: float = 0.05,
+        lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine",
+        weight_decay: float = 0.0,
+        packing: bool = False,
+        max_rows: Annotated[int | None, "train on the first N rows only (a quick probe); null for all"] = None,
+        seed: int = 0,
+    ) -> str:
+        """Validate a training config for the next attempt (bounds, coherence, memory and time
+        feasibility on this hardware). Accepted configs are trained by calling train()."""
+        ctx = self.ctx
+        if ctx.result is not None:
+            return _dump({"accepted": False, "errors": [f"attempt {ctx.attempt} is already trained; the Planner decides next"]})
+        raw = dict(method=method, learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
+                   max_seq_length=max_seq_length, lora_rank=lora_rank, lora_alpha=lora_alpha,
+                   lora_dropout=lora_dropout, train_embeddings=train_embeddings, grad_accum=grad_accum,
+                   warmup_ratio=warmup_ratio, lr_scheduler=lr_scheduler, weight_decay=weight_decay,
+                   packing=packing, seed=seed, data={"max_rows": max_rows})
+        try:
+            config = TrainConfig.model_validate(raw)
+        except ValidationError as exc:
+            return _dump({"accepted": False, "errors": _errors(exc)})
+        assert ctx.profile is not None
+        feas = check_feasibility(config, ctx.hardware, ctx.base.params, ctx.profile)
+        if not feas.fits:
+            return _dump({"accepted": False, "errors": [feas.reason], "estimate": feas.__dict__})
+        ctx.config = config
+        _write(ctx.attempt_dir / "config.json", config)
+        return _dump({"accepted": True, "attempt": ctx.attempt, "estimate": feas.__dict__})
+
+    def train(self) -> str:
+        """Train the accepted config in a separate process. Returns status (ok/oom/nan/diverged/error),
+        steps, losses, throughput and any error text."""
+        ctx = self.ctx
+        if ctx.config is None:
+            return _dump({"error": "no accepted config: call propose_config first"})
+        if ctx.result is not None:
+            return _dump({"error": f"attempt {ctx.attempt} is already trained"})
+        job = TrainJob(config=ctx.config, base_model=ctx.base.name, train_file=str(ctx.train_file),
+                       output_dir=str(ctx.attempt_dir), system_prompt=ctx.system_prompt, threads=ctx.threads)
+        ctx.result = run_training(job, on_event=ctx.on_train_event)
+        r = ctx.result
+        return _dump({"attempt": ctx.attempt, "status": r.status, "steps": r.steps,
+                      "first_loss": r.loss_curve[0].loss if r.loss_curve else None, "train_loss": r.train_loss,
+                      "eval_loss": r.eval_loss, "tokens_per_second": r.tokens_per_second,
+                      "wall_seconds": round(r.wall_seconds, 1), "error": r.error})
+
+    # ------------------------------------------------------------------ Judge
+
+    def evaluate(self) -> str:
+        """Generate replies for the held-out split with the trained model and score them; returns
+        metrics overall and per group, sample count, seed, and a few failing examples."""
+        ctx = self.ctx
+        if ctx.result is None or ctx.result.status != "ok" or not ctx.result.adapter_path:
+            return _dump({"error": "nothing to evaluate: this attempt has no trained model"})
+        if ctx.report is not None:
+            return _dump({"error": "already evaluated", "metrics": ctx.report.metrics})
+        loaded = load_model(ctx.base.name, ctx.result.adapter_path, threads=ctx.threads)
+        assert ctx.scenario.scorer is not None
+        ctx.report = evaluate_model(loaded, ctx.data.heldout, ctx.scenario.scorer, system_prompt=ctx.system_prompt,
+                                    split=ctx.data.heldout_split, seed=ctx.spec.seed,
+                                    primary_metric=ctx.scenario.primary_metric, leak_check=ctx.leak,
+                                    max_new_tokens=ctx.scenario.max_new_tokens)
+        _write(ctx.attempt_dir / "eval.json", ctx.report)
+        r = ctx.report
+        return _dump({"split": r.split, "samples": r.samples, "seed": r.seed, "metrics": r.metrics,
+                      "primary_metric": r.primary_metric, "target": ctx.spec.target,
+                      "groups": {g: m.model_dump() for g, m in r.groups.items()},
+                      "failures": [f.model_dump() for f in r.failures[:4]],
+                      "rubric_metrics": ctx.scenario.rubric_metrics})
+
+    def score_rubric(
+        self,
+        accuracy: Annotated[int, "1-10"],
+        reasoning: Annotated[int, "1-10"],
+        completeness: Annotated[int, "1-10"],
+        clarity: Annotated[int, "1-10"],
+        explanation: Annotated[str, "What the failures have in common, in a sentence or two."],
+    ) -> str:
+        """Record the Judge's rubric scores (1-10 each) for this attempt, with the reason."""
+        ctx = self.ctx
+        if ctx.report is None:
+            return _dump({"accepted": False, "errors": ["call evaluate first"]})
+        try:
+            rubric = RubricScores(accuracy=accuracy, reasoning=reasoning, completeness=completeness,
+                                  clarity=clarity, explanation=explanation, judge=ctx.spec.provider)
+        except ValidationError as exc:
+            return _dump({"accepted": False, "errors": _errors(exc)})
+        ctx.report = ctx.report.model_copy(update={"rubric": rubric})
+        _write(ctx.attempt_dir / "eval.json", ctx.report)
+        return _dump({"accepted": True, "rubric_mean": rubric.mean})
+
+    # ------------------------------------------------------------------ Planner
+
+    def diagnose(self) -> str:
+        """Diagnose this attempt from its loss curves, status and scores: a label (underfit, overfit,
+        format, oom, unstable, error, good), the evidence, and suggested config changes."""
+        ctx = self.ctx
+        if ctx.result is None or ctx.config is None:
+            return _dump({"error": "nothing to diagnose: no attempt has been trained"})
+        ctx.diagnosis = diagnose_attempt(ctx.config, ctx.result, ctx.report, ctx.spec.target, ctx.records)
+        best = ctx.best
+        return _dump({"attempt": ctx.attempt, "max_attempts": ctx.spec.max_attempts, "target": ctx.spec.target,
+                      "score": ctx.report.score if ctx.report else None,
+                      "best_so_far": {"attempt": best.attempt, "score": best.score} if best else None,
+                      "diagnosis": ctx.diagnosis.model_dump(), "guidance": ctx.guidance})
+
+    def decide(
+        self,
+        action: Annotated[Literal["retry", "stop"], "retry with changes, or stop"],
+        reason: Annotated[str, "Why, citing the diagnosis evidence."],
+        changes: Annotated[dict[str, Any] | None, "TrainConfig field -> new value, e.g. {'epochs': 6}; dotted keys for data.*"] = None,
+    ) -> str:
+        """Close this attempt: record it (ledger + memory) and either ask the Tuner for a retry with
+        the given changes or stop the run."""
+        ctx = self.ctx
+        if ctx.result is None or ctx.config is None:
+            return _dump({"accepted": False, "errors": ["nothing to decide: no attempt has been trained"]})
+        changes = changes or {}
+        errors: list[str] = []
+        if action == "retry":
+            if ctx.attempt >= ctx.spec.max_attempts:
+                errors.append(f"budget exhausted: attempt {ctx.attempt} of {ctx.spec.max_attempts}; stop instead")
+            if not changes:
+                errors.append("a retry needs at least one change: the same config and seed repeat the same result")
+            else:
+                try:
+                    ctx.config.with_changes(changes)
+                except ValidationError as exc:
+                    errors += _errors(exc)
+                except (KeyError, TypeError) as exc:
+                    errors.append(f"unknown config field in changes: {exc}")
+        if errors:
+            return _dump({"accepted": False, "errors": errors})
+        try:
+            decision = Decision(action=action, changes=changes, reason=reason or action, by=PLANNER)
+        except ValidationError as exc:
+            return _dump({"accepted": False, "errors": _errors(exc)})
+        record = self._record(decision)
+        if action == "retry":
+            self._next_attempt(changes)
+            return _dump({"accepted": True, "recorded": record.attempt, "next_attempt": ctx.attempt,
+                          "next": "Tuner: propose the next config with these changes, then train"})
+        ctx.stopped = True
+        return _dump({"accepted": True, "recorded": record.attempt, "next": "run finished: say TERMINATE"})
+
+    # ------------------------------------------------------------------ helpers
+
+    def _record(self, decision: Decision) -> AttemptRecord:
+        ctx = self.ctx
+        assert ctx.profile is not None and ctx.config is not None and ctx.result is not None
+        record = AttemptRecord(
+            run_id=ctx.spec.run_id, attempt=ctx.attempt, scenario=ctx.spec.scenario, base_model=ctx.base.name,
+            model_family=ctx.base.family, model_params=ctx.base.params, hardware=ctx.hardware,
+            profile=ctx.profile.model_copy(update={"samples": ctx.profile.samples[:2]}), domain=ctx.domain,
+            config=ctx.config, result=ctx.result, eval=ctx.report, diagnosis=ctx.diagnosis, decision=decision,
+        )
+        ctx.ledger.append(record)  # the ledger is the source of truth: written first, fsync'd
+        ctx.records.append(record)
+        if ctx.memory is not None:
+            try:
+                ctx.memory.remember(record)
+            except Exception as exc:  # noqa: BLE001 - the attempt is safe in the ledger already
+                warnings.warn(f"attempt {record.attempt} is in the ledger but not in memory: {exc}")
+        return record
+
+    def _next_attempt(self, changes: dict[str, Any]) -> None:
+        ctx = self.ctx
+        ctx.pending_changes = changes
+        ctx.attempt += 1
+        ctx.config = ctx.result = ctx.report = ctx.diagnosis = None
+
+    def tools_for(self, role: str) -> list[FunctionTool]:
+        names = {
+            DOMAIN_EXPERT: ["profile_dataset", "detect_domain", "write_domain_card"],
+            TUNER: ["recall_attempts", "propose_config", "train"],
+            JUDGE: ["evaluate", "score_rubric"],
+            PLANNER: ["diagnose", "decide"],
+        }[role]
+        out = []
+        for name in names:
+            fn = getattr(self, name)
+            out.append(FunctionTool(fn, description=(fn.__doc__ or name).strip().replace("\n        ", " "), name=name))
+        return out

@@ -1,0 +1,37 @@
+"""What a scenario is: the dataset, base model, prompt format, metrics and default budget of one
+fine-tuning job. The crew is generic; everything domain-specific about a job lives here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tunecrew.tools.evaluate import Scorer
+
+
+@dataclass
+class ScenarioData:
+    train: list[dict]  # {"messages": [user, assistant]} rows
+    heldout: list[dict]  # same, plus an optional "group" label for per-group metrics
+    heldout_split: str  # the name a score is reported under, e.g. "heldout-v1(seed=0)"
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    instruction: str = field(metadata={"why": "Appended to the Domain Expert's persona: states the output format."})
+    primary_metric: str = "accuracy"  # the metric the target is set on
+    target: float = 0.95  # stop once the primary metric reaches this on the held-out split
+    max_attempts: int = 3
+    max_new_tokens: int = 96  # generation budget per held-out prompt
+    rubric_metrics: dict[str, str] = field(default_factory=dict)  # rubric criterion -> metric (offline judge)
+    build_data: Callable[[int], ScenarioData] | None = None  # seed -> data
+    build_base_model: Callable[[Path, ScenarioData], str] | None = None  # offline default model, or None
+    default_base_model: str | None = None  # a hub id or path when no local builder is given
+    scorer: Scorer | None = None
+    domain_hint: str | None = None  # what the scenario author knows the domain to be; evidence only
+
+    def system_prompt(self, persona: str) -> str:
+        return f"{persona.strip()} {self.instruction.strip()}".strip()

@@ -1,0 +1,92 @@
+"""`tunecrew` command line: launch a scenario with the crew.
+
+    tunecrew run task-agent                 # the offline demo
+    tunecrew run task-agent --max-attempts 2 --memory /tmp/mem
+    tunecrew scenarios                      # what can be run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import import_module
+from pathlib import Path
+
+from tunecrew.scenarios.base import Scenario
+
+SCENARIOS = {"task-agent": "tunecrew.scenarios.task_agent.scenario"}
+
+
+def load_scenario(name: str) -> Scenario:
+    if name not in SCENARIOS:
+        raise SystemExit(f"tunecrew: unknown scenario {name!r}; available: {', '.join(sorted(SCENARIOS))}")
+    return import_module(SCENARIOS[name]).SCENARIO
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tunecrew", description="A crew of agents that fine-tunes a model for a domain.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a scenario end to end")
+    run.add_argument("scenario", help=f"one of: {', '.join(sorted(SCENARIOS))}")
+    run.add_argument("--base-model", help="local model folder or hub id (default: the scenario's local tiny model)")
+    run.add_argument("--provider", default="offline", choices=["offline", "openai", "gemini", "ollama"],
+                     help="who drives the agents (default: offline, a deterministic policy)")
+    run.add_argument("--model", help="LLM name for the provider, e.g. gemini-2.5-flash")
+    run.add_argument("--base-url", help="OpenAI-compatible endpoint (vLLM, Ollama, LM Studio, llama.cpp)")
+    run.add_argument("--api-key", help="API key (prefer OPENAI_API_KEY / GEMINI_API_KEY in the environment)")
+    run.add_argument("--max-attempts", type=int, help="training attempts at most (default: the scenario's, 3)")
+    run.add_argument("--target", type=float, help="stop when the primary metric reaches this (0-1)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--memory", help="memory store dir or Chroma server URL (default ~/.tunecrew/memory)")
+    run.add_argument("--no-memory", action="store_true", help="neither recall nor remember attempts")
+    run.add_argument("--runs-dir", default="runs", type=Path, help="where runs/<id>/ is written (default ./runs)")
+    run.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 2), help="CPU threads for torch")
+    run.add_argument("--quiet", action="store_true")
+    sub.add_parser("scenarios", help="list the scenarios")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "scenarios":
+        for name in sorted(SCENARIOS):
+            print(f"{name:14} {load_scenario(name).description}")
+        return 0
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Imported here so `tunecrew --help` answers at once, without loading torch.
+    from tunecrew.agents.models import ProviderError, ProviderSpec
+    from tunecrew.memory.store import MemoryStoreError
+    from tunecrew.tools.data import DataError
+    from tunecrew.tools.model_info import ModelNotFound
+
+    from .runner import RunOptions, run
+
+    if args.max_attempts is not None and not 1 <= args.max_attempts <= 50:
+        print(f"tunecrew: --max-attempts {args.max_attempts} must be between 1 and 50", file=sys.stderr)
+        return 2
+    if args.target is not None and not 0 < args.target <= 1:
+        print(f"tunecrew: --target {args.target} must be in (0, 1]", file=sys.stderr)
+        return 2
+    options = RunOptions(
+        scenario=load_scenario(args.scenario), base_model=args.base_model,
+        provider=ProviderSpec(provider=args.provider, model=args.model, base_url=args.base_url, api_key=args.api_key),
+        max_attempts=args.max_attempts, target=args.target, seed=args.seed, memory=args.memory,
+        use_memory=not args.no_memory, runs_dir=args.runs_dir, threads=args.threads, quiet=args.quiet,
+    )
+    try:
+        run(options)
+    except (DataError, ModelNotFound, ProviderError, MemoryStoreError) as exc:
+        print(f"tunecrew: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tunecrew: interrupted; finished attempts are in the run's ledger.jsonl", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""What a person sees in the terminal: the conversation as it happens, a training progress bar,
+and a final table of attempts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+COLORS = {"DomainExpert": "cyan", "Tuner": "magenta", "Judge": "yellow", "Planner": "green", "user": "white"}
+
+
+class CrewConsole:
+    def __init__(self, quiet: bool = False):
+        self.console = Console(quiet=quiet, highlight=False)
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[dim]{text}[/dim]")
+
+    def status(self, text: str):
+        return self.console.status(text) if not self.console.quiet else contextlib.nullcontext()
+
+    def header(self, ctx) -> None:
+        s = ctx.spec
+        self.console.rule(f"tunecrew · {s.scenario} · run {s.run_id}")
+        self.note(f"provider {s.provider} · target {ctx.scenario.primary_metric} >= {s.target} · "
+                  f"max {s.max_attempts} attempts · seed {s.seed} · memory {s.memory} · {ctx.run_dir}")
+
+    def message(self, item: Any) -> None:
+        kind = type(item).__name__
+        source = getattr(item, "source", "")
+        if kind == "ToolCallRequestEvent":
+            for call in item.content:
+                args = call.arguments if len(call.arguments) < 300 else call.arguments[:300] + "…"
+                self.console.print(f"  [dim]{source} → {call.name}({args})[/dim]")
+        elif kind == "ToolCallExecutionEvent":
+            for res in item.content:
+                text = res.content if len(res.content) < 240 else res.content[:240] + "…"
+                style = "red" if res.is_error else "dim"
+                self.console.print(f"  [{style}]← {res.name}: {text}[/{style}]", markup=True)
+        elif kind in ("TextMessage", "ToolCallSummaryMessage", "StopMessage"):
+            color = COLORS.get(source, "white")
+            self.console.print(Panel(str(item.content), title=source, title_align="left", border_style=color))
+        elif kind == "TaskResult":
+            self.note(f"crew finished: {item.stop_reason}")
+
+    # ------------------------------------------------------------------ training progress
+
+    def train_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "start":
+            self._progress = Progress(TextColumn("  training"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+                                      TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+                                      console=self.console, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("train", total=int(event.get("max_steps") or 0), loss="…")
+        elif kind == "log" and self._progress is not None:
+            self._progress.update(self._task, completed=event["step"], total=event.get("max_steps"),
+                                  loss=f"{event['loss']:.3f}")
+        elif kind == "done" and self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    # ------------------------------------------------------------------ the end
+
+    def summary(self, ctx, report: Path) -> None:
+        table = Table(title=f"attempts · held-out {ctx.data.heldout_split}, seed {ctx.spec.seed}")
+        metrics = sorted({k for r in ctx.records if r.eval for k in r.eval.metrics})
+        for col in ["#", "method", "rank", "lr", "epochs", "status", "train loss", *metrics, "n", "diagnosis", "decision"]:
+            table.add_column(col)
+        for r in ctx.records:
+            c = r.config
+            table.add_row(
+                str(r.attempt), c.method, str(c.lora_rank), f"{c.learning_rate:g}", f"{c.epochs:g}", r.result.status,
+                f"{r.result.train_loss:.3f}" if r.result.train_loss is not None else "-",
+                *[f"{r.eval.metrics[m]:.1%}" if r.eval and m in r.eval.metrics else "-" for m in metrics],
+                str(r.eval.samples) if r.eval else "-",
+                r.diagnosis.label if r.diagnosis else "-", r.decision.action if r.decision else "-",
+            )
+        self.console.print(table)
+        self.console.print(f"report: {report}")
+        best = ctx.best
+        if best is not None and best.result.adapter_path:
+            self.console.print(f"best adapter: {best.result.adapter_path} (attempt {best.attempt})")
+
+
+def dump_json(value: Any) -> str:
+    return json.dumps(value, default=str)

@@ -1,0 +1,130 @@
+"""Run a scenario with the crew: set up `runs/<id>/`, run the group chat, write the report.
+
+This is the I/O edge of a run: files, the terminal and the event loop. What happens inside the run
+is the agents' (agents/) and the tools' (tools/) business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunecrew.agents.crew import ROLES, build_team
+from tunecrew.agents.models import ProviderSpec, make_client
+from tunecrew.agents.toolkit import RunContext
+from tunecrew.memory.ledger import Ledger
+from tunecrew.memory.store import AttemptMemory
+from tunecrew.tools.contracts import AttemptRecord, RunSpec
+from tunecrew.tools.data import fingerprint, write_jsonl
+from tunecrew.tools.hardware import detect_hardware
+from tunecrew.tools.model_info import describe_base_model
+from tunecrew.tools.report import write_report
+
+from .base import Scenario
+from .console import CrewConsole
+
+
+@dataclass
+class RunOptions:
+    scenario: Scenario
+    base_model: str | None = None  # local path or hub id; None: the scenario's own (tiny, local) model
+    provider: ProviderSpec = field(default_factory=ProviderSpec)
+    max_attempts: int | None = None  # None: the scenario's default
+    target: float | None = None
+    seed: int = 0
+    memory: str | None = None  # dir or http(s) URL; None: ~/.tunecrew/memory
+    use_memory: bool = True
+    runs_dir: Path = Path("runs")
+    run_id: str | None = None
+    threads: int = 2
+    quiet: bool = False
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    spec: RunSpec
+    records: list[AttemptRecord]
+    report: Path
+
+
+def new_run_id(scenario: str) -> str:
+    return f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{scenario}-{secrets.token_hex(2)}"
+
+
+def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
+    """Create the run directory, the data, the base model and the run's state."""
+    scenario = options.scenario
+    run_id = options.run_id or new_run_id(scenario.name)
+    run_dir = options.runs_dir / run_id
+    (run_dir / "data").mkdir(parents=True, exist_ok=True)
+    assert scenario.build_data is not None
+    data = scenario.build_data(options.seed)
+    write_jsonl(data.train, run_dir / "data" / "train.jsonl")
+    write_jsonl(data.heldout, run_dir / "data" / "heldout.jsonl")
+    console.note(f"data: {len(data.train)} train rows, {len(data.heldout)} held-out rows ({data.heldout_split})")
+
+    if options.base_model:
+        base_name = options.base_model
+    elif scenario.build_base_model is not None:
+        with console.status("building the local tiny base model"):
+            base_name = scenario.build_base_model(run_dir / "base_model", data)
+    elif scenario.default_base_model:
+        base_name = scenario.default_base_model
+    else:
+        raise ValueError(f"scenario {scenario.name} has no default base model: pass --base-model")
+    base = describe_base_model(base_name)
+    console.note(f"base model: {base.name} ({base.family}, {base.params / 1e6:.1f}M params"
+                 f"{', never trained' if base.random_init else ''})")
+    hardware = detect_hardware()
+    memory = AttemptMemory(options.memory) if options.use_memory else None
+    spec = RunSpec(
+        run_id=run_id, scenario=scenario.name, base_model=base.name, provider=options.provider.provider,
+        max_attempts=options.max_attempts or scenario.max_attempts,
+        target=options.target if options.target is not None else scenario.target,
+        seed=options.seed, dataset_fingerprint=fingerprint(data.train),
+        memory=str(options.memory or "default") if options.use_memory else "off",
+    )
+    (run_dir / "run.json").write_text(spec.model_dump_json(indent=2))
+    return RunContext(run_dir=run_dir, spec=spec, scenario=scenario, data=data, base=base, hardware=hardware,
+                      ledger=Ledger(run_dir / "ledger.jsonl"), memory=memory, threads=options.threads,
+                      on_train_event=console.train_event)
+
+
+def task_message(ctx: RunContext) -> str:
+    s = ctx.spec
+    return (f"Fine-tune {s.base_model} for the '{s.scenario}' scenario: {ctx.scenario.description} "
+            f"Target: {ctx.scenario.primary_metric} >= {s.target} on the held-out split, within {s.max_attempts} "
+            f"attempts. Hardware: {ctx.hardware.device} ({ctx.hardware.device_name}).")
+
+
+async def run_crew(ctx: RunContext, provider: ProviderSpec, console: CrewConsole) -> None:
+    clients = {role: make_client(provider, role) for role in ROLES}
+    team = build_team(ctx, clients, make_client(provider, "selector"))
+    transcript = ctx.run_dir / "transcript.jsonl"
+    try:
+        with open(transcript, "a", encoding="utf-8") as out:
+            async for item in team.run_stream(task=task_message(ctx)):
+                if hasattr(item, "dump"):
+                    out.write(json.dumps(item.dump(), default=str) + "\n")
+                    out.flush()
+                console.message(item)
+    finally:
+        for client in clients.values():
+            await client.close()
+
+
+def run(options: RunOptions) -> RunOutcome:
+    console = CrewConsole(quiet=options.quiet)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ctx = prepare(options, console)
+    console.header(ctx)
+    asyncio.run(run_crew(ctx, options.provider, console))
+    report = write_report(ctx.run_dir, ctx.spec, ctx.records)
+    console.summary(ctx, report)
+    return RunOutcome(run_dir=ctx.run_dir, spec=ctx.spec, records=ctx.records, report=report)

@@ -1,0 +1,351 @@
+"""The reply contract of the task-management agent: what a well-formed reply looks like.
+
+A reply is exactly ``<analysis>…</analysis>`` followed by exactly one of
+``<action>TOOL(k="v", …)</action>`` or ``<final>…</final>``, with nothing but whitespace around
+the parts. The parser is the single judge of that shape: the dataset generator renders replies
+with :func:`render_reply`, the metrics score model output with :func:`parse_reply`, so training
+targets and scoring can never disagree about the format.
+
+The parser never raises and never evaluates anything: model output is untrusted text, and an
+invalid reply is a *result* (``kind="invalid"`` with an error that says what is wrong), not an
+exception.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+MAX_REPLY_BYTES = 8192
+"""Longer replies are invalid without being scanned: a runaway generation must not cost seconds."""
+
+MAX_TITLE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """Argument names of one tool, in canonical order (required ones first)."""
+
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+TOOLS: dict[str, ToolSpec] = {
+    "add_task": ToolSpec(required=("title",), optional=("due", "priority")),
+    "list_tasks": ToolSpec(optional=("status",)),
+    "summarize_tasks": ToolSpec(),
+    "complete_task": ToolSpec(required=("title",)),
+}
+"""The whitelist: a tool or argument not listed here makes a reply invalid."""
+
+PRIORITIES: tuple[str, ...] = ("low", "medium", "high")
+STATUSES: tuple[str, ...] = ("open", "done", "all")
+
+TAGS: tuple[str, ...] = ("analysis", "action", "final")
+
+# Anything that looks like one of our tags, including sloppy variants (`< Action >`, `</FINAL>`),
+# so that a near-miss is reported as a malformed tag rather than as stray text.
+_TAG_RE = re.compile(r"<\s*(/?)\s*(analysis|action|final)\s*>", re.IGNORECASE)
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_IDENT_START = re.compile(r"[A-Za-z_]")
+_IDENT_CHAR = re.compile(r"[A-Za-z0-9_]")
+
+
+@dataclass(frozen=True)
+class ParsedReply:
+    """The outcome of parsing one reply; ``error`` is set exactly when ``kind == "invalid"``."""
+
+    kind: Literal["action", "final", "invalid"]
+    analysis: str | None = None
+    tool: str | None = None
+    args: dict[str, str] = field(default_factory=dict)
+    final: str | None = None
+    error: str | None = None
+
+
+class _ReplyError(Exception):
+    """Internal: carries the message of an invalid reply up to :func:`parse_reply`."""
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    text = text.replace("\n", "\\n")
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_action(tool: str, args: dict[str, str]) -> str | None:
+    """The reason `tool(**args)` breaks the whitelist, or None when it is allowed.
+
+    Shared by the parser (model output) and the renderer (training targets), so a target the
+    generator writes is valid by the same rules the model is scored on.
+    """
+    spec = TOOLS.get(tool)
+    if spec is None:
+        return f"unknown tool {tool!r}; allowed tools: {', '.join(TOOLS)}"
+    for name in args:
+        if name not in spec.allowed:
+            allowed = ", ".join(spec.allowed) or "no arguments"
+            return f"unknown argument {name!r} for {tool}; allowed: {allowed}"
+    for name in spec.required:
+        if name not in args:
+            return f"missing required argument {name!r} for {tool}"
+    for name, value in args.items():
+        problem = _value_problem(name, value)
+        if problem:
+            return f"{tool}: {problem}"
+    return None
+
+
+def _value_problem(name: str, value: str) -> str | None:
+    if not isinstance(value, str):
+        return f"argument {name!r} must be a string, got {type(value).__name__}"
+    if name == "title":
+        if not value.strip():
+            return "argument 'title' is empty"
+        if len(value) > MAX_TITLE_CHARS:
+            return f"argument 'title' is {len(value)} characters, over {MAX_TITLE_CHARS}"
+    elif name == "due":
+        if not _DATE_RE.fullmatch(value):
+            return f"argument 'due' must be an ISO date YYYY-MM-DD, got {_clip(value)}"
+        try:
+            _dt.date.fromisoformat(value)
+        except ValueError:
+            return f"argument 'due' is not a real calendar date: {value!r}"
+    elif name == "priority" and value not in PRIORITIES:
+        return f"argument 'priority' must be one of {'|'.join(PRIORITIES)}, got {_clip(value)}"
+    elif name == "status" and value not in STATUSES:
+        return f"argument 'status' must be one of {'|'.join(STATUSES)}, got {_clip(value)}"
+    return None
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_reply(text: str) -> ParsedReply:
+    """Parse one reply. Never raises: anything off-contract comes back as ``kind="invalid"``."""
+    if not isinstance(text, str):
+        return ParsedReply(kind="invalid", error=f"reply must be a string, got {type(text).__name__}")
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_REPLY_BYTES:
+        return ParsedReply(kind="invalid", error=f"reply is {size} bytes, over the {MAX_REPLY_BYTES}-byte limit")
+    try:
+        return _parse(text)
+    except _ReplyError as exc:
+        return ParsedReply(kind="invalid", error=str(exc))
+
+
+def _parse(text: str) -> ParsedReply:
+    tags = list(_TAG_RE.finditer(text))
+    for tag in tags:
+        if tag.group(0) not in _CANONICAL_TAGS:
+            raise _ReplyError(f"malformed tag {tag.group(0)!r}; write tags exactly as <analysis>, <action>, <final>")
+    if not tags:
+        raise _ReplyError("missing <analysis>…</analysis>: a reply starts with <analysis>")
+
+    # 1. <analysis> first, with nothing but whitespace before it.
+    lead = text[: tags[0].start()]
+    if lead.strip():
+        raise _ReplyError(f"text before the first tag: {_clip(lead.strip())}; a reply starts with <analysis>")
+    if tags[0].group(0) != "<analysis>":
+        raise _ReplyError(f"a reply starts with <analysis>, found {tags[0].group(0)}")
+    analysis = _section(text, tags, 0, "analysis")
+
+    # 2. exactly one <action> or <final> after it.
+    if len(tags) < 3:
+        rest = text[tags[1].end():].strip()
+        found = f" (found text {_clip(rest)})" if rest else ""
+        raise _ReplyError(f"missing <action>…</action> or <final>…</final> after </analysis>{found}")
+    between = text[tags[1].end(): tags[2].start()]
+    if between.strip():
+        raise _ReplyError(f"text between </analysis> and {tags[2].group(0)}: {_clip(between.strip())}")
+    opener = tags[2].group(0)
+    if opener not in ("<action>", "<final>"):
+        raise _ReplyError(f"expected <action> or <final> after </analysis>, found {opener}")
+    name = opener[1:-1]
+    body = _section(text, tags, 2, name)
+
+    # 3. nothing after it.
+    if len(tags) > 4:
+        raise _ReplyError(
+            f"extra {tags[4].group(0)} after </{name}>: a reply has exactly one <action> or <final>"
+        )
+    trailing = text[tags[3].end():]
+    if trailing.strip():
+        raise _ReplyError(f"trailing text after </{name}>: {_clip(trailing.strip())}")
+
+    if name == "final":
+        if not body.strip():
+            raise _ReplyError("empty <final>: write the answer to the user inside it")
+        return ParsedReply(kind="final", analysis=analysis, final=body.strip())
+    tool, args = _parse_call(body)
+    problem = validate_action(tool, args)
+    if problem:
+        raise _ReplyError(problem)
+    return ParsedReply(kind="action", analysis=analysis, tool=tool, args=args)
+
+
+_CANONICAL_TAGS = frozenset(f"<{t}>" for t in TAGS) | frozenset(f"</{t}>" for t in TAGS)
+
+
+def _section(text: str, tags: list[re.Match[str]], i: int, name: str) -> str:
+    """Content between tags[i] (the opener of `name`) and tags[i+1], which must be its closer."""
+    if i + 1 >= len(tags):
+        raise _ReplyError(f"unclosed <{name}>: add </{name}>")
+    closer = tags[i + 1].group(0)
+    if closer != f"</{name}>":
+        if not closer.startswith("</"):
+            raise _ReplyError(f"nested tag {closer} inside <{name}>: close </{name}> first")
+        raise _ReplyError(f"<{name}> closed by {closer}: expected </{name}>")
+    content = text[tags[i].end(): tags[i + 1].start()]
+    if name == "analysis" and not content.strip():
+        raise _ReplyError("empty <analysis>: say in one sentence what the user wants")
+    return content.strip()
+
+
+def _parse_call(body: str) -> tuple[str, dict[str, str]]:
+    """`TOOL(k="v", k2="v2")` -> (tool, args). A hand tokenizer: only `\\"` and `\\\\` escapes."""
+    s = body.strip()
+    pos = 0
+
+    def fail(msg: str) -> _ReplyError:
+        return _ReplyError(f"bad action at character {pos + 1} of {_clip(s)}: {msg}")
+
+    def skip_ws() -> None:
+        nonlocal pos
+        while pos < len(s) and s[pos].isspace():
+            pos += 1
+
+    def ident(what: str) -> str:
+        nonlocal pos
+        if pos >= len(s) or not _IDENT_START.match(s[pos]):
+            raise fail(f"expected {what}")
+        start = pos
+        while pos < len(s) and _IDENT_CHAR.match(s[pos]):
+            pos += 1
+        return s[start:pos]
+
+    if not s:
+        raise _ReplyError('empty <action>: write TOOL(arg="value")')
+    tool = ident("a tool name")
+    if tool not in TOOLS:  # say so before any syntax complaint about what follows
+        raise _ReplyError(f"unknown tool {tool!r}; allowed tools: {', '.join(TOOLS)}")
+    skip_ws()
+    if pos >= len(s) or s[pos] != "(":
+        raise fail(f"expected '(' after {tool}; write {tool}(...)")
+    pos += 1
+    args: dict[str, str] = {}
+    skip_ws()
+    if pos < len(s) and s[pos] == ")":
+        pos += 1
+    else:
+        while True:
+            skip_ws()
+            name = ident("an argument name")
+            skip_ws()
+            if pos >= len(s) or s[pos] != "=":
+                raise fail(f"expected '=' after argument {name!r}")
+            pos += 1
+            skip_ws()
+            if pos >= len(s) or s[pos] != '"':
+                raise fail(f'argument {name!r} needs a double-quoted value, e.g. {name}="..."')
+            pos += 1
+            chars: list[str] = []
+            while True:
+                if pos >= len(s):
+                    raise fail(f"unterminated string for argument {name!r}")
+                c = s[pos]
+                if c == "\\":
+                    nxt = s[pos + 1] if pos + 1 < len(s) else ""
+                    if nxt not in ('"', "\\"):
+                        raise fail(f"unsupported escape '\\{nxt}' in {name!r}; only \\\" and \\\\ are allowed")
+                    chars.append(nxt)
+                    pos += 2
+                    continue
+                if c == '"':
+                    pos += 1
+                    break
+                chars.append(c)
+                pos += 1
+            if name in args:
+                raise fail(f"duplicate argument {name!r}")
+            args[name] = "".join(chars)
+            skip_ws()
+            if pos < len(s) and s[pos] == ",":
+                pos += 1
+                continue
+            if pos < len(s) and s[pos] == ")":
+                pos += 1
+                break
+            raise fail("expected ',' or ')' after an argument value")
+    skip_ws()
+    if pos != len(s):
+        raise fail(f"unexpected text after the closing ')': {_clip(s[pos:])}")
+    return tool, args
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def format_action(tool: str, args: dict[str, str]) -> str:
+    """Canonical `tool(k="v", k2="v2")`, args in the order given, values escaped.
+
+    Does not check the whitelist (negative samples may need an unknown tool); it does refuse
+    names the parser could never read back.
+    """
+    for name in (tool, *args):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"format_action: {name!r} is not an identifier (letters, digits, underscore)")
+    for name, value in args.items():
+        if not isinstance(value, str):
+            raise ValueError(f"format_action: argument {name!r} must be a string, got {type(value).__name__}")
+    return f"{tool}(" + ", ".join(f"{k}={_quote(v)}" for k, v in args.items()) + ")"
+
+
+def render_reply(
+    analysis: str,
+    tool: str | None = None,
+    args: dict[str, str] | None = None,
+    final: str | None = None,
+) -> str:
+    """The canonical reply string, with no whitespace between parts.
+
+    Raises ValueError for anything :func:`parse_reply` would reject, so a training target can
+    never be off-contract.
+    """
+    if (tool is None) == (final is None):
+        raise ValueError("render_reply: give exactly one of tool= (an action) or final= (an answer)")
+    if final is None and args is None:
+        args = {}
+    if tool is None and args:
+        raise ValueError("render_reply: args= only goes with tool=")
+    parts = [("analysis", analysis)] + ([("final", final)] if final is not None else [])
+    parts += [(f"argument {k!r}", v) for k, v in (args or {}).items() if isinstance(v, str)]
+    for what, text in parts:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"render_reply: {what} must be a non-empty string")
+        tag = _TAG_RE.search(text)
+        if tag:
+            raise ValueError(f"render_reply: {what} contains the tag {tag.group(0)!r}, which would nest tags")
+    if tool is not None:
+        problem = validate_action(tool, args or {})
+        if problem:
+            raise ValueError(f"render_reply: {problem}")
+        reply = f"<analysis>{analysis.strip()}</analysis><action>{format_action(tool, args or {})}</action>"
+    else:
+        reply = f"<analysis>{analysis.strip()}</analysis><final>{final.strip()}</final>"  # type: ignore[union-attr]
+    size = len(reply.encode("utf-8"))
+    if size > MAX_REPLY_BYTES:
+        raise ValueError(f"render_reply: reply is {size} bytes, over the {MAX_REPLY_BYTES}-byte limit")
+    return reply

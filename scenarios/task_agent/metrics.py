@@ -1,0 +1,61 @@
+"""Scores for the task-management agent: is the reply on-contract, right tool, right arguments.
+
+The three metrics are nested (args_ok implies tool_ok implies format_ok), so a drop from one to
+the next tells the Diagnostician where the model fails: the format, the choice of tool, or the
+copying of values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tunecrew.scenarios.task_agent.contract import ParsedReply, parse_reply
+
+METRICS = ("format_compliance", "tool_accuracy", "args_exact_match")
+
+
+@dataclass(frozen=True)
+class SampleScore:
+    format_ok: bool
+    tool_ok: bool
+    args_ok: bool
+    reason: str = ""
+
+
+def score_sample(expected: str, got: str) -> SampleScore:
+    """Compare a model reply `got` with the reference reply `expected`.
+
+    `reason` is empty for a perfect reply, otherwise one line saying what went wrong. Raises
+    ValueError when `expected` itself is off-contract: that is a dataset bug, not a model error.
+    """
+    ref = parse_reply(expected)
+    if ref.kind == "invalid":
+        raise ValueError(f"score_sample: the expected reply is off-contract ({ref.error}): {expected[:200]!r}")
+    out = parse_reply(got)
+    if out.kind == "invalid":
+        return SampleScore(False, False, False, f"invalid reply: {out.error}")
+    if out.kind != ref.kind:
+        return SampleScore(True, False, False, f"expected {_what(ref)}, got {_what(out)}")
+    if ref.kind == "final":
+        return SampleScore(True, True, True, "")
+    if out.tool != ref.tool:
+        return SampleScore(True, False, False, f"expected tool {ref.tool}, got {out.tool}")
+    if out.args != ref.args:
+        return SampleScore(True, True, False, "args differ: " + _args_diff(ref.args, out.args))
+    return SampleScore(True, True, True, "")
+
+
+def _what(parsed: ParsedReply) -> str:
+    return f"action {parsed.tool}" if parsed.kind == "action" else "final answer"
+
+
+def _args_diff(expected: dict[str, str], got: dict[str, str]) -> str:
+    parts = []
+    for name in [*expected, *(k for k in got if k not in expected)]:
+        if name not in got:
+            parts.append(f"missing {name}={expected[name]!r}")
+        elif name not in expected:
+            parts.append(f"extra {name}={got[name]!r}")
+        elif expected[name] != got[name]:
+            parts.append(f"{name}: expected {expected[name]!r}, got {got[name]!r}")
+    return "; ".join(parts)

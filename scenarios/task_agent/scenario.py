@@ -1,0 +1,62 @@
+"""The offline task-agent scenario: a model learns the strict `<analysis>/<action>/<final>` contract
+of a task-management agent (add, list, summarize, complete tasks).
+
+Everything is local: the data is generated (fixed seed), the base model is a tiny Llama built from
+the data's own text, and scoring parses replies with the same parser the agent runtime uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunecrew.scenarios.base import Scenario, ScenarioData
+from tunecrew.tools.domain import DOMAINS
+from tunecrew.tools.evaluate import SampleScore
+from tunecrew.tools.tinymodel import TinyModelSpec, create_tiny_model
+
+from . import metrics
+from .contract import TAGS
+from .data import generate
+
+INSTRUCTION = ("Reply with <analysis>one sentence</analysis> then either <action>tool(arg=\"value\")</action> "
+               "using add_task, list_tasks, summarize_tasks or complete_task, or <final>a short answer</final>.")
+TINY_SPEC = TinyModelSpec(added_tokens=tuple(t for name in TAGS for t in (f"<{name}>", f"</{name}>")))
+
+
+def build_data(seed: int) -> ScenarioData:
+    data = generate(seed=seed)
+    return ScenarioData(train=data.train, heldout=data.heldout, heldout_split=f"task-agent-heldout(seed={seed})")
+
+
+def build_base_model(out_dir: Path, data: ScenarioData) -> str:
+    """A tiny Llama whose tokenizer is trained on this data, the personas and the instruction, so
+    that the system prompt and the contract cost few tokens."""
+    texts = [m["content"] for row in data.train for m in row["messages"]]
+    texts += [d.persona for d in DOMAINS] + [INSTRUCTION]
+    return str(create_tiny_model(out_dir, texts, TINY_SPEC))
+
+
+def score(expected: str, got: str) -> SampleScore:
+    s = metrics.score_sample(expected, got)
+    return SampleScore(
+        values={"format_compliance": float(s.format_ok), "tool_accuracy": float(s.tool_ok),
+                "args_exact_match": float(s.args_ok)},
+        reason=s.reason,
+    )
+
+
+SCENARIO = Scenario(
+    name="task-agent",
+    description="A task-management agent that answers in a strict <analysis>/<action>/<final> tool-call contract.",
+    instruction=INSTRUCTION,
+    primary_metric="tool_accuracy",
+    target=0.95,
+    max_attempts=3,
+    max_new_tokens=64,
+    rubric_metrics={"accuracy": "args_exact_match", "reasoning": "tool_accuracy",
+                    "completeness": "format_compliance", "clarity": "format_compliance"},
+    build_data=build_data,
+    build_base_model=build_base_model,
+    scorer=score,
+    domain_hint="task-management agent",
+)

@@ -1,0 +1,295 @@
+"""Each diagnosis label from crafted inputs; every suggestion validates; history escalates."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tunecrew.tools.contracts import (
+    AttemptRecord,
+    DataRecipe,
+    Decision,
+    Diagnosis,
+    EvalReport,
+    LossPoint,
+    TrainConfig,
+    TrainResult,
+)
+from tunecrew.tools.diagnose import diagnose, loss_trend
+
+from factories import make_record
+
+TARGET = 0.8
+
+
+def falling(n: int = 20, start: float = 4.0, rate: float = 0.15) -> list[LossPoint]:
+    """Still clearly falling at the end (exponential decay to 0)."""
+    return [LossPoint(step=10 * i, loss=start * math.exp(-rate * i)) for i in range(n)]
+
+
+def flat(n: int = 20, level: float = 0.6) -> list[LossPoint]:
+    """Fell early, flat over the last 20%."""
+    return [LossPoint(step=10 * i, loss=level + 3.0 * math.exp(-i)) for i in range(n)]
+
+
+def ok_result(curve: list[LossPoint] | None = None, eval_curve: list[LossPoint] | None = None,
+              train_loss: float | None = None, eval_loss: float | None = None) -> TrainResult:
+    curve = curve if curve is not None else falling()
+    return TrainResult(status="ok", loss_curve=curve, eval_curve=eval_curve or [],
+                       train_loss=train_loss if train_loss is not None else curve[-1].loss,
+                       eval_loss=eval_loss, steps=len(curve) * 10)
+
+
+def report(primary: float, fmt: float | None = None) -> EvalReport:
+    metrics = {"tool_accuracy": primary}
+    if fmt is not None:
+        metrics["format_compliance"] = fmt
+    return EvalReport(split="heldout", samples=50, seed=0, metrics=metrics, primary_metric="tool_accuracy")
+
+
+DEMO = TrainConfig(lora_rank=32, lora_alpha=64, train_embeddings=True, learning_rate=3e-3, epochs=1.0)
+SMALL = TrainConfig(lora_rank=8, lora_alpha=16, learning_rate=2e-4, epochs=1.0, data=DataRecipe(max_rows=200))
+OVERFIT_EVAL = [LossPoint(step=s, loss=v) for s, v in [(50, 1.2), (100, 0.9), (150, 1.1), (200, 1.4)]]
+
+
+def valid(config: TrainConfig, d: Diagnosis) -> TrainConfig:
+    """Every suggestion must apply cleanly and actually change something it names."""
+    new = config.with_changes(d.suggested_changes)
+    assert isinstance(new, TrainConfig)
+    return new
+
+
+# --------------------------------------------------------------------------- loss_trend
+
+
+def test_loss_trend_falling_flat_and_short() -> None:
+    assert loss_trend(falling()) > 0.05
+    assert abs(loss_trend(flat())) < 0.05
+    assert loss_trend([]) == 0.0
+    assert loss_trend([LossPoint(step=0, loss=1.0)]) == 0.0
+    rising = [LossPoint(step=i, loss=1.0 + i) for i in range(10)]
+    assert loss_trend(rising) < 0
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def test_oom_halves_batch_keeps_effective_batch() -> None:
+    cfg = TrainConfig(batch_size=8, grad_accum=2)
+    d = diagnose(cfg, TrainResult(status="oom", error="CUDA out of memory"), None, TARGET)
+    assert d.label == "oom"
+    new = valid(cfg, d)
+    assert (new.batch_size, new.grad_accum) == (4, 4)
+    assert new.effective_batch == cfg.effective_batch
+    assert any("effective batch 16 -> 16" in e for e in d.evidence)
+
+
+def test_oom_at_batch_one_halves_sequence_then_gives_up() -> None:
+    cfg = TrainConfig(batch_size=1, max_seq_length=512)
+    d = diagnose(cfg, TrainResult(status="oom"), None, TARGET)
+    assert valid(cfg, d).max_seq_length == 256
+    floor = TrainConfig(batch_size=1, max_seq_length=64)
+    d = diagnose(floor, TrainResult(status="oom"), None, TARGET)
+    assert d.suggested_changes == {}
+    assert any("qlora" in e for e in d.evidence)
+
+
+@pytest.mark.parametrize("status", ["nan", "diverged"])
+def test_unstable_quarters_lr_and_warms_up(status: str) -> None:
+    cfg = TrainConfig(learning_rate=4e-3, warmup_ratio=0.0)
+    d = diagnose(cfg, TrainResult(status=status), None, TARGET)  # type: ignore[arg-type]
+    assert d.label == "unstable"
+    new = valid(cfg, d)
+    assert new.learning_rate == pytest.approx(1e-3)
+    assert new.warmup_ratio == 0.1
+
+
+def test_error_has_no_changes_and_quotes_last_line() -> None:
+    err = "Traceback (most recent call last):\n  File x\nValueError: tokenizer has no chat template"
+    d = diagnose(DEMO, TrainResult(status="error", error=err), None, TARGET)
+    assert d.label == "error"
+    assert d.suggested_changes == {}
+    assert "ValueError: tokenizer has no chat template" in d.evidence[0]
+
+
+def test_good_when_target_reached() -> None:
+    d = diagnose(DEMO, ok_result(), report(0.85, fmt=0.95), TARGET)
+    assert d.label == "good"
+    assert d.suggested_changes == {}
+    assert "0.850" in d.evidence[0] and "n=50" in d.evidence[0]
+
+
+def test_overfit() -> None:
+    cfg = TrainConfig(epochs=4.0, lora_dropout=0.0, weight_decay=0.0)
+    res = ok_result(curve=flat(level=0.3), eval_curve=OVERFIT_EVAL, train_loss=0.3, eval_loss=1.4)
+    d = diagnose(cfg, res, report(0.5, fmt=0.9), TARGET)
+    assert d.label == "overfit"
+    new = valid(cfg, d)
+    assert (new.epochs, new.lora_dropout, new.weight_decay) == (2.0, 0.05, 0.01)
+    assert any("1.400" in e and "0.900" in e for e in d.evidence)
+
+
+def test_no_overfit_with_two_eval_points() -> None:
+    two = [OVERFIT_EVAL[1], OVERFIT_EVAL[3]]  # would qualify on the ratios, but 2 points are too few
+    res = ok_result(curve=flat(level=0.3), eval_curve=two, train_loss=0.3, eval_loss=1.4)
+    assert diagnose(DEMO, res, report(0.5), TARGET).label != "overfit"
+
+
+def test_format_when_loss_flat_and_compliance_low() -> None:
+    cfg = TrainConfig(lora_rank=16, lora_alpha=32, learning_rate=2e-3, epochs=2.0, train_embeddings=False)
+    d = diagnose(cfg, ok_result(curve=flat()), report(0.4, fmt=0.5), TARGET)
+    assert d.label == "format"
+    new = valid(cfg, d)
+    assert new.learning_rate == pytest.approx(3e-3)
+    assert new.epochs == 3.0
+    assert new.train_embeddings is True
+
+
+def test_format_lr_capped_for_lora() -> None:
+    d = diagnose(DEMO.with_changes({"learning_rate": 4e-3}), ok_result(curve=flat()), report(0.4, fmt=0.5), TARGET)
+    assert d.suggested_changes["learning_rate"] == pytest.approx(5e-3)
+
+
+def test_format_qlora_never_trains_embeddings() -> None:
+    cfg = TrainConfig(method="qlora", learning_rate=1e-3)
+    d = diagnose(cfg, ok_result(curve=flat()), report(0.4, fmt=0.5), TARGET)
+    assert d.label == "format" and "train_embeddings" not in d.suggested_changes
+    valid(cfg, d)
+
+
+def test_underfit_demo_first_attempt() -> None:
+    """The offline demo's short first attempt: loss still falling, compliance low -> underfit, more epochs."""
+    d = diagnose(DEMO, ok_result(curve=falling()), report(0.3, fmt=0.4), TARGET)
+    assert d.label == "underfit"
+    new = valid(DEMO, d)
+    assert new.epochs == 2.0
+    assert any("still falling" in e for e in d.evidence)
+
+
+def test_underfit_small_recipe_raises_everything() -> None:
+    d = diagnose(SMALL, ok_result(curve=falling()), report(0.3), TARGET)
+    assert d.label == "underfit"
+    new = valid(SMALL, d)
+    assert new.epochs == 2.0
+    assert new.data.max_rows is None
+    assert new.learning_rate == pytest.approx(4e-4)
+    assert (new.lora_rank, new.lora_alpha) == (16, 32)
+
+
+def test_underfit_scales_max_steps_too() -> None:
+    cfg = TrainConfig(max_steps=100, learning_rate=3e-3)
+    d = diagnose(cfg, ok_result(), report(0.3), TARGET)
+    assert valid(cfg, d).max_steps == 200
+
+
+def test_underfit_at_caps_suggests_nothing_invalid() -> None:
+    cfg = TrainConfig(epochs=20.0, learning_rate=5e-3, lora_rank=32, lora_alpha=64)
+    d = diagnose(cfg, ok_result(), report(0.3), TARGET)
+    assert d.label == "underfit" and d.suggested_changes == {}
+    assert any("no lever left" in e for e in d.evidence)
+
+
+def test_underfit_without_report() -> None:
+    d = diagnose(DEMO, ok_result(), None, TARGET)
+    assert d.label == "underfit"
+    valid(DEMO, d)
+
+
+# --------------------------------------------------------------------------- every suggestion validates
+
+
+CONFIGS = [
+    TrainConfig(),
+    DEMO,
+    SMALL,
+    TrainConfig(method="full", learning_rate=1e-5, epochs=0.5, batch_size=1, max_seq_length=64),
+    TrainConfig(method="qlora", lora_rank=512, lora_alpha=1024, lora_dropout=0.5, epochs=100.0,
+                learning_rate=5e-2, weight_decay=1.0, warmup_ratio=0.5),
+    TrainConfig(method="dpo", lora_rank=1, lora_alpha=16, max_steps=1_000_000, batch_size=1024, grad_accum=512),
+]
+CASES = {
+    "oom": (TrainResult(status="oom"), None),
+    "unstable": (TrainResult(status="nan"), None),
+    "error": (TrainResult(status="error", error="boom"), None),
+    "good": (ok_result(), report(0.9)),
+    "overfit": (ok_result(curve=flat(level=0.3), eval_curve=OVERFIT_EVAL, train_loss=0.3, eval_loss=1.4), report(0.5)),
+    "format": (ok_result(curve=flat()), report(0.4, fmt=0.5)),
+    "underfit": (ok_result(), report(0.3, fmt=0.5)),
+}
+
+
+@pytest.mark.parametrize("label", list(CASES))
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.method}-r{c.lora_rank}")
+@pytest.mark.parametrize("repeated", [False, True])
+def test_every_suggestion_validates(label: str, cfg: TrainConfig, repeated: bool) -> None:
+    result, rep = CASES[label]
+    history = [_prior(label, score=rep.metrics["tool_accuracy"] if rep else None)] if repeated else []
+    d = diagnose(cfg, result, rep, TARGET, history)
+    assert d.label == label
+    new = valid(cfg, d)
+    for key in d.suggested_changes:  # no no-op suggestions
+        obj, old = new, cfg
+        for part in key.split("."):
+            obj, old = getattr(obj, part), getattr(old, part)
+        assert obj != old, key
+    assert all(any(ch.isdigit() for ch in e) or "status=" in e for e in d.evidence[:1])
+
+
+# --------------------------------------------------------------------------- history
+
+
+def _prior(label: str, score: float | None, attempt: int = 1, action: str = "retry") -> AttemptRecord:
+    rec = make_record(attempt=attempt, score=score if score is not None else 0.5, diagnosis=label,
+                      decision=action, lr=2e-3, rank=32)
+    return rec.model_copy(update={"diagnosis": Diagnosis(label=label), "decision": Decision(action=action, reason="x")})  # type: ignore[arg-type]
+
+
+def test_underfit_twice_without_progress_escalates() -> None:
+    cfg = TrainConfig(lora_rank=32, lora_alpha=64, learning_rate=2e-3, epochs=2.0, train_embeddings=True)
+    first = diagnose(cfg, ok_result(), report(0.50), TARGET)
+    assert set(first.suggested_changes) == {"epochs"}
+    d = diagnose(cfg, ok_result(), report(0.51), TARGET, [_prior("underfit", 0.50)])
+    assert d.label == "underfit"
+    new = valid(cfg, d)
+    assert new.epochs == 4.0
+    assert new.learning_rate == pytest.approx(4e-3)
+    assert (new.lora_rank, new.lora_alpha) == (64, 128)
+    assert any("escalating" in e and "0.500" in e and "0.510" in e for e in d.evidence)
+
+
+def test_underfit_that_improved_is_not_escalated() -> None:
+    cfg = TrainConfig(lora_rank=32, lora_alpha=64, learning_rate=2e-3, epochs=2.0, train_embeddings=True)
+    d = diagnose(cfg, ok_result(), report(0.60), TARGET, [_prior("underfit", 0.50)])
+    assert set(d.suggested_changes) == {"epochs"}
+    assert not any("escalating" in e for e in d.evidence)
+
+
+def test_different_previous_label_is_not_escalated() -> None:
+    cfg = TrainConfig(lora_rank=32, lora_alpha=64, learning_rate=2e-3, epochs=2.0, train_embeddings=True)
+    d = diagnose(cfg, ok_result(), report(0.50), TARGET, [_prior("format", 0.50)])
+    assert set(d.suggested_changes) == {"epochs"}
+
+
+def test_current_attempt_in_history_is_ignored() -> None:
+    cfg = TrainConfig(lora_rank=32, lora_alpha=64, learning_rate=2e-3, epochs=2.0, train_embeddings=True)
+    res, rep = ok_result(), report(0.50)
+    current = _prior("underfit", 0.50).model_copy(update={"result": res, "eval": rep, "diagnosis": None, "decision": None})
+    d = diagnose(cfg, res, rep, TARGET, [_prior("underfit", 0.50), current])
+    assert "lora_rank" in d.suggested_changes  # escalated against the earlier attempt, not the current one
+
+
+def test_repeated_oom_also_shortens_sequences() -> None:
+    cfg = TrainConfig(batch_size=4, grad_accum=2, max_seq_length=1024)
+    d = diagnose(cfg, TrainResult(status="oom"), None, TARGET, [_prior("oom", None)])
+    new = valid(cfg, d)
+    assert (new.batch_size, new.grad_accum, new.max_seq_length) == (2, 4, 512)
+    assert any("escalating" in e for e in d.evidence)
+
+
+def test_repeated_unstable_cuts_lr_harder() -> None:
+    cfg = TrainConfig(learning_rate=1e-3, warmup_ratio=0.1)
+    d = diagnose(cfg, TrainResult(status="diverged"), None, TARGET, [_prior("unstable", None)])
+    new = valid(cfg, d)
+    assert new.learning_rate == pytest.approx(1e-4)
+    assert new.warmup_ratio == 0.2

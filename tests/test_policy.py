@@ -1,0 +1,142 @@
+"""The offline policy's decisions on given inputs: change the data, the model, the machine or the
+memory, and the decision changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from autogen_core import FunctionCall
+from autogen_core.models import AssistantMessage, FunctionExecutionResult, FunctionExecutionResultMessage, UserMessage
+from autogen_core.tools import FunctionTool
+
+from tunecrew.agents import policy
+from tunecrew.agents.offline import OfflinePolicyClient, TurnView
+from tunecrew.tools.contracts import TrainConfig
+
+
+def brief(rows=480, params=2_600_000, random_init=True, device="cpu", p95=90, recalled=(), previous=None, changes=None):
+    return {
+        "attempt": 1, "max_attempts": 3, "target": 0.95, "primary_metric": "tool_accuracy",
+        "profile": {"rows": rows, "format": "chat", "total_tokens": {"count": rows, "mean": p95 * 0.7, "p50": p95 * 0.7,
+                                                                     "p95": p95, "max": p95 + 10}},
+        "base_model": {"name": "m", "family": "llama", "params": params, "vocab_size": 2000, "max_positions": 512,
+                       "random_init": random_init},
+        "hardware": {"device": device, "device_name": "x", "ram_gb": 24, "cpu_count": 2},
+        "previous_config": previous, "planner_changes": changes or {}, "recalled": list(recalled),
+    }
+
+
+def test_never_trained_model_gets_trained_embeddings_and_high_lr():
+    args, why = policy.initial_config(brief())
+    assert args["method"] == "lora" and args["lora_rank"] == 32 and args["train_embeddings"] is True
+    assert args["learning_rate"] == policy.RANDOM_INIT_LR
+    assert "probe" in why
+    TrainConfig.model_validate({k: v for k, v in args.items() if k != "max_rows"})
+
+
+def test_pretrained_models_get_standard_lora_or_qlora_by_size_and_device():
+    small_cpu, _ = policy.initial_config(brief(params=500_000_000, random_init=False))
+    assert small_cpu["method"] == "lora" and small_cpu["train_embeddings"] is False
+    assert small_cpu["learning_rate"] == policy.PRETRAINED_LORA_LR and small_cpu["batch_size"] == 1
+    big_gpu, why = policy.initial_config(brief(params=8_000_000_000, random_init=False, device="cuda"))
+    assert big_gpu["method"] == "qlora" and "QLoRA" in why
+
+
+def test_more_data_means_fewer_epochs_and_longer_rows_mean_longer_sequences():
+    few, _ = policy.initial_config(brief(rows=200))
+    many, _ = policy.initial_config(brief(rows=2000))
+    assert few["epochs"] > many["epochs"]
+    short, _ = policy.initial_config(brief(p95=50))
+    long, _ = policy.initial_config(brief(p95=300))
+    assert short["max_seq_length"] == 64 and long["max_seq_length"] == 512
+
+
+def test_remembered_success_is_a_warm_start_and_weak_matches_are_ignored():
+    good = TrainConfig(lora_rank=32, lora_alpha=64, learning_rate=3e-3, epochs=10.6, train_embeddings=True).model_dump()
+    hit = {"similarity": 0.8, "worked": True, "score": 1.0, "summary": "WORKED", "config": good}
+    args, why = policy.initial_config(brief(recalled=[hit]))
+    assert args["epochs"] == 10.6 and "warm start" in why
+    weak = {**hit, "similarity": policy.RECALL_TRUST - 0.1}
+    args, why = policy.initial_config(brief(recalled=[weak]))
+    assert args["epochs"] != 10.6 and "probe" in why
+    failed = {**hit, "worked": False}
+    args, _ = policy.initial_config(brief(recalled=[failed]))
+    assert args["epochs"] != 10.6
+
+
+def test_retry_applies_the_planners_changes_to_the_previous_config():
+    prev = TrainConfig(epochs=5.3, learning_rate=3e-3, data={"max_rows": 100}).model_dump()
+    args, why = policy.initial_config(brief(previous=prev, changes={"epochs": 10.6, "data.max_rows": None}))
+    assert args["epochs"] == 10.6 and args["max_rows"] is None and "Planner" in why
+
+
+def test_seq_length_is_a_power_of_two_within_the_models_context():
+    assert policy.seq_length_for(90, 100, 512) == 128
+    assert policy.seq_length_for(5000, 6000, 2048) == 2048
+    assert policy.seq_length_for(10, 12, None) == 64
+
+
+def test_refused_proposals_are_repaired_only_when_the_refusal_says_how():
+    args = {"batch_size": 16, "grad_accum": 1}
+    assert policy.shrink_for_errors(args, ["needs 30 GB of memory, 22 available"]) == {"batch_size": 8, "grad_accum": 2}
+    assert policy.shrink_for_errors(args, ["learning_rate=10: must be <= 0.05"]) is None
+
+
+def test_rubric_follows_the_metrics_and_names_the_common_failure():
+    rubric = policy.rubric_from_metrics(
+        {"format_compliance": 1.0, "tool_accuracy": 0.5, "args_exact_match": 0.0},
+        {"accuracy": "args_exact_match", "reasoning": "tool_accuracy", "completeness": "format_compliance",
+         "clarity": "format_compliance"},
+        [{"reason": "args differ: title"}, {"reason": "args differ: due"}, {"reason": "invalid reply: x"}],
+    )
+    assert (rubric["accuracy"], rubric["reasoning"], rubric["completeness"]) == (1, 6, 10)
+    assert rubric["explanation"].index("args differ (2)") < rubric["explanation"].index("invalid reply (1)")
+
+
+@pytest.mark.parametrize(
+    ("label", "attempt", "changes", "action"),
+    [("good", 1, {}, "stop"), ("underfit", 3, {"epochs": 2}, "stop"), ("underfit", 1, {"epochs": 2}, "retry"),
+     ("error", 1, {}, "stop")],
+)
+def test_plan(label, attempt, changes, action):
+    answer = {"attempt": attempt, "max_attempts": 3, "best_so_far": None,
+              "diagnosis": {"label": label, "evidence": ["e"], "suggested_changes": changes}}
+    decision = policy.plan(answer)
+    assert decision["action"] == action
+    if action == "retry":
+        assert decision["changes"] == changes
+
+
+def _exchange(name: str, args: dict, answer: dict, n: int) -> list:
+    call = FunctionCall(id=str(n), name=name, arguments=json.dumps(args))
+    return [AssistantMessage(content=[call], source="Tuner"),
+            FunctionExecutionResultMessage(content=[FunctionExecutionResult(content=json.dumps(answer), name=name, call_id=str(n))])]
+
+
+def test_offline_tuner_reads_its_tool_results_and_repairs_a_refused_config():
+    def tool(name):
+        return FunctionTool(lambda: "", name=name, description=name)
+
+    tools = [tool("recall_attempts"), tool("propose_config"), tool("train")]
+    client = OfflinePolicyClient("Tuner")
+    history = [UserMessage(content="go", source="user")]
+    first = asyncio.run(client.create(history, tools=tools))
+    assert first.content[0].name == "recall_attempts"
+    history += _exchange("recall_attempts", {}, brief(), 1)
+    second = asyncio.run(client.create(history, tools=tools))
+    proposed = json.loads(second.content[0].arguments)
+    assert second.content[0].name == "propose_config" and proposed["learning_rate"] == policy.RANDOM_INIT_LR
+    history += _exchange("propose_config", proposed, {"accepted": False, "errors": ["needs more memory than 24 GB"]}, 2)
+    third = asyncio.run(client.create(history, tools=tools))
+    repaired = json.loads(third.content[0].arguments)
+    assert repaired["batch_size"] == proposed["batch_size"] // 2 and repaired["grad_accum"] == 2
+    history += _exchange("propose_config", repaired, {"accepted": True}, 3)
+    assert asyncio.run(client.create(history, tools=tools)).content[0].name == "train"
+    assert len(TurnView(history).calls) == 3
+
+
+def test_offline_client_refuses_unknown_roles():
+    with pytest.raises(ValueError, match="unknown offline role"):
+        OfflinePolicyClient("Janitor")

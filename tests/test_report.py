@@ -1,0 +1,111 @@
+"""The run report: files exist, PNGs are real, every score carries split/samples/seed."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from tunecrew.tools.contracts import (
+    AttemptRecord,
+    Failure,
+    GroupMetrics,
+    LeakCheck,
+    LossPoint,
+    RunSpec,
+)
+from tunecrew.tools.report import write_report
+
+from factories import make_record
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def spec() -> RunSpec:
+    return RunSpec(run_id="demo-1", scenario="task-agent", base_model="tiny-llama-3.7M", provider="offline",
+                   max_attempts=4, target=0.8, seed=7, dataset_fingerprint="sha256:" + "ab" * 32, memory="on")
+
+
+def curve(n: int, start: float, floor: float, every: int = 10) -> list[LossPoint]:
+    return [LossPoint(step=every * i, loss=floor + (start - floor) * math.exp(-i / 5)) for i in range(n)]
+
+
+def two_records() -> list[AttemptRecord]:
+    first = make_record(attempt=1, score=0.55, diagnosis="underfit", epochs=1.0, lr=1e-3)
+    assert first.eval is not None
+    first = first.model_copy(update={
+        "result": first.result.model_copy(update={"loss_curve": curve(12, 8.0, 1.5), "eval_curve": curve(3, 8.0, 1.8, 40),
+                                                  "train_loss": 1.71, "eval_loss": 2.04}),
+        "eval": first.eval.model_copy(update={
+            "split": "heldout-tools", "samples": 48, "seed": 3,
+            "metrics": {"tool_accuracy": 0.55, "format_compliance": 0.625},
+            "groups": {"create_task": GroupMetrics(samples=20, metrics={"tool_accuracy": 0.6})},
+            "failures": [Failure(prompt=f"prompt {i}", expected="create_task", got="list_tasks", reason="wrong tool")
+                         for i in range(5)],
+            "leak_check": LeakCheck(checked=48, exact_overlap=0),
+        }),
+    })
+    second = make_record(attempt=2, score=0.875, diagnosis="good", epochs=3.0, lr=3e-3)
+    assert second.eval is not None
+    second = second.model_copy(update={
+        "result": second.result.model_copy(update={"loss_curve": curve(36, 8.0, 0.4), "train_loss": 0.41,
+                                                   "eval_loss": None}),
+        "eval": second.eval.model_copy(update={
+            "split": "heldout-tools", "samples": 48, "seed": 3,
+            "metrics": {"tool_accuracy": 0.875, "format_compliance": 0.958},
+        }),
+    })
+    return [first, second]
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC, path
+    assert len(data) > 1024, path
+
+
+def test_report_for_two_attempts(tmp_path: Path) -> None:
+    records = two_records()
+    md_path = write_report(tmp_path, spec(), records)
+    assert md_path == tmp_path / "report.md"
+    for name in ("report.md", "report.html", "loss_curves.png", "scores.png"):
+        assert (tmp_path / name).is_file(), name
+    assert_png(tmp_path / "loss_curves.png")
+    assert_png(tmp_path / "scores.png")
+
+    md = md_path.read_text()
+    assert "demo-1" in md and "tiny-llama-3.7M" in md and "offline" in md and "sha256:" + "ab" * 32 in md
+    assert "![" in md and "loss_curves.png" in md and "scores.png" in md
+    # Each metric value of each attempt appears on a line that also names split, samples and seed.
+    for value in ("0.550", "0.625", "0.875", "0.958"):
+        lines = [line for line in md.splitlines() if value in line]
+        assert lines, value
+        for line in lines:
+            assert "heldout-tools" in line and "48" in line and re.search(r"\b3\b", line), line
+    # Failures are capped, leak check and decisions reported.
+    assert md.count("wrong tool") == 3
+    assert "Leak check passed" in md
+    assert "underfit" in md and "stop" in md
+
+    page = (tmp_path / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "<table>" in page and "0.875" in page
+    assert "<img src='scores.png'" in page
+
+
+def test_failed_attempt_without_eval_or_curves(tmp_path: Path) -> None:
+    crashed = make_record(attempt=1, status="oom", diagnosis="oom")
+    assert crashed.eval is None and not crashed.result.loss_curve
+    write_report(tmp_path, spec(), [crashed])
+    md = (tmp_path / "report.md").read_text()
+    assert "No evaluation: training ended with status=oom" in md
+    assert_png(tmp_path / "loss_curves.png")
+    assert_png(tmp_path / "scores.png")
+
+
+def test_zero_records(tmp_path: Path) -> None:
+    out = write_report(tmp_path / "nested" / "run", spec(), [])
+    md = out.read_text()
+    assert "No attempts were recorded." in md
+    assert_png(out.parent / "loss_curves.png")
+    assert_png(out.parent / "scores.png")
+    assert (out.parent / "report.html").is_file()

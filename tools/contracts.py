@@ -1,0 +1,298 @@
+"""The nouns that cross a boundary in tunecrew: one pydantic model each, saved as JSON.
+
+Every value an agent decides reaches the world through one of these models, so the bounds on the
+fields are the product's guard rails: a hallucinated ``learning_rate=10`` fails validation with a
+message that names the field, and the agent reads that message and corrects itself.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    # Unknown fields are an error: a typo such as `learning_rat` must not be silently dropped.
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- hardware
+
+
+class Hardware(_Model):
+    device: Literal["cpu", "cuda", "mps"] = Field(description="Where training runs.")
+    device_name: str = Field(description="CPU model or GPU name, for the report and for memory recall.")
+    accelerator_memory_gb: float = Field(0.0, ge=0, description="Free GPU memory; 0 on CPU.")
+    ram_gb: float = Field(ge=0, description="Host memory: the CPU training budget.")
+    cpu_count: int = Field(ge=1, description="Cores torch may use.")
+    bf16: bool = Field(False, description="bf16 autocast is used only where the device supports it.")
+
+
+class BaseModelInfo(_Model):
+    name: str = Field(description="Local path or hub id as given.")
+    family: str = Field(description="config.model_type, e.g. 'llama': memory recall filters on it.")
+    params: int = Field(ge=0)
+    vocab_size: int = Field(ge=0)
+    max_positions: int | None = Field(None, description="Longest sequence the model was built for.")
+    random_init: bool = Field(
+        False, description="Never trained (a locally built tiny model): embeddings must be trained too."
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+class TokenStats(_Model):
+    count: int = 0
+    mean: float = 0.0
+    p50: float = 0.0
+    p95: float = 0.0
+    max: int = 0
+
+
+class DatasetProfile(_Model):
+    source: str = Field(description="Path or hub id the rows came from.")
+    fingerprint: str = Field(description="sha256 of the normalised rows: same data, same fingerprint.")
+    rows: int = Field(ge=0)
+    columns: list[str]
+    format: Literal["chat", "prompt_completion", "instruction", "preference", "text"] = Field(
+        description="Detected row layout; decides how rows become training text."
+    )
+    column_map: dict[str, str] = Field(default_factory=dict, description="Role -> source column.")
+    prompt_tokens: TokenStats = Field(default_factory=TokenStats)
+    response_tokens: TokenStats = Field(default_factory=TokenStats)
+    total_tokens: TokenStats = Field(default_factory=TokenStats)
+    token_unit: Literal["tokenizer", "words"] = Field(
+        "words", description="Whether lengths were counted with the base model's tokenizer or by words."
+    )
+    duplicates: int = Field(0, ge=0, description="Rows whose prompt+response appear earlier.")
+    language: str = Field("unknown", description="Dominant script/language guess.")
+    vocabulary: list[str] = Field(default_factory=list, description="Most frequent content words (domain evidence).")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Scenario statistics, e.g. tool distribution.")
+    samples: list[dict[str, Any]] = Field(default_factory=list, description="A few rows, for agents to read.")
+
+
+class LeakCheck(_Model):
+    checked: int = Field(ge=0, description="Held-out prompts compared against training prompts.")
+    exact_overlap: int = Field(ge=0, description="Held-out prompts that also occur in training.")
+    near_overlap: int = Field(0, ge=0, description="Held-out prompts whose normalised text occurs in training.")
+    examples: list[str] = Field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.exact_overlap == 0 and self.near_overlap == 0
+
+
+class DomainCard(_Model):
+    domain: str = Field(min_length=2, max_length=60, description="Short label, e.g. 'task-management agent'.")
+    persona: str = Field(
+        min_length=10, max_length=400,
+        description="One sentence that becomes the system prompt in training, evaluation and judging.",
+    )
+    evidence: list[str] = Field(default_factory=list, max_length=20)
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+# --------------------------------------------------------------------------- training
+
+
+class DataRecipe(_Model):
+    dedup: bool = Field(True, description="Drop repeated prompt+response rows: repeats overweight a few examples.")
+    max_rows: int | None = Field(None, ge=1, description="Cap on training rows, for a quick probe attempt.")
+    negatives: Literal["none", "nat", "dpo"] = Field(
+        "none", description="Negative samples are marked in the prompt (nat) or paired (dpo), never mixed in unmarked."
+    )
+    negative_ratio: float = Field(0.0, ge=0.0, le=4.0, description="Negatives per positive (NAT uses 2).")
+
+
+class TrainConfig(_Model):
+    """One attempt's hyperparameters. Bounds are wide enough for real models, tight enough to
+    reject nonsense; the message of a violated bound names the field to change."""
+
+    method: Literal["lora", "qlora", "full", "dpo"] = Field("lora", description="lora: adapters; full: all weights.")
+    backend: Literal["hf", "unsloth"] = Field("hf", description="hf runs everywhere; unsloth needs CUDA.")
+    lora_rank: int = Field(16, ge=1, le=512, description="Adapter capacity; 8-64 for most tasks.")
+    lora_alpha: int = Field(32, ge=1, le=2048, description="Usually alpha = 2 * rank.")
+    lora_dropout: float = Field(0.0, ge=0.0, le=0.5)
+    target_modules: str | list[str] = Field("all-linear", description="PEFT target modules.")
+    train_embeddings: bool = Field(
+        False, description="Also train embeddings and lm_head: needed when the tokenizer has untrained tokens."
+    )
+    learning_rate: float = Field(2e-4, gt=0.0, le=5e-2, description="Peak lr; LoRA ~1e-4..3e-3, full ~1e-5..2e-3.")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0.0, le=0.5)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    epochs: float = Field(1.0, gt=0.0, le=100.0)
+    max_steps: int = Field(-1, ge=-1, le=1_000_000, description="-1: run `epochs`; otherwise stop at this step.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Per-device batch.")
+    grad_accum: int = Field(1, ge=1, le=512, description="Effective batch = batch_size * grad_accum.")
+    max_seq_length: int = Field(512, ge=16, le=131072, description="Longer rows are truncated.")
+    packing: bool = Field(False, description="Pack short rows together: faster on variable-length data.")
+    completion_only_loss: bool = Field(True, description="Loss on the response only, not on the prompt.")
+    eval_fraction: float = Field(0.1, ge=0.0, le=0.5, description="Share of train rows held back for eval loss.")
+    seed: int = Field(0, ge=0)
+    data: DataRecipe = Field(default_factory=DataRecipe)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "TrainConfig":
+        if self.method == "qlora" and self.backend == "hf" and self.train_embeddings:
+            raise ValueError("method=qlora cannot train 4-bit embeddings: set train_embeddings=false or method=lora")
+        if self.lora_alpha > 16 * self.lora_rank:
+            raise ValueError(
+                f"lora_alpha={self.lora_alpha} is over 16x lora_rank={self.lora_rank}: the update scale would "
+                "explode; use alpha about 2 * rank"
+            )
+        return self
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.grad_accum
+
+    def with_changes(self, changes: dict[str, Any]) -> "TrainConfig":
+        """A validated copy with `changes` applied (nested keys as `data.max_rows`)."""
+        merged = self.model_dump()
+        for key, value in changes.items():
+            target = merged
+            *parents, leaf = key.split(".")
+            for parent in parents:
+                target = target[parent]
+            target[leaf] = value
+        return TrainConfig.model_validate(merged)
+
+
+class LossPoint(_Model):
+    step: int
+    loss: float
+    epoch: float | None = None
+    lr: float | None = None
+
+
+class TrainResult(_Model):
+    status: Literal["ok", "oom", "nan", "diverged", "error"]
+    loss_curve: list[LossPoint] = Field(default_factory=list)
+    eval_curve: list[LossPoint] = Field(default_factory=list)
+    train_loss: float | None = Field(None, description="Mean loss over the last 10% of logged steps.")
+    eval_loss: float | None = None
+    steps: int = 0
+    tokens_per_second: float | None = None
+    peak_memory_mb: float | None = None
+    wall_seconds: float = 0.0
+    trainable_params: int | None = None
+    total_params: int | None = None
+    adapter_path: str | None = Field(None, description="PEFT adapter dir (lora) or model dir (full).")
+    error: str | None = Field(None, description="Last lines of the error, for the Planner.")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class RubricScores(_Model):
+    accuracy: int = Field(ge=1, le=10)
+    reasoning: int = Field(ge=1, le=10)
+    completeness: int = Field(ge=1, le=10)
+    clarity: int = Field(ge=1, le=10)
+    explanation: str = Field("", max_length=2000)
+    judge: str = Field("offline-rules", description="Which judge produced the scores.")
+
+    @property
+    def mean(self) -> float:
+        return (self.accuracy + self.reasoning + self.completeness + self.clarity) / 4
+
+
+class GroupMetrics(_Model):
+    samples: int = Field(ge=0)
+    metrics: dict[str, float]
+
+
+class Failure(_Model):
+    prompt: str
+    expected: str
+    got: str
+    reason: str
+    group: str = ""
+
+
+class EvalReport(_Model):
+    split: str = Field(description="Name of the held-out split scored.")
+    samples: int = Field(ge=0)
+    seed: int
+    metrics: dict[str, float] = Field(description="Scenario metrics over all samples, each in [0, 1].")
+    groups: dict[str, GroupMetrics] = Field(default_factory=dict, description="Metrics per held-out group.")
+    primary_metric: str = Field(description="The metric the target is set on.")
+    rubric: RubricScores | None = None
+    failures: list[Failure] = Field(default_factory=list)
+    leak_check: LeakCheck | None = None
+    wall_seconds: float = 0.0
+    generated_tokens_per_second: float | None = None
+
+    @property
+    def score(self) -> float | None:
+        return self.metrics.get(self.primary_metric)
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+DiagnosisLabel = Literal["underfit", "overfit", "format", "oom", "unstable", "data", "error", "good"]
+
+
+class Diagnosis(_Model):
+    label: DiagnosisLabel
+    evidence: list[str] = Field(default_factory=list)
+    suggested_changes: dict[str, Any] = Field(default_factory=dict, description="TrainConfig field -> new value.")
+
+
+class Decision(_Model):
+    action: Literal["retry", "stop"]
+    changes: dict[str, Any] = Field(default_factory=dict)
+    reason: str = Field(min_length=1, max_length=2000)
+    by: str = Field("Planner", description="Agent or person who decided.")
+
+
+class AttemptRecord(_Model):
+    """One attempt, end to end: one ledger line and one memory document."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    attempt: int = Field(ge=1)
+    created_at: str = Field(default_factory=utc_now)
+    scenario: str
+    base_model: str
+    model_family: str
+    model_params: int | None = None
+    hardware: Hardware
+    profile: DatasetProfile
+    domain: DomainCard | None = None
+    config: TrainConfig
+    result: TrainResult
+    eval: EvalReport | None = None
+    diagnosis: Diagnosis | None = None
+    decision: Decision | None = None
+
+    @property
+    def score(self) -> float | None:
+        return self.eval.score if self.eval is not None else None
+
+
+class RunSpec(_Model):
+    """runs/<id>/run.json: what was asked for."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    created_at: str = Field(default_factory=utc_now)
+    scenario: str
+    base_model: str
+    provider: str
+    max_attempts: int = Field(ge=1, le=50)
+    target: float = Field(ge=0.0, le=1.0, description="Stop once the primary metric reaches this.")
+    seed: int
+    dataset_fingerprint: str
+    memory: str

@@ -1,0 +1,178 @@
+"""The evaluate tool: batched greedy generation on a held-out split, scored by the scenario.
+
+Generation is batched with left padding and the KV cache on, which is what makes evaluating every
+attempt affordable on a CPU (see bench/). Scoring is the scenario's: it gets the expected reply and
+the generated one and returns per-sample values in [0, 1]; this module only averages them, per
+held-out group too, and keeps a few failures for the Judge to explain.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .contracts import EvalReport, Failure, GroupMetrics, LeakCheck
+
+
+@dataclass(frozen=True)
+class SampleScore:
+    values: dict[str, float]  # metric name -> value in [0, 1] for this sample
+    reason: str = ""  # why it failed, empty when every value is 1
+
+
+Scorer = Callable[[str, str], SampleScore]  # (expected, generated) -> score
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    description: str
+    extra: dict = field(default_factory=dict)
+
+
+def load_model(base_model: str, adapter_path: str | None = None, threads: int = 2) -> LoadedModel:
+    """Base model, plus a PEFT adapter if given, ready for generation on the best local device."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    source = adapter_path or base_model
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32 if device == "cpu" else torch.bfloat16)
+    if adapter_path and _is_peft_adapter(adapter_path):
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_path)
+    elif adapter_path:  # a full fine-tune saved a whole model
+        model = AutoModelForCausalLM.from_pretrained(adapter_path, dtype=model.dtype)
+    model.to(device).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, description=f"{base_model} + {adapter_path or 'no adapter'}")
+
+
+def _is_peft_adapter(path: str) -> bool:
+    from pathlib import Path
+
+    return (Path(path) / "adapter_config.json").exists()
+
+
+def generate(
+    loaded: LoadedModel,
+    prompts: Sequence[list[dict]],
+    *,
+    max_new_tokens: int = 96,
+    batch_size: int = 32,
+) -> list[str]:
+    """Greedy replies to chat prompts, `batch_size` at a time, longest first to waste less padding."""
+    import torch
+
+    tokenizer, model = loaded.tokenizer, loaded.model
+    texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in prompts]
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    replies: list[str] = [""] * len(texts)
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        with torch.inference_mode():
+            out = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                use_cache=True,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        new_tokens = out[:, batch["input_ids"].shape[1] :]
+        for i, row in zip(idx, new_tokens):
+            replies[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+    return replies
+
+
+def prompt_of(row: dict, system_prompt: str) -> list[dict]:
+    """The chat prompt of a held-out row: the persona as system message, then all but the reply."""
+    messages = [m for m in row["messages"][:-1] if m["role"] != "system"]
+    return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + messages
+
+
+def score_replies(
+    rows: Sequence[dict],
+    replies: Sequence[str],
+    scorer: Scorer,
+    *,
+    split: str,
+    seed: int,
+    primary_metric: str,
+    leak_check: LeakCheck | None = None,
+    max_failures: int = 8,
+) -> EvalReport:
+    """Pure: turn generations into an EvalReport (overall, per group, a few failures)."""
+    if len(rows) != len(replies):
+        raise ValueError(f"{len(rows)} held-out rows but {len(replies)} replies")
+    totals: dict[str, float] = {}
+    groups: dict[str, dict[str, float]] = {}
+    group_sizes: dict[str, int] = {}
+    failures: list[Failure] = []
+    for row, reply in zip(rows, replies):
+        expected = row["messages"][-1]["content"]
+        score = scorer(expected, reply)
+        group = row.get("group", "all")
+        group_sizes[group] = group_sizes.get(group, 0) + 1
+        for name, value in score.values.items():
+            totals[name] = totals.get(name, 0.0) + value
+            groups.setdefault(group, {})[name] = groups.get(group, {}).get(name, 0.0) + value
+        if score.reason and len(failures) < max_failures:
+            failures.append(Failure(prompt=row["messages"][-2]["content"], expected=expected, got=reply[:500],
+                                    reason=score.reason, group=group))
+    n = len(rows)
+    metrics = {k: v / n for k, v in totals.items()} if n else {}
+    if "/" in primary_metric and n:  # a group's metric, e.g. "trained_phrasing/tool_accuracy"
+        group, name = primary_metric.split("/", 1)
+        if group in group_sizes and name in groups.get(group, {}):
+            metrics[primary_metric] = groups[group][name] / group_sizes[group]
+    if primary_metric not in metrics and n:
+        raise ValueError(f"primary metric {primary_metric!r} is not among the scorer's metrics {sorted(metrics)}")
+    return EvalReport(
+        split=split,
+        samples=n,
+        seed=seed,
+        metrics=metrics,
+        groups={g: GroupMetrics(samples=group_sizes[g], metrics={k: v / group_sizes[g] for k, v in m.items()})
+                for g, m in groups.items()} if len(groups) > 1 else {},
+        primary_metric=primary_metric,
+        failures=failures,
+        leak_check=leak_check,
+    )
+
+
+def evaluate(
+    loaded: LoadedModel,
+    rows: Sequence[dict],
+    scorer: Scorer,
+    *,
+    system_prompt: str,
+    split: str,
+    seed: int,
+    primary_metric: str,
+    leak_check: LeakCheck | None = None,
+    max_new_tokens: int = 96,
+    batch_size: int = 32,
+) -> EvalReport:
+    """Generate for every held-out row and score it."""
+    import torch
+
+    torch.manual_seed(seed)
+    started = time.monotonic()
+    replies = generate(loaded, [prompt_of(r, system_prompt) for r in rows],
+                       max_new_tokens=max_new_tokens, batch_size=batch_size)
+    elapsed = time.monotonic() - started
+    report = score_replies(rows, replies, scorer, split=split, seed=seed, primary_metric=primary_metric,
+                           leak_check=leak_check)
+    generated = sum(len(loaded.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies)
+    return report.model_copy(update={"wall_seconds": elapsed,
+                                     "generated_tokens_per_second": generated / elapsed if elapsed else None})

@@ -1,0 +1,159 @@
+"""Will this attempt fit in memory and time on this machine? Decided before spending a run on it.
+
+Back-of-envelope estimates, deliberately simple and conservative; every assumption is a named
+constant below. The point is to refuse the obviously impossible (a 70B full fine-tune on a 24 GB
+card, qlora on a CPU) with a reason that names the field to change, not to predict to the second.
+
+Memory  = weights/optimizer state (bytes per parameter by method)
+        + activations (batch x seq x width-proxy x per-token factor x bytes per value)
+        + a fixed framework overhead.
+Time    = 6 x params x tokens / throughput, tokens = rows x epochs x mean row length.
+method=dpo is costed as adapter training (like lora) over two sequences per row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tunecrew.tools.contracts import DatasetProfile, Hardware, TrainConfig
+
+_GB = 1024**3
+
+# --------------------------------------------------------------------------- memory assumptions
+# Full fine-tune in fp32 with Adam: weights 4 + grads 4 + two Adam moments 8.
+FULL_BYTES_PER_PARAM = 4 + 4 + 8
+# Frozen base weights under LoRA: fp32 (CPU / no bf16) or 16-bit when the device does bf16.
+FROZEN_BYTES_FP32 = 4.0
+FROZEN_BYTES_16BIT = 2.0
+# 4-bit NF4 weights plus quantisation constants.
+QLORA_BYTES_PER_PARAM = 0.5
+# Every trainable parameter (adapter or embedding) carries fp32 weight, grad and Adam moments.
+TRAINABLE_BYTES_PER_PARAM = FULL_BYTES_PER_PARAM
+# Width proxy: sqrt(params) tracks hidden_size x n_layers within ~2x for Llama-shaped models
+# (params ~ 12 L h^2 and L ~ h/128), so it stands in for both without reading a model config.
+# Adapter size: all-linear LoRA adds r x (d_in + d_out) per matrix, ~19 h r per Llama layer.
+ADAPTER_PARAMS_PER_RANK_WIDTH = 19
+ALL_LINEAR_MODULES = 7  # q, k, v, o, gate, up, down
+# train_embeddings also trains the embedding matrix and lm_head: assume this share of params.
+EMBEDDING_SHARE = 0.15
+# Activations kept for backward, per token per unit of (hidden x layers), in values (not bytes):
+# ~34 bytes at 16-bit per Korthikanti et al. 2022, without activation checkpointing.
+ACTIVATION_VALUES_PER_TOKEN_WIDTH = 17
+# DPO runs a chosen and a rejected sequence per row.
+DPO_SEQUENCE_FACTOR = 2
+# CUDA context / torch / allocator slack.
+OVERHEAD_GB = {"cpu": 0.3, "mps": 0.5, "cuda": 0.8}
+# Refuse above this share of the memory budget: fragmentation and peaks need headroom.
+MEMORY_HEADROOM = 0.85
+
+# --------------------------------------------------------------------------- time assumptions
+FLOPS_PER_PARAM_TOKEN = 6  # forward 2 + backward 4; LoRA skips frozen weight grads, so this is an upper bound
+CPU_FLOPS_PER_CORE = 2e10  # sustained fp32 FLOP/s per core for small-matrix training
+MPS_FLOPS = 3e12
+# Sustained (not peak) 16-bit FLOP/s: ~35% of the dense tensor-core peak.
+GPU_FLOPS = {"h200": 350e12, "h100": 350e12, "a100": 110e12, "l40": 60e12, "a10": 40e12,
+             "l4": 40e12, "4090": 55e12, "3090": 25e12, "v100": 35e12, "t4": 15e12}
+GPU_FLOPS_DEFAULT = 30e12
+FP32_SLOWDOWN = 4  # no bf16: tensor cores mostly idle
+WORDS_TO_TOKENS = 1.3  # profile lengths counted in words understate tokens
+
+
+# What to try instead when memory is short, by current method.
+_LIGHTER = {"full": ", or set method=lora",
+            "lora": ", or set method=qlora (CUDA only)"}
+
+
+@dataclass(frozen=True)
+class Feasibility:
+    fits: bool
+    est_memory_gb: float
+    est_seconds: float
+    reason: str
+
+
+def check_feasibility(config: TrainConfig, hardware: Hardware, model_params: int, profile: DatasetProfile,
+                      time_budget_s: float | None = None) -> Feasibility:
+    """Estimate memory and time for `config` and refuse what cannot run here, naming the fix."""
+    memory = estimate_memory_gb(config, hardware, model_params)
+    seconds = estimate_seconds(config, hardware, model_params, profile)
+    budget, budget_name = memory_budget_gb(hardware)
+    problems: list[str] = []
+    if hardware.device != "cuda":
+        if config.method == "qlora":
+            problems.append(f"method=qlora needs CUDA (bitsandbytes 4-bit) but device={hardware.device}: "
+                            "set method=lora")
+        if config.backend == "unsloth":
+            problems.append(f"backend=unsloth needs CUDA but device={hardware.device}: set backend=hf")
+    if memory > MEMORY_HEADROOM * budget:
+        problems.append(
+            f"estimated {memory:.1f} GB > {MEMORY_HEADROOM:.0%} of {budget:.1f} GB {budget_name}: lower "
+            f"batch_size={config.batch_size} or max_seq_length={config.max_seq_length}"
+            f"{_LIGHTER.get(config.method, '')}, or use a smaller base model")
+    if time_budget_s is not None and seconds > time_budget_s:
+        problems.append(f"estimated {seconds:.0f} s > time budget {time_budget_s:.0f} s: lower "
+                        f"epochs={config.epochs:g} or set data.max_rows")
+    if problems:
+        return Feasibility(False, round(memory, 3), round(seconds, 1), "; ".join(problems))
+    return Feasibility(True, round(memory, 3), round(seconds, 1),
+                       f"fits: estimated {memory:.2f} GB of {budget:.1f} GB {budget_name}, ~{seconds:.0f} s")
+
+
+def memory_budget_gb(hardware: Hardware) -> tuple[float, str]:
+    """Accelerator memory on CUDA/MPS (RAM when MPS reports none), RAM on CPU."""
+    if hardware.device == "cuda" or (hardware.device == "mps" and hardware.accelerator_memory_gb > 0):
+        return hardware.accelerator_memory_gb, f"{hardware.device} memory"
+    return hardware.ram_gb, "RAM"
+
+
+def estimate_trainable_params(config: TrainConfig, model_params: int) -> int:
+    """Trainable parameters: all of them for full, adapters (+ embeddings) otherwise."""
+    if config.method == "full":
+        return model_params
+    modules = ALL_LINEAR_MODULES if isinstance(config.target_modules, str) else len(config.target_modules)
+    adapter = ADAPTER_PARAMS_PER_RANK_WIDTH * config.lora_rank * math.sqrt(model_params) * modules / ALL_LINEAR_MODULES
+    embeddings = EMBEDDING_SHARE * model_params if config.train_embeddings else 0.0
+    return int(min(model_params, adapter + embeddings))
+
+
+def estimate_memory_gb(config: TrainConfig, hardware: Hardware, model_params: int) -> float:
+    half = hardware.device == "cuda" and hardware.bf16
+    if config.method == "full":
+        weights = FULL_BYTES_PER_PARAM * model_params
+    else:
+        frozen = QLORA_BYTES_PER_PARAM if config.method == "qlora" else (
+            FROZEN_BYTES_16BIT if half else FROZEN_BYTES_FP32)
+        weights = frozen * model_params + TRAINABLE_BYTES_PER_PARAM * estimate_trainable_params(config, model_params)
+    sequences = config.batch_size * (DPO_SEQUENCE_FACTOR if config.method == "dpo" else 1)
+    activations = (sequences * config.max_seq_length * math.sqrt(model_params)
+                   * ACTIVATION_VALUES_PER_TOKEN_WIDTH * (2 if half else 4))
+    return (weights + activations) / _GB + OVERHEAD_GB[hardware.device]
+
+
+def estimate_tokens(config: TrainConfig, profile: DatasetProfile) -> float:
+    """Tokens processed: rows (after eval split and max_rows) x epochs x mean row length (capped by
+    max_seq_length); or max_steps x effective batch x row length when max_steps is set."""
+    mean = profile.total_tokens.mean or (profile.prompt_tokens.mean + profile.response_tokens.mean)
+    if profile.token_unit == "words":
+        mean *= WORDS_TO_TOKENS
+    per_row = min(mean if mean > 0 else config.max_seq_length / 2, config.max_seq_length)
+    per_row *= DPO_SEQUENCE_FACTOR if config.method == "dpo" else 1
+    if config.max_steps > 0:
+        return config.max_steps * config.effective_batch * per_row
+    rows = profile.rows if config.data.max_rows is None else min(profile.rows, config.data.max_rows)
+    rows *= 1 - config.eval_fraction
+    return rows * config.epochs * per_row
+
+
+def throughput_flops(hardware: Hardware) -> float:
+    if hardware.device == "cuda":
+        name = hardware.device_name.lower()
+        flops = next((v for k, v in GPU_FLOPS.items() if k in name), GPU_FLOPS_DEFAULT)
+        return flops if hardware.bf16 else flops / FP32_SLOWDOWN
+    if hardware.device == "mps":
+        return MPS_FLOPS
+    return CPU_FLOPS_PER_CORE * hardware.cpu_count
+
+
+def estimate_seconds(config: TrainConfig, hardware: Hardware, model_params: int, profile: DatasetProfile) -> float:
+    return FLOPS_PER_PARAM_TOKEN * model_params * estimate_tokens(config, profile) / throughput_flops(hardware)

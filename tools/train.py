@@ -1,0 +1,158 @@
+"""The train tool: run one attempt in a child process and turn whatever happens into a TrainResult.
+
+Training runs in a subprocess with a JSON job in and a JSON result out, so an OOM kill, a segfault
+in a kernel or a NaN never takes the crew down with it, and swapping the launcher (another
+interpreter for Unsloth, `accelerate launch`, a cluster job) is a change in this one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .contracts import TrainConfig, TrainResult
+
+RESULT_FILE = "result.json"
+LOG_FILE = "train_log.jsonl"
+JOB_FILE = "job.json"
+
+
+class TrainJob(BaseModel):
+    """Everything the child process needs; written to `<attempt>/job.json`."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    config: TrainConfig
+    base_model: str = Field(description="Local path or hub id, loaded with from_pretrained.")
+    train_file: str = Field(description="JSONL of {'messages': [user, assistant]} rows.")
+    output_dir: str = Field(description="The attempt directory; the adapter goes to <output_dir>/adapter.")
+    system_prompt: str = Field("", description="The Domain Expert's persona, prepended to every prompt.")
+    threads: int = Field(2, ge=1, le=256, description="torch threads: these machines are shared, 2 cores.")
+    max_wall_seconds: float | None = Field(None, gt=0, description="Stop training (keeping what was learned) after this.")
+
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def run_training(
+    job: TrainJob,
+    *,
+    on_event: ProgressFn | None = None,
+    python: str | None = None,
+    timeout_s: float | None = None,
+    memory_limit_mb: int | None = None,
+) -> TrainResult:
+    """Train in a child process; never raises for a failure of the training itself.
+
+    `on_event` receives each JSON progress event the child prints (`{"event": "log", ...}`), for
+    a progress bar. `python` picks the interpreter (e.g. an Unsloth venv's). `memory_limit_mb`
+    caps the child's address space, which turns a runaway allocation into a clean `oom` result.
+    """
+    out = Path(job.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RESULT_FILE).unlink(missing_ok=True)
+    (out / JOB_FILE).write_text(job.model_dump_json(indent=2))
+    cmd = [python or sys.executable, "-m", "tunecrew.tools.train_worker", str(out / JOB_FILE)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.setdefault("OMP_NUM_THREADS", str(job.threads))
+    started = time.monotonic()
+    stderr_tail: deque[str] = deque(maxlen=40)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=_limit_memory(memory_limit_mb) if memory_limit_mb else None,
+        start_new_session=True,  # a Ctrl-C in the terminal is the crew's to handle, not the child's
+    )
+    err_thread = threading.Thread(target=_drain, args=(proc.stderr, stderr_tail, out / "stderr.log"), daemon=True)
+    err_thread.start()
+    timer = threading.Timer(timeout_s, _kill, args=(proc,)) if timeout_s else None
+    if timer:
+        timer.start()
+    try:
+        with open(out / LOG_FILE, "a", encoding="utf-8") as log:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                event = _parse_event(line)
+                if event is None:
+                    continue
+                log.write(json.dumps(event) + "\n")
+                log.flush()
+                if on_event is not None:
+                    on_event(event)
+        code = proc.wait()
+    except BaseException:
+        _kill(proc)  # the crew is going down (Ctrl-C): do not leave an orphan trainer behind
+        raise
+    finally:
+        if timer:
+            timer.cancel()
+        err_thread.join(timeout=5)
+    wall = time.monotonic() - started
+    return _collect(out, code, list(stderr_tail), wall)
+
+
+def _collect(out: Path, code: int, stderr_tail: list[str], wall: float) -> TrainResult:
+    result_path = out / RESULT_FILE
+    if result_path.exists():
+        try:
+            return TrainResult.model_validate_json(result_path.read_text())
+        except ValueError as exc:  # a child killed mid-write leaves half a file
+            return TrainResult(status="error", wall_seconds=wall, error=f"unreadable {result_path}: {exc}")
+    tail = "\n".join(stderr_tail[-12:])
+    if code in (-signal.SIGKILL, 137):
+        return TrainResult(
+            status="oom", wall_seconds=wall,
+            error=f"training process was killed (signal 9), most likely out of memory.\n{tail}",
+        )
+    if "MemoryError" in tail or "out of memory" in tail.lower():
+        return TrainResult(status="oom", wall_seconds=wall, error=tail)
+    return TrainResult(status="error", wall_seconds=wall, error=f"training process exited with code {code}.\n{tail}")
+
+
+def _parse_event(line: str) -> dict[str, Any] | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def _drain(stream, tail: deque[str], path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for line in stream:
+            f.write(line)
+            tail.append(line.rstrip())
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _limit_memory(limit_mb: int) -> Callable[[], None]:
+    def apply() -> None:
+        import resource
+
+        limit = limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply

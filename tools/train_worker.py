@@ -1,0 +1,238 @@
+"""Child process of the train tool: `python -m tunecrew.tools.train_worker <job.json>`.
+
+Reads a TrainJob, trains with TRL's SFTTrainer (+ PEFT for LoRA), prints one JSON progress event
+per log step on stdout, and always tries to leave `result.json` behind, whatever went wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .contracts import LossPoint, TrainConfig, TrainResult
+from .train import RESULT_FILE, TrainJob
+
+ADAPTER_DIR = "adapter"
+# A loss this many times the first logged loss (after warmup) means the run blew up.
+DIVERGENCE_FACTOR = 3.0
+
+
+def emit(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def build_rows(job: TrainJob) -> list[dict]:
+    """Training rows as conversational prompt-completion: TRL then masks the prompt out of the
+    loss for any chat template, with no `{% generation %}` block needed."""
+    rows: list[dict] = []
+    seen: set[str] = set()
+    with open(job.train_file, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            messages = json.loads(line)["messages"]
+            key = json.dumps(messages, sort_keys=True)
+            if job.config.data.dedup and key in seen:
+                continue
+            seen.add(key)
+            prompt = [m for m in messages[:-1] if m["role"] != "system"]
+            if job.system_prompt:
+                prompt = [{"role": "system", "content": job.system_prompt}, *prompt]
+            rows.append({"prompt": prompt, "completion": [messages[-1]]})
+    if job.config.data.max_rows:
+        rows = rows[: job.config.data.max_rows]
+    return rows
+
+
+def lora_config(config: TrainConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+        # A random or extended vocabulary has no useful embedding to adapt: train those weights fully.
+        modules_to_save=["embed_tokens", "lm_head"] if config.train_embeddings else None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def sft_config(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bool, bf16: bool, steps_per_epoch: int):
+    from trl import SFTConfig
+
+    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
+    log_every = max(1, total_steps // 40)  # ~40 points per curve: enough to diagnose, cheap to log
+    return SFTConfig(
+        output_dir=str(Path(job.output_dir) / "checkpoints"),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=max(config.batch_size, 8),
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
+        weight_decay=config.weight_decay,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        max_length=config.max_seq_length,
+        packing=config.packing,
+        completion_only_loss=config.completion_only_loss,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=log_every,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=max(1, total_steps // 8) if has_eval else None,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=use_cpu,
+        bf16=bf16,
+        gradient_checkpointing=False,  # on by default in TRL; pure overhead for small models
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        dataset_num_proc=None,
+    )
+
+
+def _peak_memory_mb(use_cuda: bool) -> float:
+    if use_cuda:
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train(job: TrainJob) -> TrainResult:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTTrainer
+
+    config = job.config
+    started = time.monotonic()
+    torch.set_num_threads(job.threads)
+    use_cuda = torch.cuda.is_available()
+    if config.backend == "unsloth" or config.method == "qlora":
+        if not use_cuda:
+            raise RuntimeError(f"method={config.method} backend={config.backend} needs a CUDA GPU; use method=lora backend=hf")
+        if config.backend == "unsloth":
+            from .unsloth_backend import train_unsloth  # CUDA-only, imported only when asked for
+
+            return train_unsloth(job)
+    bf16 = use_cuda and torch.cuda.is_bf16_supported()
+
+    tokenizer = AutoTokenizer.from_pretrained(job.base_model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(job.base_model, dtype=torch.bfloat16 if bf16 else torch.float32)
+
+    rows = build_rows(job)
+    if not rows:
+        raise ValueError(f"{job.train_file}: no training rows left after the data recipe")
+    dataset = Dataset.from_list(rows).shuffle(seed=config.seed)
+    n_eval = int(len(rows) * config.eval_fraction)
+    train_ds, eval_ds = (dataset.select(range(n_eval, len(rows))), dataset.select(range(n_eval))) if n_eval else (dataset, None)
+    steps_per_epoch = math.ceil(len(train_ds) / (config.batch_size * config.grad_accum))
+
+    state: dict[str, Any] = {"curve": [], "eval": [], "status": "ok", "error": None, "first": None}
+
+    class Progress(TrainerCallback):
+        def on_log(self, args, tstate, control, logs=None, **kwargs):
+            logs = logs or {}
+            step, epoch = tstate.global_step, tstate.epoch
+            if "loss" in logs:
+                loss = float(logs["loss"])
+                state["curve"].append(LossPoint(step=step, loss=loss, epoch=epoch, lr=logs.get("learning_rate")))
+                state["tokens"] = logs.get("num_tokens", state.get("tokens"))
+                emit("log", step=step, max_steps=tstate.max_steps, loss=loss, epoch=epoch,
+                     lr=logs.get("learning_rate"), elapsed=time.monotonic() - started)
+                if not math.isfinite(loss):
+                    state["status"], state["error"] = "nan", f"loss became {loss} at step {step}"
+                    control.should_training_stop = True
+                elif state["first"] is None and step > tstate.max_steps * config.warmup_ratio:
+                    state["first"] = loss
+                elif state["first"] is not None and loss > DIVERGENCE_FACTOR * state["first"]:
+                    state["status"] = "diverged"
+                    state["error"] = f"loss rose to {loss:.3f} at step {step}, over {DIVERGENCE_FACTOR}x its early {state['first']:.3f}"
+                    control.should_training_stop = True
+            if "eval_loss" in logs:
+                state["eval"].append(LossPoint(step=step, loss=float(logs["eval_loss"]), epoch=epoch))
+                emit("eval", step=step, eval_loss=float(logs["eval_loss"]))
+
+        def on_step_end(self, args, tstate, control, **kwargs):
+            if job.max_wall_seconds and time.monotonic() - started > job.max_wall_seconds:
+                control.should_training_stop = True
+
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(config, job, eval_ds is not None, use_cpu=not use_cuda, bf16=bf16, steps_per_epoch=steps_per_epoch),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=lora_config(config) if config.method == "lora" else None,
+        callbacks=[Progress()],
+    )
+    emit("start", max_steps=trainer.args.max_steps if trainer.args.max_steps > 0 else steps_per_epoch * config.epochs,
+         rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds is not None else 0)
+    train_started = time.monotonic()
+    trainer.train()
+    train_seconds = time.monotonic() - train_started
+
+    adapter_dir = Path(job.output_dir) / ADAPTER_DIR
+    if state["status"] == "ok":
+        trainer.save_model(str(adapter_dir))
+        tokenizer.save_pretrained(str(adapter_dir))
+    curve: list[LossPoint] = state["curve"]
+    tail = curve[-max(1, len(curve) // 10):]
+    params_total = sum(p.numel() for p in trainer.model.parameters())
+    params_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    tokens = state.get("tokens")
+    return TrainResult(
+        status=state["status"],
+        loss_curve=curve,
+        eval_curve=state["eval"],
+        train_loss=sum(p.loss for p in tail) / len(tail) if tail else None,
+        eval_loss=state["eval"][-1].loss if state["eval"] else None,
+        steps=trainer.state.global_step,
+        tokens_per_second=float(tokens) / train_seconds if tokens else None,
+        peak_memory_mb=_peak_memory_mb(use_cuda),
+        wall_seconds=time.monotonic() - started,
+        trainable_params=params_trainable,
+        total_params=params_total,
+        adapter_path=str(adapter_dir) if state["status"] == "ok" else None,
+        error=state["error"],
+    )
+
+
+def _write_result(out_dir: Path, result: TrainResult) -> None:
+    tmp = out_dir / (RESULT_FILE + ".tmp")
+    tmp.write_text(result.model_dump_json(indent=2))
+    os.replace(tmp, out_dir / RESULT_FILE)  # atomic: the parent never reads half a result
+
+
+def main(argv: list[str]) -> int:
+    job = TrainJob.model_validate_json(Path(argv[1]).read_text())
+    out = Path(job.output_dir)
+    started = time.monotonic()
+    try:
+        result = train(job)
+    except MemoryError as exc:
+        result = TrainResult(status="oom", wall_seconds=time.monotonic() - started, error=f"MemoryError: {exc}")
+    except Exception as exc:  # noqa: BLE001 - every failure must become a result the Planner can read
+        text = f"{type(exc).__name__}: {exc}"
+        status = "oom" if "out of memory" in text.lower() else "error"
+        traceback.print_exc(file=sys.stderr)
+        result = TrainResult(status=status, wall_seconds=time.monotonic() - started, error=text[-2000:])
+    _write_result(out, result)
+    emit("done", status=result.status)
+    return 0 if result.status == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
