@@ -23,7 +23,7 @@ TARGET_STEPS_RANDOM_INIT = 360
 TARGET_STEPS_PRETRAINED = 200
 # Without a recalled success, the first attempt is a probe at this share of the step budget: it is
 # cheap, and its loss curve tells the Planner how far there is to go.
-PROBE_SHARE = 0.4
+PROBE_SHARE = 0.25
 RECALL_TRUST = 0.6  # a remembered success counts as a warm start above this similarity
 
 
@@ -44,7 +44,9 @@ def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
         config = TrainConfig.model_validate(previous).with_changes(changes)
         return _args(config), f"previous config with the Planner's changes {changes}"
 
-    seq = seq_length_for(profile["total_tokens"]["p95"], profile["total_tokens"]["max"], base.get("max_positions"))
+    extra = brief.get("system_prompt_tokens", 0) + 8  # persona + chat-template markup
+    seq = seq_length_for(profile["total_tokens"]["p95"] + extra, profile["total_tokens"]["max"] + extra,
+                         base.get("max_positions"))
     warm = _best_recalled(brief.get("recalled") or [])
     if warm is not None:
         config = TrainConfig.model_validate(warm["config"]).with_changes(

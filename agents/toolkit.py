@@ -51,6 +51,7 @@ class RunContext:
     memory: AttemptMemory | None
     threads: int = 2
     on_train_event: Callable[[dict[str, Any]], None] | None = None
+    tokenizer: Any = None  # the base model's, loaded once by profile_dataset
     # state of the run, filled in as agents act
     profile: DatasetProfile | None = None
     leak: LeakCheck | None = None
@@ -94,6 +95,7 @@ class TuningBrief(BaseModel):
     target: float
     primary_metric: str
     profile: dict[str, Any]
+    system_prompt_tokens: int = 0  # the persona is prepended to every row: it counts toward seq length
     base_model: BaseModelInfo
     hardware: Hardware
     previous_config: TrainConfig | None = None
@@ -138,8 +140,8 @@ class Toolkit:
         ctx = self.ctx
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(ctx.base.name)
-        ctx.profile = data_tools.profile_rows(ctx.data.train, source=str(ctx.train_file), tokenizer=tokenizer)
+        ctx.tokenizer = AutoTokenizer.from_pretrained(ctx.base.name)
+        ctx.profile = data_tools.profile_rows(ctx.data.train, source=str(ctx.train_file), tokenizer=ctx.tokenizer)
         ctx.leak = data_tools.leak_check(ctx.data.train, ctx.data.heldout)
         return _dump({"profile": ctx.profile.model_dump(exclude={"columns"}), "heldout_rows": len(ctx.data.heldout),
                       "leak_check": {**ctx.leak.model_dump(), "passed": ctx.leak.passed},
@@ -196,6 +198,7 @@ class Toolkit:
             primary_metric=ctx.scenario.primary_metric,
             profile=ctx.profile.model_dump(include={"rows", "format", "total_tokens", "response_tokens", "token_unit",
                                                     "duplicates", "language"}),
+            system_prompt_tokens=len(ctx.tokenizer(ctx.system_prompt)["input_ids"]) if ctx.tokenizer else 0,
             base_model=ctx.base, hardware=ctx.hardware,
             previous_config=last.config if last else None,
             previous_outcome=(f"status={last.result.status} score={last.score} diagnosis="
@@ -254,7 +257,8 @@ class Toolkit:
         if ctx.result is not None:
             return _dump({"error": f"attempt {ctx.attempt} is already trained"})
         job = TrainJob(config=ctx.config, base_model=ctx.base.name, train_file=str(ctx.train_file),
-                       output_dir=str(ctx.attempt_dir), system_prompt=ctx.system_prompt, threads=ctx.threads)
+                       output_dir=str(ctx.attempt_dir), system_prompt=ctx.system_prompt, threads=ctx.threads,
+                       max_wall_seconds=ctx.spec.attempt_budget_s)
         ctx.result = run_training(job, on_event=ctx.on_train_event)
         r = ctx.result
         return _dump({"attempt": ctx.attempt, "status": r.status, "steps": r.steps,

@@ -38,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--max-attempts", type=int, help="training attempts at most (default: the scenario's, 3)")
     run.add_argument("--target", type=float, help="stop when the primary metric reaches this (0-1)")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--attempt-seconds", type=float, help="wall-clock cap per training run (keeps what it learned)")
     run.add_argument("--memory", help="memory store dir or Chroma server URL (default ~/.tunecrew/memory)")
     run.add_argument("--no-memory", action="store_true", help="neither recall nor remember attempts")
     run.add_argument("--runs-dir", default="runs", type=Path, help="where runs/<id>/ is written (default ./runs)")
@@ -76,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         provider=ProviderSpec(provider=args.provider, model=args.model, base_url=args.base_url, api_key=args.api_key),
         max_attempts=args.max_attempts, target=args.target, seed=args.seed, memory=args.memory,
         use_memory=not args.no_memory, runs_dir=args.runs_dir, threads=args.threads, quiet=args.quiet,
+        attempt_seconds=args.attempt_seconds,
     )
     try:
         run(options)

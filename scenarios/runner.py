@@ -42,6 +42,7 @@ class RunOptions:
     runs_dir: Path = Path("runs")
     run_id: str | None = None
     threads: int = 2
+    attempt_seconds: float | None = None  # wall-clock cap per training run
     quiet: bool = False
 
 
@@ -89,6 +90,7 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
         target=options.target if options.target is not None else scenario.target,
         seed=options.seed, dataset_fingerprint=fingerprint(data.train),
         memory=str(options.memory or "default") if options.use_memory else "off",
+        attempt_budget_s=options.attempt_seconds,
     )
     (run_dir / "run.json").write_text(spec.model_dump_json(indent=2))
     return RunContext(run_dir=run_dir, spec=spec, scenario=scenario, data=data, base=base, hardware=hardware,

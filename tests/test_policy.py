@@ -48,9 +48,12 @@ def test_more_data_means_fewer_epochs_and_longer_rows_mean_longer_sequences():
     few, _ = policy.initial_config(brief(rows=200))
     many, _ = policy.initial_config(brief(rows=2000))
     assert few["epochs"] > many["epochs"]
-    short, _ = policy.initial_config(brief(p95=50))
+    short, _ = policy.initial_config(brief(p95=40))
     long, _ = policy.initial_config(brief(p95=300))
     assert short["max_seq_length"] == 64 and long["max_seq_length"] == 512
+    # The persona is prepended to every row, so it counts toward the sequence length.
+    with_persona, _ = policy.initial_config({**brief(p95=40), "system_prompt_tokens": 40})
+    assert with_persona["max_seq_length"] == 128
 
 
 def test_remembered_success_is_a_warm_start_and_weak_matches_are_ignored():

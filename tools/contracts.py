@@ -296,3 +296,6 @@ class RunSpec(_Model):
     seed: int
     dataset_fingerprint: str
     memory: str
+    attempt_budget_s: float | None = Field(
+        None, gt=0, description="Wall-clock cap per training run; training stops there and keeps what it learned."
+    )

@@ -24,8 +24,7 @@ class Domain:
 DOMAINS: tuple[Domain, ...] = (
     Domain(
         "task-management agent",
-        "You are a precise task-management assistant that turns each request into exactly one tool call "
-        "or a short conversational reply.",
+        "You are a precise task-management assistant: one tool call or one short reply per request.",
         frozenset("task tasks todo to-do remind reminder due deadline list complete completed finish finished "
                   "done mark add schedule priority summarize summary pending open agenda".split()),
         markers=("<action>", "add_task(", "list_tasks(", "complete_task("),

@@ -70,8 +70,8 @@ def build_tokenizer(texts: Iterable[str], spec: TinyModelSpec):
         bos_token=None,
         unk_token=None,
         chat_template=CHATML_TEMPLATE,
+        padding_side="left",  # generation appends on the right; as an init kwarg it is saved and reloaded
     )
-    tokenizer.padding_side = "left"  # generation appends on the right
     if spec.added_tokens:
         # Not special: decode(skip_special_tokens=True) must keep the contract's tags.
         tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in spec.added_tokens])

@@ -101,10 +101,21 @@ def run_training(
             timer.cancel()
         err_thread.join(timeout=5)
     wall = time.monotonic() - started
-    return _collect(out, code, list(stderr_tail), wall)
+    return _collect(out, code, list(stderr_tail), wall, memory_capped=bool(memory_limit_mb))
 
 
-def _collect(out: Path, code: int, stderr_tail: list[str], wall: float) -> TrainResult:
+# How running out of memory reads, from Python and from native code (glibc, libstdc++, OpenBLAS, CUDA).
+OOM_SIGNS = ("memoryerror", "out of memory", "cannot allocate memory", "memory allocation", "bad_alloc")
+# Under an address-space cap (RLIMIT_AS) the dynamic loader fails too: its mmap of a library gets ENOMEM.
+CAPPED_OOM_SIGNS = ("failed to map segment",)
+
+
+def looks_like_oom(text: str | None, memory_capped: bool = False) -> bool:
+    low = (text or "").lower()
+    return any(s in low for s in OOM_SIGNS) or (memory_capped and any(s in low for s in CAPPED_OOM_SIGNS))
+
+
+def _collect(out: Path, code: int, stderr_tail: list[str], wall: float, memory_capped: bool = False) -> TrainResult:
     result_path = out / RESULT_FILE
     if result_path.exists():
         try:
@@ -117,8 +128,9 @@ def _collect(out: Path, code: int, stderr_tail: list[str], wall: float) -> Train
             status="oom", wall_seconds=wall,
             error=f"training process was killed (signal 9), most likely out of memory.\n{tail}",
         )
-    if "MemoryError" in tail or "out of memory" in tail.lower():
-        return TrainResult(status="oom", wall_seconds=wall, error=tail)
+    if looks_like_oom(tail, memory_capped):
+        return TrainResult(status="oom", wall_seconds=wall,
+                           error=f"training process ran out of memory (exit code {code}).\n{tail}")
     return TrainResult(status="error", wall_seconds=wall, error=f"training process exited with code {code}.\n{tail}")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .contracts import LossPoint, TrainConfig, TrainResult
-from .train import RESULT_FILE, TrainJob
+from .train import RESULT_FILE, TrainJob, looks_like_oom
 
 ADAPTER_DIR = "adapter"
 # A loss this many times the first logged loss (after warmup) means the run blew up.
@@ -34,10 +34,14 @@ def build_rows(job: TrainJob) -> list[dict]:
     rows: list[dict] = []
     seen: set[str] = set()
     with open(job.train_file, encoding="utf-8") as f:
-        for line in f:
+        for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            messages = json.loads(line)["messages"]
+            try:
+                messages = json.loads(line)["messages"]
+            except (ValueError, KeyError, TypeError) as exc:  # name the file: the Planner must know which one
+                raise ValueError(f"{job.train_file}:{lineno}: not a JSON row with 'messages' "
+                                 f"({type(exc).__name__}: {exc})") from None
             key = json.dumps(messages, sort_keys=True)
             if job.config.data.dedup and key in seen:
                 continue
@@ -87,6 +91,9 @@ def sft_config(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bool
         seed=config.seed,
         data_seed=config.seed,
         logging_steps=log_every,
+        # The default filter logs a NaN/inf step loss as the mean of earlier ones (0.0 at step 1):
+        # the Progress callback must see the NaN to stop the run and report it.
+        logging_nan_inf_filter=False,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=max(1, total_steps // 8) if has_eval else None,
         save_strategy="no",
@@ -109,6 +116,11 @@ def _peak_memory_mb(use_cuda: bool) -> float:
 
 
 def train(job: TrainJob) -> TrainResult:
+    # Data first: a missing or malformed train file fails in a second, not after loading the weights.
+    rows = build_rows(job)
+    if not rows:
+        raise ValueError(f"{job.train_file}: no training rows left after the data recipe")
+
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -132,9 +144,6 @@ def train(job: TrainJob) -> TrainResult:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(job.base_model, dtype=torch.bfloat16 if bf16 else torch.float32)
 
-    rows = build_rows(job)
-    if not rows:
-        raise ValueError(f"{job.train_file}: no training rows left after the data recipe")
     dataset = Dataset.from_list(rows).shuffle(seed=config.seed)
     n_eval = int(len(rows) * config.eval_fraction)
     train_ds, eval_ds = (dataset.select(range(n_eval, len(rows))), dataset.select(range(n_eval))) if n_eval else (dataset, None)
@@ -148,7 +157,8 @@ def train(job: TrainJob) -> TrainResult:
             step, epoch = tstate.global_step, tstate.epoch
             if "loss" in logs:
                 loss = float(logs["loss"])
-                state["curve"].append(LossPoint(step=step, loss=loss, epoch=epoch, lr=logs.get("learning_rate")))
+                if math.isfinite(loss):  # JSON has no NaN: a NaN point would make result.json unreadable
+                    state["curve"].append(LossPoint(step=step, loss=loss, epoch=epoch, lr=logs.get("learning_rate")))
                 state["tokens"] = logs.get("num_tokens", state.get("tokens"))
                 emit("log", step=step, max_steps=tstate.max_steps, loss=loss, epoch=epoch,
                      lr=logs.get("learning_rate"), elapsed=time.monotonic() - started)
@@ -162,8 +172,13 @@ def train(job: TrainJob) -> TrainResult:
                     state["error"] = f"loss rose to {loss:.3f} at step {step}, over {DIVERGENCE_FACTOR}x its early {state['first']:.3f}"
                     control.should_training_stop = True
             if "eval_loss" in logs:
-                state["eval"].append(LossPoint(step=step, loss=float(logs["eval_loss"]), epoch=epoch))
-                emit("eval", step=step, eval_loss=float(logs["eval_loss"]))
+                eval_loss = float(logs["eval_loss"])
+                emit("eval", step=step, eval_loss=eval_loss)
+                if math.isfinite(eval_loss):
+                    state["eval"].append(LossPoint(step=step, loss=eval_loss, epoch=epoch))
+                elif state["status"] == "ok":
+                    state["status"], state["error"] = "nan", f"eval loss became {eval_loss} at step {step}"
+                    control.should_training_stop = True
 
         def on_step_end(self, args, tstate, control, **kwargs):
             if job.max_wall_seconds and time.monotonic() - started > job.max_wall_seconds:
@@ -226,7 +241,10 @@ def main(argv: list[str]) -> int:
         result = TrainResult(status="oom", wall_seconds=time.monotonic() - started, error=f"MemoryError: {exc}")
     except Exception as exc:  # noqa: BLE001 - every failure must become a result the Planner can read
         text = f"{type(exc).__name__}: {exc}"
-        status = "oom" if "out of memory" in text.lower() else "error"
+        capped = resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+        status = "oom" if looks_like_oom(text, memory_capped=capped) else "error"
+        if status == "oom" and "memory" not in text.lower():
+            text = f"out of memory (address space capped by run_training's memory_limit_mb): {text}"
         traceback.print_exc(file=sys.stderr)
         result = TrainResult(status=status, wall_seconds=time.monotonic() - started, error=text[-2000:])
     _write_result(out, result)

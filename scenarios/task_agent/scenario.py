@@ -18,8 +18,9 @@ from . import metrics
 from .contract import TAGS
 from .data import generate
 
-INSTRUCTION = ("Reply with <analysis>one sentence</analysis> then either <action>tool(arg=\"value\")</action> "
-               "using add_task, list_tasks, summarize_tasks or complete_task, or <final>a short answer</final>.")
+# Short on purpose: the system prompt is in every training row, and on a tiny model it is most of
+# each sequence. The persona comes first (the Domain Expert's), then this.
+INSTRUCTION = "Answer <analysis>…</analysis> then <action>tool(…)</action> or <final>…</final>."
 TINY_SPEC = TinyModelSpec(added_tokens=tuple(t for name in TAGS for t in (f"<{name}>", f"</{name}>")))
 
 
@@ -49,7 +50,7 @@ SCENARIO = Scenario(
     name="task-agent",
     description="A task-management agent that answers in a strict <analysis>/<action>/<final> tool-call contract.",
     instruction=INSTRUCTION,
-    primary_metric="tool_accuracy",
+    primary_metric="trained_phrasing/tool_accuracy",  # the bar: seen phrasings, unseen titles
     target=0.95,
     max_attempts=3,
     max_new_tokens=64,

@@ -1,0 +1,80 @@
+"""The whole crew, offline, on a tiny budget: real agents, real tools, a real tiny model trained in a
+subprocess, a real Chroma store. Then a second project recalls the first one's success."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from tunecrew.agents.crew import ROLES
+from tunecrew.memory.ledger import Ledger
+from tunecrew.memory.store import AttemptMemory
+from tunecrew.scenarios.base import ScenarioData
+from tunecrew.scenarios.runner import RunOptions, run
+from tunecrew.scenarios.task_agent.data import generate
+from tunecrew.scenarios.task_agent.scenario import SCENARIO
+from tunecrew.tools.contracts import Decision, Diagnosis
+
+
+def small_data(seed: int) -> ScenarioData:
+    data = generate(seed=seed, n_train=120, n_heldout=16)
+    return ScenarioData(train=data.train, heldout=data.heldout, heldout_split=f"small-heldout(seed={seed})")
+
+
+@pytest.mark.slow
+def test_crew_retries_with_a_changed_config_then_a_new_project_recalls_it(tmp_path, tiny_model, tunecrew_home):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    scenario = replace(SCENARIO, build_data=small_data, max_attempts=2, target=1.0)
+    memory_dir = str(tmp_path / "memory")
+    options = RunOptions(scenario=scenario, base_model=str(tiny_model), runs_dir=tmp_path / "runs",
+                         memory=memory_dir, quiet=True, attempt_seconds=8, run_id="first")
+    outcome = run(options)
+
+    # The ledger holds both attempts, and the Planner's diagnosis changed the second config.
+    records = Ledger(outcome.run_dir / "ledger.jsonl").read()
+    assert [r.attempt for r in records] == [1, 2]
+    first, second = records
+    assert first.decision.action == "retry" and first.decision.changes
+    assert second.config == first.config.with_changes(first.decision.changes)
+    assert second.decision.action == "stop"
+    assert first.domain is not None and first.domain.domain == "task-management agent"
+    for record in records:
+        assert record.result.status == "ok"
+        assert record.eval.samples == 16 and record.eval.seed == 0 and record.eval.split == "small-heldout(seed=0)"
+        assert record.eval.rubric is not None and record.diagnosis is not None
+        assert record.eval.leak_check.passed
+
+    # Every role spoke, through tools, and the transcript is on disk.
+    lines = [json.loads(line) for line in (outcome.run_dir / "transcript.jsonl").read_text().splitlines()]
+    assert {m["source"] for m in lines if m["type"] == "TextMessage"} >= set(ROLES)
+    called = {c["name"] for m in lines if m["type"] == "ToolCallRequestEvent" for c in m["content"]}
+    assert {"profile_dataset", "write_domain_card", "recall_attempts", "propose_config", "train", "evaluate",
+            "score_rubric", "diagnose", "decide"} <= called
+
+    # Report with plots, adapter loadable by PEFT, memory holds both attempts.
+    for name in ("report.md", "report.html", "loss_curves.png", "scores.png"):
+        assert (outcome.run_dir / name).stat().st_size > 500
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    PeftModel.from_pretrained(base, second.result.adapter_path)
+    memory = AttemptMemory(memory_dir)
+    assert memory.count() == 2
+
+    # A later project on similar data: a remembered success is the Tuner's starting point.
+    worked = second.model_copy(update={
+        "run_id": "earlier-project",
+        "eval": second.eval.model_copy(update={"metrics": {**second.eval.metrics, scenario.primary_metric: 1.0}}),
+        "diagnosis": Diagnosis(label="good", evidence=["target reached"]),
+        "decision": Decision(action="stop", reason="target reached"),
+        "config": second.config.with_changes({"epochs": 7.5, "learning_rate": 2.5e-3}),
+    })
+    memory.remember(worked)
+    again = run(replace(options, run_id="second", max_attempts=1))
+    recalled = Ledger(again.run_dir / "ledger.jsonl").read()[0]
+    assert recalled.config.epochs == 7.5 and recalled.config.learning_rate == 2.5e-3
+    tuner_says = [json.loads(x)["content"] for x in (again.run_dir / "transcript.jsonl").read_text().splitlines()
+                  if json.loads(x)["source"] == "Tuner" and json.loads(x)["type"] == "TextMessage"]
+    assert "warm start" in tuner_says[0]

@@ -1,0 +1,128 @@
+"""The train tool end to end: real (tiny) training runs in the worker subprocess, and every way a
+run can fail turned into a TrainResult instead of an exception."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import THREADS
+
+from tunecrew.tools.train import LOG_FILE, TrainJob, run_training
+
+pytestmark = pytest.mark.slow
+
+
+def _job(model: str, train_file, out: Path, config) -> TrainJob:
+    return TrainJob(config=config, base_model=model, train_file=str(train_file), output_dir=str(out), threads=THREADS)
+
+
+def test_lora_run_learns_and_saves_a_loadable_adapter(lora_run, tiny_model):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = lora_run.result
+    assert result.status == "ok", result.error
+    assert result.error is None
+    assert result.steps == lora_run.job.config.max_steps
+    losses = [p.loss for p in result.loss_curve]
+    assert losses and all(math.isfinite(x) for x in losses)
+    # Deterministic on CPU (seed 0): ~6.4 (ln vocab) falling to ~5 in 10 steps at lr 3e-3.
+    assert losses[0] > losses[-1] + 0.3, losses
+    assert result.train_loss is not None and math.isfinite(result.train_loss)
+    assert 0 < result.trainable_params < result.total_params
+
+    adapter = Path(result.adapter_path)
+    assert adapter == Path(lora_run.job.output_dir) / "adapter"
+    assert (adapter / "adapter_config.json").exists()
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), str(adapter))
+    assert model.peft_config["default"].modules_to_save  # train_embeddings=True: embed_tokens/lm_head saved
+
+    kinds = [e["event"] for e in lora_run.events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert kinds.count("log") == len(result.loss_curve)
+    logged = [json.loads(line) for line in (Path(lora_run.job.output_dir) / LOG_FILE).read_text().splitlines()]
+    assert logged == lora_run.events
+
+
+def test_nan_loss_stops_the_run_with_status_nan(tmp_path, tiny_model, task_data, make_config):
+    # No in-bounds config blows this model up in a few steps (Adam caps each update; lr 5e-2 stays
+    # under 3x the first loss), so the NaN comes from the base model: a NaN final-norm weight.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    broken = tmp_path / "nan_model"
+    shutil.copytree(tiny_model, broken)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    model.save_pretrained(broken)
+
+    result = run_training(_job(str(broken), task_data.train_file, tmp_path / "run", make_config(max_steps=4)),
+                          timeout_s=300)
+    assert result.status == "nan"
+    assert "nan" in result.error.lower() and "step 1" in result.error
+    assert result.steps == 1  # stopped at the first logged NaN, not after max_steps
+    assert result.adapter_path is None  # a broken run keeps no adapter
+    assert all(math.isfinite(p.loss) for p in result.loss_curve)  # result.json stays valid JSON
+
+
+@pytest.mark.parametrize("content", [None, "{not json\n"], ids=["missing", "corrupt"])
+def test_bad_train_file_is_an_error_result_naming_the_file(tmp_path, tiny_model, make_config, content):
+    train_file = tmp_path / "rows.jsonl"
+    if content is not None:
+        train_file.write_text(content)
+    result = run_training(_job(tiny_model, train_file, tmp_path / "run", make_config()), timeout_s=300)
+    assert result.status == "error"
+    assert str(train_file) in result.error
+    assert result.adapter_path is None
+
+
+def test_memory_limit_too_small_is_oom(tmp_path, tiny_model, task_data, make_config):
+    # 200 MB of address space cannot even map libtorch: the loader's mmap gets ENOMEM.
+    job = _job(tiny_model, task_data.train_file, tmp_path, make_config())
+    result = run_training(job, memory_limit_mb=200, timeout_s=120)
+    assert result.status == "oom", result.error
+    assert "memory" in result.error.lower()
+
+
+@pytest.fixture(scope="module")
+def killed_then_full(tmp_path_factory, tiny_model, task_data, make_config, lora_run):
+    """A run killed by `timeout_s` mid-training, then a full fine-tune in the same directory.
+
+    (Two checks for the price of one extra subprocess: each run costs ~10 s of imports here.)
+    """
+    out = tmp_path_factory.mktemp("killed_then_full")
+    # Long enough never to finish; the timeout comes from how long the shared run took to log its
+    # first step on this machine, so the kill lands after training started.
+    timeout = 1.3 * lora_run.seconds_to_first_log + 1.5
+    events: list[dict] = []
+    job = _job(tiny_model, task_data.train_file, out, make_config(max_steps=100_000))
+    killed = run_training(job, on_event=events.append, timeout_s=timeout)
+    config = make_config(method="full", train_embeddings=False, learning_rate=1e-3, max_steps=3)
+    full = run_training(job.model_copy(update={"config": config}), timeout_s=300)
+    return killed, events, timeout, full
+
+
+def test_killed_run_is_reported_as_probable_oom(killed_then_full):
+    killed, events, timeout, _ = killed_then_full
+    assert killed.status == "oom"  # SIGKILL is what the kernel's OOM killer sends: reported as probable OOM
+    assert "signal 9" in killed.error and "killed" in killed.error
+    assert any(e["event"] == "start" for e in events), f"killed before training started ({timeout:.1f}s)"
+    assert killed.adapter_path is None
+
+
+def test_full_finetune_after_a_kill_in_the_same_dir(killed_then_full, tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    *_, full = killed_then_full
+    assert full.status == "ok", full.error
+    assert full.steps == 3 and full.loss_curve
+    assert full.trainable_params == full.total_params  # method=full: every weight trains
+    saved = Path(full.adapter_path)
+    assert not (saved / "adapter_config.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(saved)
+    assert model.config.model_type == "llama"
