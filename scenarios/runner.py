@@ -121,9 +121,21 @@ async def run_crew(ctx: RunContext, provider: ProviderSpec, console: CrewConsole
             await client.close()
 
 
+def _quiet_libraries() -> None:
+    """The terminal is for the crew's conversation: no library progress bars or deprecation noise."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def run(options: RunOptions) -> RunOutcome:
     console = CrewConsole(quiet=options.quiet)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
     ctx = prepare(options, console)
     console.header(ctx)
     asyncio.run(run_crew(ctx, options.provider, console))
