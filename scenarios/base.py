@@ -24,6 +24,7 @@ class Scenario:
     instruction: str = field(metadata={"why": "Appended to the Domain Expert's persona: states the output format."})
     primary_metric: str = "accuracy"  # the metric the target is set on
     target: float = 0.95  # stop once the primary metric reaches this on the held-out split
+    gates: dict[str, float] = field(default_factory=dict)  # minimums on other metrics that must hold too
     max_attempts: int = 3
     max_new_tokens: int = 96  # generation budget per held-out prompt
     rubric_metrics: dict[str, str] = field(default_factory=dict)  # rubric criterion -> metric (offline judge)

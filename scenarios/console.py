@@ -4,9 +4,8 @@ and a final table of attempts."""
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
@@ -72,25 +71,28 @@ class CrewConsole:
     # ------------------------------------------------------------------ the end
 
     def summary(self, ctx, report: Path) -> None:
-        table = Table(title=f"attempts · held-out {ctx.data.heldout_split}, seed {ctx.spec.seed}")
+        """One row per attempt; scores carry their split, sample count and seed in the title."""
+        n = ctx.records[-1].eval.samples if ctx.records and ctx.records[-1].eval else 0
+        table = Table(title=f"attempts · held-out {ctx.data.heldout_split}, n={n}, seed {ctx.spec.seed}")
         metrics = sorted({k for r in ctx.records if r.eval for k in r.eval.metrics})
-        for col in ["#", "method", "rank", "lr", "epochs", "status", "train loss", *metrics, "n", "diagnosis", "decision"]:
-            table.add_column(col)
+        table.add_column("#")
+        table.add_column("config")
+        table.add_column("status")
+        table.add_column("loss")
+        for m in metrics:  # spaces let rich wrap long metric names instead of truncating them
+            table.add_column(m.replace("_", " ").replace("/", "/ "), justify="right")
+        table.add_column("diagnosis → decision")
         for r in ctx.records:
             c = r.config
+            config = f"{c.method} r{c.lora_rank} lr {c.learning_rate:g} ep {c.epochs:g}"
             table.add_row(
-                str(r.attempt), c.method, str(c.lora_rank), f"{c.learning_rate:g}", f"{c.epochs:g}", r.result.status,
+                str(r.attempt), config, r.result.status,
                 f"{r.result.train_loss:.3f}" if r.result.train_loss is not None else "-",
                 *[f"{r.eval.metrics[m]:.1%}" if r.eval and m in r.eval.metrics else "-" for m in metrics],
-                str(r.eval.samples) if r.eval else "-",
-                r.diagnosis.label if r.diagnosis else "-", r.decision.action if r.decision else "-",
+                f"{r.diagnosis.label if r.diagnosis else '-'} → {r.decision.action if r.decision else '-'}",
             )
         self.console.print(table)
         self.console.print(f"report: {report}")
         best = ctx.best
         if best is not None and best.result.adapter_path:
             self.console.print(f"best adapter: {best.result.adapter_path} (attempt {best.attempt})")
-
-
-def dump_json(value: Any) -> str:
-    return json.dumps(value, default=str)

@@ -88,7 +88,7 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
         run_id=run_id, scenario=scenario.name, base_model=base.name, provider=options.provider.provider,
         max_attempts=options.max_attempts or scenario.max_attempts,
         target=options.target if options.target is not None else scenario.target,
-        seed=options.seed, dataset_fingerprint=fingerprint(data.train),
+        gates=scenario.gates, seed=options.seed, dataset_fingerprint=fingerprint(data.train),
         memory=str(options.memory or "default") if options.use_memory else "off",
         attempt_budget_s=options.attempt_seconds,
     )

@@ -120,6 +120,18 @@ def test_good_when_target_reached() -> None:
     assert "0.850" in d.evidence[0] and "n=50" in d.evidence[0]
 
 
+def test_target_reached_but_a_gate_missed_is_not_good() -> None:
+    gates = {"format_compliance": 0.95}
+    assert diagnose(DEMO, ok_result(), report(0.85, fmt=0.97), TARGET, gates=gates).label == "good"
+    # Loss still falling: train longer. Loss flat: the format rule, with the gate as its floor.
+    d = diagnose(DEMO, ok_result(curve=falling()), report(0.85, fmt=0.92), TARGET, gates=gates)
+    assert d.label == "underfit" and d.evidence[0] == "gate format_compliance=0.920 < 0.95"
+    assert ">= target" in d.evidence[1] and d.suggested_changes
+    d = diagnose(DEMO, ok_result(curve=flat()), report(0.85, fmt=0.92), TARGET, gates=gates)
+    assert d.label == "format" and "< 0.95 while the loss flattened" in d.evidence[1]
+    valid(DEMO, d)
+
+
 def test_overfit() -> None:
     cfg = TrainConfig(epochs=4.0, lora_dropout=0.0, weight_decay=0.0)
     res = ok_result(curve=flat(level=0.3), eval_curve=OVERFIT_EVAL, train_loss=0.3, eval_loss=1.4)

@@ -293,6 +293,9 @@ class RunSpec(_Model):
     provider: str
     max_attempts: int = Field(ge=1, le=50)
     target: float = Field(ge=0.0, le=1.0, description="Stop once the primary metric reaches this.")
+    gates: dict[str, float] = Field(
+        default_factory=dict, description="Minimums on other metrics that must hold too, e.g. format_compliance."
+    )
     seed: int
     dataset_fingerprint: str
     memory: str

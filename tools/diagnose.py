@@ -20,7 +20,7 @@ not pay for the same failing change twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -262,8 +262,9 @@ def _overfit(config: TrainConfig, repeats: int) -> tuple[list[str], dict[str, An
     return ev, ch
 
 
-def _format(config: TrainConfig, compliance: float, trend: float, repeats: int) -> tuple[list[str], dict[str, Any]]:
-    ev = [f"{FORMAT_METRIC}={compliance:.3f} < {FORMAT_THRESHOLD} while the loss flattened "
+def _format(config: TrainConfig, compliance: float, floor: float, trend: float,
+            repeats: int) -> tuple[list[str], dict[str, Any]]:
+    ev = [f"{FORMAT_METRIC}={compliance:.3f} < {floor} while the loss flattened "
           f"(last {TAIL_FRACTION:.0%} improved {trend:.1%} < {FLAT_IMPROVEMENT:.0%}): it learned the words, "
           "not the reply contract"]
     ch: dict[str, Any] = {}
@@ -300,7 +301,8 @@ def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | Non
         ev.append("no eval report: judged from the loss curve alone")
     else:
         shown = "missing" if score is None else f"{score:.3f}"
-        ev.append(f"{report.primary_metric}={shown} < target {target} "
+        relation = "<" if score is None or score < target else ">="
+        ev.append(f"{report.primary_metric}={shown} {relation} target {target} "
                   f"(split={report.split}, n={report.samples}, seed={report.seed})")
     ev.append(f"loss over the last {TAIL_FRACTION:.0%} of {len(result.loss_curve)} logged points improved "
               f"{trend:.1%} ({'still falling' if trend >= FLAT_IMPROVEMENT else 'flattened'}, "
@@ -350,11 +352,24 @@ def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | Non
 # --------------------------------------------------------------------------- entry point
 
 
+def unmet_gates(report: EvalReport | None, gates: Mapping[str, float]) -> dict[str, tuple[float | None, float]]:
+    """Gates (metric -> minimum) that the report misses: metric -> (value, minimum)."""
+    if report is None:
+        return {}
+    return {m: (report.metrics.get(m), minimum) for m, minimum in gates.items()
+            if report.metrics.get(m) is None or report.metrics[m] < minimum}
+
+
 def diagnose(config: TrainConfig, result: TrainResult, report: EvalReport | None, target: float,
-             history: Sequence[AttemptRecord] = ()) -> Diagnosis:
-    """Label one attempt and suggest validated `TrainConfig` changes for the next one."""
+             history: Sequence[AttemptRecord] = (), gates: Mapping[str, float] | None = None) -> Diagnosis:
+    """Label one attempt and suggest validated `TrainConfig` changes for the next one.
+
+    `gates` are minimums on other metrics that must hold too (e.g. format_compliance >= 0.95): an
+    attempt that reaches the target on its primary metric but misses a gate is not good yet.
+    """
     score = _score(report)
     trend = loss_trend(result.loss_curve)
+    unmet = unmet_gates(report, gates or {})
 
     def done(label: DiagnosisLabel, ev: list[str], ch: dict[str, Any], repeats: int = 0) -> Diagnosis:
         if repeats:
@@ -384,11 +399,13 @@ def diagnose(config: TrainConfig, result: TrainResult, report: EvalReport | None
             ev.append("the previous attempt also failed with status=error: a code or data problem, not a hyperparameter")
         return Diagnosis(label="error", evidence=ev)
 
-    if score is not None and score >= target:
+    gate_lines = [f"gate {m}={'missing' if v is None else f'{v:.3f}'} < {minimum}" for m, (v, minimum) in unmet.items()]
+    if score is not None and score >= target and not unmet:
         assert report is not None
+        met = [f"{m}={report.metrics[m]:.3f} >= {minimum}" for m, minimum in (gates or {}).items()]
         return Diagnosis(label="good", evidence=[
             f"{report.primary_metric}={score:.3f} >= target {target} "
-            f"(split={report.split}, n={report.samples}, seed={report.seed})"])
+            f"(split={report.split}, n={report.samples}, seed={report.seed})", *met])
 
     overfit, ev = _is_overfit(result)
     if overfit:
@@ -397,12 +414,15 @@ def diagnose(config: TrainConfig, result: TrainResult, report: EvalReport | None
         return done("overfit", ev + more, ch, n)
 
     compliance = report.metrics.get(FORMAT_METRIC) if report is not None else None
-    if compliance is not None and compliance < FORMAT_THRESHOLD and trend < FLAT_IMPROVEMENT:
+    format_floor = max(FORMAT_THRESHOLD, (gates or {}).get(FORMAT_METRIC, 0.0))
+    if compliance is not None and compliance < format_floor and trend < FLAT_IMPROVEMENT:
         n = repeats("format")
-        return done("format", *_format(config, compliance, trend, n), n)
+        ev, ch = _format(config, compliance, format_floor, trend, n)
+        return done("format", gate_lines + ev, ch, n)
 
     n = repeats("underfit")
-    return done("underfit", *_underfit(config, result, report, target, trend, n), n)
+    ev, ch = _underfit(config, result, report, target, trend, n)
+    return done("underfit", gate_lines + ev, ch, n)
 
 
 def _current(config: TrainConfig, key: str) -> Any:

@@ -52,6 +52,7 @@ SCENARIO = Scenario(
     instruction=INSTRUCTION,
     primary_metric="trained_phrasing/tool_accuracy",  # the bar: seen phrasings, unseen titles
     target=0.95,
+    gates={"format_compliance": 0.95},  # every held-out reply, novel phrasings included, keeps the contract
     max_attempts=3,
     max_new_tokens=64,
     rubric_metrics={"accuracy": "args_exact_match", "reasoning": "tool_accuracy",
