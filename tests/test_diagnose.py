@@ -154,7 +154,7 @@ def test_format_when_loss_flat_and_compliance_low() -> None:
     assert d.label == "format"
     new = valid(cfg, d)
     assert new.learning_rate == pytest.approx(3e-3)
-    assert new.epochs == 3.0
+    assert new.epochs == 4.0
     assert new.train_embeddings is True
 
 

@@ -11,7 +11,7 @@ Rules run in a fixed order; the first that matches wins:
   3. status error          -> error     (no changes: a bug is not a hyperparameter)
   4. primary >= target     -> good
   5. eval loss turned up   -> overfit
-  6. format low, loss flat -> format    (it learned the words, not the contract)
+  6. format low, loss flat -> format    (it learned the words, not the contract: more steps, higher lr)
   7. otherwise             -> underfit
 `history` turns a repeated label whose score did not move into an escalation, so the crew does
 not pay for the same failing change twice.
@@ -274,9 +274,10 @@ def _format(config: TrainConfig, compliance: float, floor: float, trend: float,
         ev.append(f"learning_rate {config.learning_rate:.3g} -> {lr:.3g} (x1.5, cap {_lr_cap(config):.3g})")
     else:
         ev.append(f"learning_rate {config.learning_rate:.3g} already at cap {_lr_cap(config):.3g}")
-    length = _scale_length(config, 1.5)
+    # The contract is learned late (after the words), so it needs as many more steps as underfitting.
+    length = _scale_length(config, 2.0)
     ch.update(length)
-    ev.append(f"epochs {config.epochs} -> {length.get('epochs', config.epochs)} (x1.5, cap {MAX_EPOCHS:g})")
+    ev.append(f"epochs {config.epochs} -> {length.get('epochs', config.epochs)} (x2, cap {MAX_EPOCHS:g})")
     if config.method == "lora" and not config.train_embeddings:
         ch["train_embeddings"] = True
         ev.append("train_embeddings False -> True: format tokens may need their embeddings trained")
