@@ -149,17 +149,26 @@ def test_no_overfit_with_two_eval_points() -> None:
 
 
 def test_format_when_loss_flat_and_compliance_low() -> None:
-    cfg = TrainConfig(lora_rank=16, lora_alpha=32, learning_rate=2e-3, epochs=2.0, train_embeddings=False)
+    cfg = TrainConfig(lora_rank=16, lora_alpha=32, learning_rate=5e-4, epochs=2.0, train_embeddings=False)
     d = diagnose(cfg, ok_result(curve=flat()), report(0.4, fmt=0.5), TARGET)
     assert d.label == "format"
     new = valid(cfg, d)
-    assert new.learning_rate == pytest.approx(3e-3)
+    assert new.learning_rate == pytest.approx(7.5e-4)
     assert new.epochs == 4.0
     assert new.train_embeddings is True
 
 
+def test_format_keeps_a_high_lr_and_trains_longer() -> None:
+    cfg = DEMO.with_changes({"learning_rate": 3e-3})
+    d = diagnose(cfg, ok_result(curve=flat()), report(0.4, fmt=0.5), TARGET)
+    assert "learning_rate" not in d.suggested_changes and d.suggested_changes["epochs"] == cfg.epochs * 2
+    assert any("kept" in line for line in d.evidence)
+
+
 def test_format_lr_capped_for_lora() -> None:
-    d = diagnose(DEMO.with_changes({"learning_rate": 4e-3}), ok_result(curve=flat()), report(0.4, fmt=0.5), TARGET)
+    first = make_record(attempt=1, diagnosis="format", score=0.4)
+    cfg = DEMO.with_changes({"learning_rate": 4e-3})
+    d = diagnose(cfg, ok_result(curve=flat()), report(0.4, fmt=0.5), TARGET, history=[first])
     assert d.suggested_changes["learning_rate"] == pytest.approx(5e-3)
 
 
