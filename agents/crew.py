@@ -38,13 +38,13 @@ def next_speaker(ctx: RunContext) -> Callable[[Sequence[BaseAgentEvent | BaseCha
     """Selector: the next role from the run's state after the last agent's turn."""
 
     def select(messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> str | None:
+        last = _last_speaker(messages)
+        # A role that ended its turn without its artifact could not do its job: the Planner closes.
         if ctx.domain is None:
-            return DOMAIN_EXPERT
+            return PLANNER if last == DOMAIN_EXPERT else DOMAIN_EXPERT
         if ctx.result is None:
-            # No model yet: the Tuner trains; if it already tried and could not, the Planner closes.
-            last = _last_speaker(messages)
             return PLANNER if last == TUNER else TUNER
-        if ctx.result.status == "ok" and ctx.report is None and _last_speaker(messages) != JUDGE:
+        if ctx.result.status == "ok" and ctx.report is None and last != JUDGE:
             return JUDGE
         return PLANNER
 

@@ -7,10 +7,12 @@ flag or the environment. Keys are never stored in run files: they live only in t
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
 from autogen_core.models import ChatCompletionClient, ModelFamily, ModelInfo
 
+from .fallback import FallbackClient
 from .offline import OfflinePolicyClient
 
 PROVIDERS = ("offline", "openai", "gemini", "ollama")
@@ -26,17 +28,45 @@ class ProviderSpec:
     provider: str = "offline"
     model: str | None = None  # e.g. gpt-4.1-mini, gemini-2.5-flash, llama3.1
     base_url: str | None = None  # any OpenAI-compatible server: vLLM, Ollama, LM Studio, llama.cpp
-    api_key: str | None = None  # else OPENAI_API_KEY / GEMINI_API_KEY
+    api_key: str | None = None  # else OPENAI_API_KEY / GEMINI_API_KEY; never written to run files
+    timeout: float = 120.0  # seconds per LLM request
+    max_retries: int = 3  # the OpenAI client retries 429/5xx/timeouts with exponential backoff
+    fallback: bool = True  # a step whose LLM call still fails is answered by the offline policy
+
+    def label(self) -> str:
+        """What run.json records: provider and model, never the key."""
+        return self.provider if self.provider == "offline" else f"{self.provider}:{self.model}"
 
 
-def make_client(spec: ProviderSpec, role: str) -> ChatCompletionClient:
+def role_specs(default: ProviderSpec, overrides: list[str], roles: tuple[str, ...]) -> dict[str, ProviderSpec]:
+    """Per-role providers from `ROLE=PROVIDER[:MODEL]` overrides, e.g. `Planner=openai:gpt-4.1`."""
+    specs = {role: default for role in roles}
+    for item in overrides:
+        role, sep, value = item.partition("=")
+        if not sep or role not in roles:
+            raise ProviderError(f"--agent {item!r}: expected ROLE=PROVIDER[:MODEL] with ROLE one of {', '.join(roles)}")
+        provider, _, model = value.partition(":")
+        if provider not in PROVIDERS:
+            raise ProviderError(f"--agent {item!r}: unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+        same = provider == default.provider
+        specs[role] = replace(default, provider=provider, model=model or (default.model if same else None),
+                              base_url=default.base_url if same else None, api_key=default.api_key if same else None)
+    return specs
+
+
+def make_client(spec: ProviderSpec, role: str, on_fallback: Callable[[str], None] | None = None) -> ChatCompletionClient:
     if spec.provider == "offline":
         return OfflinePolicyClient(role)
+    client = _llm_client(spec)
+    return FallbackClient(client, role, on_fallback) if spec.fallback else client
+
+
+def _llm_client(spec: ProviderSpec) -> ChatCompletionClient:
     if spec.provider not in PROVIDERS:
         raise ProviderError(f"unknown provider {spec.provider!r}; choose one of {', '.join(PROVIDERS)}")
     if not spec.model:
-        raise ProviderError(f"--provider {spec.provider} needs --model (e.g. "
-                            f"{ {'openai': 'gpt-4.1-mini', 'gemini': 'gemini-2.5-flash', 'ollama': 'llama3.1'}[spec.provider] })")
+        example = {"openai": "gpt-4.1-mini", "gemini": "gemini-2.5-flash", "ollama": "llama3.1"}[spec.provider]
+        raise ProviderError(f"--provider {spec.provider} needs --model (e.g. {example})")
     if spec.provider == "ollama":
         try:
             from autogen_ext.models.ollama import OllamaChatCompletionClient
@@ -46,18 +76,20 @@ def make_client(spec: ProviderSpec, role: str) -> ChatCompletionClient:
 
     from autogen_ext.models.openai import OpenAIChatCompletionClient
 
+    common = {"timeout": spec.timeout, "max_retries": spec.max_retries}
     if spec.provider == "gemini":
         key = spec.api_key or os.environ.get("GEMINI_API_KEY")
         if not key:
             raise ProviderError("--provider gemini needs an API key: set GEMINI_API_KEY or pass --api-key")
         return OpenAIChatCompletionClient(model=spec.model, api_key=key, base_url=spec.base_url or GEMINI_OPENAI_URL,
-                                          model_info=_gemini_info(spec.model))
+                                          model_info=_gemini_info(spec.model), **common)
     key = spec.api_key or os.environ.get("OPENAI_API_KEY")
     if not key and not spec.base_url:
         raise ProviderError("--provider openai needs an API key (OPENAI_API_KEY or --api-key) or a --base-url "
                             "of a local OpenAI-compatible server")
-    kwargs = {"model_info": _generic_info()} if spec.base_url else {}
-    return OpenAIChatCompletionClient(model=spec.model, api_key=key or "not-needed", base_url=spec.base_url, **kwargs)
+    if spec.base_url:
+        common["model_info"] = _generic_info()
+    return OpenAIChatCompletionClient(model=spec.model, api_key=key or "not-needed", base_url=spec.base_url, **common)
 
 
 def _generic_info() -> ModelInfo:

@@ -27,11 +27,19 @@ Reply = str | tuple[str, dict[str, Any]]  # final text, or (tool name, arguments
 MAX_PROPOSALS = 3  # refused configs the Tuner repairs before it reports failure
 
 
+MAX_TOOL_ERRORS = 2  # a tool call that raised (e.g. unparseable arguments) is retried this often
+
+
 class TurnView:
-    """The tool calls made so far in the agent's current turn, with their parsed answers."""
+    """The tool calls made so far in the agent's current turn, with their parsed answers.
+
+    A call that failed to execute (AutoGen reports it with is_error, e.g. arguments that were not
+    valid JSON) counts as not made, up to MAX_TOOL_ERRORS times, so the policy simply calls again.
+    """
 
     def __init__(self, messages: Sequence[LLMMessage]):
         self.calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        self.errors: dict[str, int] = {}
         tail: list[LLMMessage] = []
         for message in reversed(messages):
             is_call = isinstance(message, AssistantMessage) and isinstance(message.content, list)
@@ -42,10 +50,14 @@ class TurnView:
         for message in reversed(tail):
             if isinstance(message, AssistantMessage):
                 for call in message.content:  # type: ignore[union-attr]
-                    pending[call.id] = (call.name, json.loads(call.arguments or "{}"))
+                    pending[call.id] = (call.name, _parse(call.arguments or "{}"))
             else:
                 for res in message.content:
                     name, args = pending.pop(res.call_id, (res.name, {}))
+                    if res.is_error:
+                        self.errors[name] = self.errors.get(name, 0) + 1
+                        if self.errors[name] <= MAX_TOOL_ERRORS:
+                            continue
                     self.calls.append((name, args, _parse(res.content)))
 
     def last(self, name: str) -> dict[str, Any] | None:
@@ -105,11 +117,14 @@ def tuner(view: TurnView) -> Reply:
     if "error" in brief:
         return f"I cannot propose a config yet: {brief['error']}"
     proposal = view.last("propose_config")
+    own, _ = policy.initial_config(brief)
     if proposal is None:
-        args, _ = policy.initial_config(brief)
-        return ("propose_config", args)
+        return ("propose_config", own)
     if not proposal.get("accepted"):
-        repaired = policy.shrink_for_errors(view.last_args("propose_config") or {}, proposal.get("errors", []))
+        tried = [args for name, args, _ in view.calls if name == "propose_config"]
+        # Someone else's refused proposal (an LLM before a fallback, or a person) is replaced by
+        # this policy's own; this policy's own is repaired when the refusal says how.
+        repaired = own if own not in tried else policy.shrink_for_errors(tried[-1], proposal.get("errors", []))
         if repaired is not None and view.count("propose_config") < MAX_PROPOSALS:
             return ("propose_config", repaired)
         return f"No feasible config: {'; '.join(proposal.get('errors', []))}"

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Callable, Literal
 from autogen_core.tools import FunctionTool
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tunecrew.agents import policy
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory, recall_query
 from tunecrew.scenarios.base import Scenario, ScenarioData
@@ -35,6 +36,7 @@ from tunecrew.tools.train import TrainJob, run_training
 log = logging.getLogger("tunecrew")
 
 DOMAIN_EXPERT, TUNER, JUDGE, PLANNER = "DomainExpert", "Tuner", "Judge", "Planner"
+MAX_REJECTIONS = 3  # refused proposals before the offline policy's answer is used (and logged)
 
 
 @dataclass
@@ -65,6 +67,8 @@ class RunContext:
     guidance: list[str] = field(default_factory=list)
     records: list[AttemptRecord] = field(default_factory=list)
     stopped: bool = False
+    rejections: int = 0  # refused proposals/decisions in a row, for the offline fallback
+    notes: list[str] = field(default_factory=list)  # fallbacks and human edits, saved with the attempt
 
     @property
     def train_file(self) -> Path:
@@ -239,14 +243,36 @@ class Toolkit:
         try:
             config = TrainConfig.model_validate(raw)
         except ValidationError as exc:
-            return _dump({"accepted": False, "errors": _errors(exc)})
+            return self._refuse_config(_errors(exc))
         assert ctx.profile is not None
         feas = check_feasibility(config, ctx.hardware, ctx.base.params, ctx.profile)
         if not feas.fits:
-            return _dump({"accepted": False, "errors": [feas.reason], "estimate": feas.__dict__})
+            return self._refuse_config([feas.reason], estimate=feas.__dict__)
+        return self._accept_config(config, feas.__dict__)
+
+    def _accept_config(self, config: TrainConfig, estimate: dict[str, Any], **extra: Any) -> str:
+        ctx = self.ctx
         ctx.config = config
+        ctx.rejections = 0
         _write(ctx.attempt_dir / "config.json", config)
-        return _dump({"accepted": True, "attempt": ctx.attempt, "estimate": feas.__dict__})
+        return _dump({"accepted": True, "attempt": ctx.attempt, "estimate": estimate, **extra})
+
+    def _refuse_config(self, errors: list[str], **extra: Any) -> str:
+        """Return the reasons; after MAX_REJECTIONS in a row, use the offline policy's config instead."""
+        ctx = self.ctx
+        ctx.rejections += 1
+        if ctx.rejections < MAX_REJECTIONS:
+            return _dump({"accepted": False, "errors": errors, "tries_left": MAX_REJECTIONS - ctx.rejections, **extra})
+        args, why = policy.initial_config(json.loads(self.recall_attempts()))
+        config = TrainConfig.model_validate({**{k: v for k, v in args.items() if k != "max_rows"},
+                                             "data": {"max_rows": args["max_rows"]}})
+        note = (f"attempt {ctx.attempt}: {MAX_REJECTIONS} proposals refused (last: {'; '.join(errors)}); "
+                f"the offline policy's config was used ({why})")
+        ctx.notes.append(note)
+        log.warning(note)
+        assert ctx.profile is not None
+        feas = check_feasibility(config, ctx.hardware, ctx.base.params, ctx.profile)
+        return self._accept_config(config, feas.__dict__, fallback=note, config=config.model_dump())
 
     def train(self) -> str:
         """Train the accepted config in a separate process. Returns status (ok/oom/nan/diverged/error),
@@ -352,12 +378,26 @@ class Toolkit:
                     errors += _errors(exc)
                 except (KeyError, TypeError) as exc:
                     errors.append(f"unknown config field in changes: {exc}")
-        if errors:
-            return _dump({"accepted": False, "errors": errors})
         try:
             decision = Decision(action=action, changes=changes, reason=reason or action, by=PLANNER)
         except ValidationError as exc:
-            return _dump({"accepted": False, "errors": _errors(exc)})
+            errors += _errors(exc)
+        if errors:
+            ctx.rejections += 1
+            if ctx.rejections < MAX_REJECTIONS:
+                return _dump({"accepted": False, "errors": errors, "tries_left": MAX_REJECTIONS - ctx.rejections})
+            plan = policy.plan(json.loads(self.diagnose()))
+            decision = Decision(**plan, by=f"{PLANNER} (offline policy fallback)")
+            note = (f"attempt {ctx.attempt}: {MAX_REJECTIONS} decisions refused (last: {'; '.join(errors)}); "
+                    f"the offline policy decided {plan['action']}")
+            ctx.notes.append(note)
+            log.warning(note)
+        return self._close_attempt(decision)
+
+    def _close_attempt(self, decision: Decision) -> str:
+        ctx = self.ctx
+        action, changes = decision.action, decision.changes
+        ctx.rejections = 0
         record = self._record(decision)
         if action == "retry":
             self._next_attempt(changes)
@@ -376,7 +416,9 @@ class Toolkit:
             model_family=ctx.base.family, model_params=ctx.base.params, hardware=ctx.hardware,
             profile=ctx.profile.model_copy(update={"samples": ctx.profile.samples[:2]}), domain=ctx.domain,
             config=ctx.config, result=ctx.result, eval=ctx.report, diagnosis=ctx.diagnosis, decision=decision,
+            notes=list(ctx.notes),
         )
+        ctx.notes.clear()
         ctx.ledger.append(record)  # the ledger is the source of truth: written first, fsync'd
         ctx.records.append(record)
         if ctx.memory is not None:

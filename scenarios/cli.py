@@ -35,6 +35,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="LLM name for the provider, e.g. gemini-2.5-flash")
     run.add_argument("--base-url", help="OpenAI-compatible endpoint (vLLM, Ollama, LM Studio, llama.cpp)")
     run.add_argument("--api-key", help="API key (prefer OPENAI_API_KEY / GEMINI_API_KEY in the environment)")
+    run.add_argument("--agent", action="append", default=[], metavar="ROLE=PROVIDER[:MODEL]",
+                     help="a different provider for one agent, e.g. Planner=openai:gpt-4.1 (repeatable)")
     run.add_argument("--max-attempts", type=int, help="training attempts at most (default: the scenario's, 3)")
     run.add_argument("--target", type=float, help="stop when the primary metric reaches this (0-1)")
     run.add_argument("--seed", type=int, default=0)
@@ -45,6 +47,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 2), help="CPU threads for torch")
     run.add_argument("--quiet", action="store_true")
     sub.add_parser("scenarios", help="list the scenarios")
+    from .task_agent import cli_commands as task_agent_commands  # serve, agent: the trained task agent
+
+    task_agent_commands.add_parsers(sub)
     return p
 
 
@@ -54,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in sorted(SCENARIOS):
             print(f"{name:14} {load_scenario(name).description}")
         return 0
+    if args.command in ("serve", "agent"):
+        from .task_agent.cli_commands import main as task_agent_main
+
+        return task_agent_main(args)
     return _run(args)
 
 
@@ -75,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     options = RunOptions(
         scenario=load_scenario(args.scenario), base_model=args.base_model,
         provider=ProviderSpec(provider=args.provider, model=args.model, base_url=args.base_url, api_key=args.api_key),
-        max_attempts=args.max_attempts, target=args.target, seed=args.seed, memory=args.memory,
+        agents=args.agent, max_attempts=args.max_attempts, target=args.target, seed=args.seed, memory=args.memory,
         use_memory=not args.no_memory, runs_dir=args.runs_dir, threads=args.threads, quiet=args.quiet,
         attempt_seconds=args.attempt_seconds,
     )
@@ -85,8 +94,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"tunecrew: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tunecrew: interrupted; finished attempts are in the run's ledger.jsonl", file=sys.stderr)
-        return 130
+        from tunecrew.tools.train import kill_active
+
+        killed = kill_active()
+        print(f"tunecrew: interrupted{' (training stopped)' if killed else ''}; finished attempts are in the "
+              "run's ledger.jsonl", file=sys.stderr)
+        os._exit(130)  # do not wait for the tool thread that was waiting on the killed trainer
     return 0
 
 

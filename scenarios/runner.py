@@ -14,8 +14,10 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autogen_core.models import ChatCompletionClient
+
 from tunecrew.agents.crew import ROLES, build_team
-from tunecrew.agents.models import ProviderSpec, make_client
+from tunecrew.agents.models import ProviderSpec, make_client, role_specs
 from tunecrew.agents.toolkit import RunContext
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
@@ -34,6 +36,7 @@ class RunOptions:
     scenario: Scenario
     base_model: str | None = None  # local path or hub id; None: the scenario's own (tiny, local) model
     provider: ProviderSpec = field(default_factory=ProviderSpec)
+    agents: list[str] = field(default_factory=list)  # per-role overrides: ROLE=PROVIDER[:MODEL]
     max_attempts: int | None = None  # None: the scenario's default
     target: float | None = None
     seed: int = 0
@@ -85,7 +88,7 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     hardware = detect_hardware()
     memory = AttemptMemory(options.memory) if options.use_memory else None
     spec = RunSpec(
-        run_id=run_id, scenario=scenario.name, base_model=base.name, provider=options.provider.provider,
+        run_id=run_id, scenario=scenario.name, base_model=base.name, provider=provider_label(options),
         max_attempts=options.max_attempts or scenario.max_attempts,
         target=options.target if options.target is not None else scenario.target,
         gates=scenario.gates, seed=options.seed, dataset_fingerprint=fingerprint(data.train),
@@ -105,9 +108,22 @@ def task_message(ctx: RunContext) -> str:
             f"attempts. Hardware: {ctx.hardware.device} ({ctx.hardware.device_name}).")
 
 
-async def run_crew(ctx: RunContext, provider: ProviderSpec, console: CrewConsole) -> None:
-    clients = {role: make_client(provider, role) for role in ROLES}
-    team = build_team(ctx, clients, make_client(provider, "selector"))
+def provider_label(options: RunOptions) -> str:
+    """Who drives the agents, for run.json: provider and model names only, never keys."""
+    specs = role_specs(options.provider, options.agents, ROLES)
+    label = options.provider.label()
+    extra = [f"{role}={spec.label()}" for role, spec in specs.items() if spec != options.provider]
+    return "; ".join([label, *extra])
+
+
+def make_clients(options: RunOptions, notes: list[str]) -> dict[str, ChatCompletionClient]:
+    """One client per role; built before anything is written so a missing key fails at once."""
+    specs = role_specs(options.provider, options.agents, ROLES)
+    return {role: make_client(spec, role, on_fallback=notes.append) for role, spec in specs.items()}
+
+
+async def run_crew(ctx: RunContext, clients: dict[str, ChatCompletionClient], console: CrewConsole) -> None:
+    team = build_team(ctx, clients, make_client(ProviderSpec(), "selector"))
     transcript = ctx.run_dir / "transcript.jsonl"
     try:
         with open(transcript, "a", encoding="utf-8") as out:
@@ -136,9 +152,12 @@ def _quiet_libraries() -> None:
 def run(options: RunOptions) -> RunOutcome:
     console = CrewConsole(quiet=options.quiet)
     _quiet_libraries()
+    notes: list[str] = []
+    clients = make_clients(options, notes)
     ctx = prepare(options, console)
+    ctx.notes = notes
     console.header(ctx)
-    asyncio.run(run_crew(ctx, options.provider, console))
+    asyncio.run(run_crew(ctx, clients, console))
     report = write_report(ctx.run_dir, ctx.spec, ctx.records)
     console.summary(ctx, report)
     return RunOutcome(run_dir=ctx.run_dir, spec=ctx.spec, records=ctx.records, report=report)

@@ -276,6 +276,7 @@ class AttemptRecord(_Model):
     eval: EvalReport | None = None
     diagnosis: Diagnosis | None = None
     decision: Decision | None = None
+    notes: list[str] = Field(default_factory=list, description="Fallbacks and human edits during this attempt.")
 
     @property
     def score(self) -> float | None:

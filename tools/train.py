@@ -43,6 +43,18 @@ class TrainJob(BaseModel):
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
+# Children still training. The crew runs `run_training` in a worker thread, so a Ctrl-C reaches the
+# event loop, not this function: the CLI calls `kill_active()` so no orphan trainer is left behind.
+_ACTIVE: set[subprocess.Popen] = set()
+
+
+def kill_active() -> int:
+    """Kill every training child of this process; returns how many were running."""
+    procs = list(_ACTIVE)
+    for proc in procs:
+        _kill(proc)
+    return len(procs)
+
 
 def run_training(
     job: TrainJob,
@@ -76,6 +88,7 @@ def run_training(
         preexec_fn=_limit_memory(memory_limit_mb) if memory_limit_mb else None,
         start_new_session=True,  # a Ctrl-C in the terminal is the crew's to handle, not the child's
     )
+    _ACTIVE.add(proc)
     err_thread = threading.Thread(target=_drain, args=(proc.stderr, stderr_tail, out / "stderr.log"), daemon=True)
     err_thread.start()
     timer = threading.Timer(timeout_s, _kill, args=(proc,)) if timeout_s else None
@@ -97,6 +110,7 @@ def run_training(
         _kill(proc)  # the crew is going down (Ctrl-C): do not leave an orphan trainer behind
         raise
     finally:
+        _ACTIVE.discard(proc)
         if timer:
             timer.cancel()
         err_thread.join(timeout=5)

@@ -1,0 +1,125 @@
+"""LLM providers through the real OpenAI client against a local OpenAI-compatible server: rate
+limits, server errors, timeouts, malformed tool calls and out-of-range proposals, all survived."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+
+import pytest
+from autogen_core.models import UserMessage
+
+from fake_llm import Fault, ScriptedLLM
+from tunecrew.agents.crew import ROLES
+from tunecrew.agents.models import ProviderError, ProviderSpec, make_client, role_specs
+from tunecrew.memory.ledger import Ledger
+from tunecrew.scenarios.base import ScenarioData
+from tunecrew.scenarios.runner import RunOptions, run
+from tunecrew.scenarios.task_agent.data import generate
+from tunecrew.scenarios.task_agent.scenario import SCENARIO
+
+SECRET = "sk-test-SECRET-4242"
+
+
+def small_data(seed: int) -> ScenarioData:
+    data = generate(seed=seed, n_train=120, n_heldout=16)
+    return ScenarioData(train=data.train, heldout=data.heldout, heldout_split=f"small-heldout(seed={seed})")
+
+
+class Faults:
+    """Each fault once, on the first request it fits; the Planner's first step fails for good."""
+
+    def __init__(self) -> None:
+        self.done: set[str] = set()
+
+    def once(self, key: str) -> bool:
+        if key in self.done:
+            return False
+        self.done.add(key)
+        return True
+
+    def __call__(self, n: int, role: str, tool: str | None) -> Fault | None:
+        if n == 2 and self.once("429"):
+            return Fault(status=429)
+        if role == "Tuner" and tool == "propose_config" and self.once("lr10"):
+            return Fault(override_args={"learning_rate": 10})
+        if role == "Tuner" and tool == "train" and self.once("malformed"):
+            return Fault(malformed_args=True)
+        if role == "Judge" and self.once("timeout"):
+            return Fault(delay=4.0)
+        if role == "Judge" and tool == "score_rubric" and self.once("500"):
+            return Fault(status=500)
+        if role == "Planner" and tool == "diagnose":
+            return Fault(status=503)  # every try: the client gives up and the offline policy answers
+        return None
+
+
+@pytest.mark.slow
+def test_crew_runs_through_the_openai_client_and_survives_faults(tmp_path, tiny_model, tunecrew_home):
+    faults = Faults()
+    with ScriptedLLM(faults) as llm:
+        spec = ProviderSpec(provider="openai", model="scripted", base_url=llm.base_url, api_key=SECRET,
+                            timeout=2.0, max_retries=2)
+        options = RunOptions(scenario=replace(SCENARIO, build_data=small_data, max_attempts=1),
+                             base_model=str(tiny_model), provider=spec, runs_dir=tmp_path / "runs",
+                             memory=str(tmp_path / "memory"), quiet=True, attempt_seconds=6, run_id="llm")
+        outcome = run(options)
+        seen = list(llm.seen)
+
+    record = Ledger(outcome.run_dir / "ledger.jsonl").read()[0]
+    assert record.result.status == "ok" and record.eval is not None and record.decision.action == "stop"
+    assert {s.role for s in seen} >= set(ROLES)
+    assert all({k.lower(): v for k, v in s.headers.items()}["authorization"] == f"Bearer {SECRET}" for s in seen)
+
+    events = [json.loads(line) for line in (outcome.run_dir / "transcript.jsonl").read_text().splitlines()]
+    results = [r for e in events if e["type"] == "ToolCallExecutionEvent" for r in e["content"]]
+
+    # 429, 500 and a timeout: the client retried the same request and the run went on.
+    for kind in (lambda s: s.fault and s.fault.status == 429, lambda s: s.fault and s.fault.status == 500,
+                 lambda s: s.fault and s.fault.delay):
+        hit = next(s for s in seen if kind(s))
+        assert any(s.number > hit.number and s.role == hit.role and s.tool == hit.tool for s in seen)
+
+    # learning_rate=10 was refused with the reason, then a valid config was proposed and trained.
+    proposals = [r for r in results if r["name"] == "propose_config"]
+    assert "learning_rate=10" in proposals[0]["content"] and '"accepted": false' in proposals[0]["content"]
+    assert '"accepted": true' in proposals[-1]["content"] and record.config.learning_rate <= 5e-2
+
+    # Malformed tool-call JSON became an error result the agent saw, and the call was made again.
+    train_results = [r for r in results if r["name"] == "train"]
+    assert train_results[0]["is_error"] and not train_results[-1]["is_error"]
+
+    # The Planner's LLM never answered: the offline policy stood in, and the attempt says so.
+    assert any("Planner: LLM call failed" in note for note in record.notes)
+    assert json.loads((outcome.run_dir / "run.json").read_text())["provider"] == "openai:scripted"
+
+    # The key is nowhere on disk: run files, report, memory.
+    for root in (outcome.run_dir, tmp_path / "memory"):
+        for path in root.rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_failing_llm_step_is_answered_by_the_offline_policy():
+    notes: list[str] = []
+    with ScriptedLLM(lambda n, role, tool: Fault(status=500)) as llm:
+        client = make_client(ProviderSpec(provider="openai", model="m", base_url=llm.base_url, max_retries=0),
+                             "Planner", on_fallback=notes.append)
+        from autogen_core.tools import FunctionTool
+
+        tools = [FunctionTool(lambda: "", name=n, description=n) for n in ("diagnose", "decide")]
+        result = asyncio.run(client.create([UserMessage(content="go", source="user")], tools=tools))
+    assert result.content[0].name == "diagnose"
+    assert notes and "InternalServerError" in notes[0]
+
+
+def test_provider_errors_are_clear():
+    with pytest.raises(ProviderError, match="needs --model"):
+        make_client(ProviderSpec(provider="openai"), "Tuner")
+    with pytest.raises(ProviderError, match="GEMINI_API_KEY"):
+        make_client(ProviderSpec(provider="gemini", model="gemini-2.5-flash"), "Tuner")
+    with pytest.raises(ProviderError, match="ROLE=PROVIDER"):
+        role_specs(ProviderSpec(), ["Boss=openai:x"], ROLES)
+    specs = role_specs(ProviderSpec(), ["Planner=openai:gpt-4.1"], ROLES)
+    assert specs["Planner"].model == "gpt-4.1" and specs["Judge"].provider == "offline"
