@@ -10,18 +10,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import import_module
 from pathlib import Path
 
 from tunecrew.scenarios.base import Scenario
-
-SCENARIOS = {"task-agent": "tunecrew.scenarios.task_agent.scenario"}
+from tunecrew.scenarios.registry import SCENARIOS, UnknownScenario
+from tunecrew.scenarios.registry import load_scenario as _load
 
 
 def load_scenario(name: str) -> Scenario:
-    if name not in SCENARIOS:
-        raise SystemExit(f"tunecrew: unknown scenario {name!r}; available: {', '.join(sorted(SCENARIOS))}")
-    return import_module(SCENARIOS[name]).SCENARIO
+    try:
+        return _load(name)
+    except UnknownScenario as exc:
+        raise SystemExit(f"tunecrew: {exc}") from exc
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,13 +30,7 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a scenario end to end")
     run.add_argument("scenario", help=f"one of: {', '.join(sorted(SCENARIOS))}")
     run.add_argument("--base-model", help="local model folder or hub id (default: the scenario's local tiny model)")
-    run.add_argument("--provider", default="offline", choices=["offline", "openai", "gemini", "ollama"],
-                     help="who drives the agents (default: offline, a deterministic policy)")
-    run.add_argument("--model", help="LLM name for the provider, e.g. gemini-2.5-flash")
-    run.add_argument("--base-url", help="OpenAI-compatible endpoint (vLLM, Ollama, LM Studio, llama.cpp)")
-    run.add_argument("--api-key", help="API key (prefer OPENAI_API_KEY / GEMINI_API_KEY in the environment)")
-    run.add_argument("--agent", action="append", default=[], metavar="ROLE=PROVIDER[:MODEL]",
-                     help="a different provider for one agent, e.g. Planner=openai:gpt-4.1 (repeatable)")
+    _crew_args(run)
     run.add_argument("--max-attempts", type=int, help="training attempts at most (default: the scenario's, 3)")
     run.add_argument("--target", type=float, help="stop when the primary metric reaches this (0-1)")
     run.add_argument("--seed", type=int, default=0)
@@ -44,13 +38,29 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--memory", help="memory store dir or Chroma server URL (default ~/.tunecrew/memory)")
     run.add_argument("--no-memory", action="store_true", help="neither recall nor remember attempts")
     run.add_argument("--runs-dir", default="runs", type=Path, help="where runs/<id>/ is written (default ./runs)")
-    run.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 2), help="CPU threads for torch")
-    run.add_argument("--quiet", action="store_true")
+    resume = sub.add_parser("resume", help="continue a run at its next unfinished attempt (after a crash or kill)")
+    resume.add_argument("run", help="run id (in --runs-dir) or run directory")
+    resume.add_argument("--runs-dir", default="runs", type=Path)
+    resume.add_argument("--add-attempts", type=int, default=0, help="extend the attempt budget")
+    _crew_args(resume)
     sub.add_parser("scenarios", help="list the scenarios")
     from .task_agent import cli_commands as task_agent_commands  # serve, agent: the trained task agent
 
     task_agent_commands.add_parsers(sub)
     return p
+
+
+def _crew_args(p: argparse.ArgumentParser) -> None:
+    """Who drives the agents and how the run uses this machine; shared by run and resume."""
+    p.add_argument("--provider", default="offline", choices=["offline", "openai", "gemini", "ollama"],
+                   help="who drives the agents (default: offline, a deterministic policy)")
+    p.add_argument("--model", help="LLM name for the provider, e.g. gemini-2.5-flash")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint (vLLM, Ollama, LM Studio, llama.cpp)")
+    p.add_argument("--api-key", help="API key (prefer OPENAI_API_KEY / GEMINI_API_KEY in the environment)")
+    p.add_argument("--agent", action="append", default=[], metavar="ROLE=PROVIDER[:MODEL]",
+                   help="a different provider for one agent, e.g. Planner=openai:gpt-4.1 (repeatable)")
+    p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 2), help="CPU threads for torch")
+    p.add_argument("--quiet", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,31 +76,39 @@ def main(argv: list[str] | None = None) -> int:
     return _run(args)
 
 
+def run_dir_of(run: str, runs_dir: Path) -> Path:
+    path = Path(run)
+    return path if (path / "run.json").exists() else runs_dir / run
+
+
 def _run(args: argparse.Namespace) -> int:
+    """`run` and `resume`: build the options, run the crew, turn known failures into one line."""
     # Imported here so `tunecrew --help` answers at once, without loading torch.
     from tunecrew.agents.models import ProviderError, ProviderSpec
+    from tunecrew.memory.ledger import LedgerError
     from tunecrew.memory.store import MemoryStoreError
     from tunecrew.tools.data import DataError
     from tunecrew.tools.model_info import ModelNotFound
 
-    from .runner import RunOptions, run
+    from .runner import ResumeError, RunOptions, resume, run
 
-    if args.max_attempts is not None and not 1 <= args.max_attempts <= 50:
-        print(f"tunecrew: --max-attempts {args.max_attempts} must be between 1 and 50", file=sys.stderr)
+    if args.command == "run" and (problem := _check_run_flags(args)):
+        print(f"tunecrew: {problem}", file=sys.stderr)
         return 2
-    if args.target is not None and not 0 < args.target <= 1:
-        print(f"tunecrew: --target {args.target} must be in (0, 1]", file=sys.stderr)
-        return 2
-    options = RunOptions(
-        scenario=load_scenario(args.scenario), base_model=args.base_model,
-        provider=ProviderSpec(provider=args.provider, model=args.model, base_url=args.base_url, api_key=args.api_key),
-        agents=args.agent, max_attempts=args.max_attempts, target=args.target, seed=args.seed, memory=args.memory,
-        use_memory=not args.no_memory, runs_dir=args.runs_dir, threads=args.threads, quiet=args.quiet,
-        attempt_seconds=args.attempt_seconds,
-    )
+    provider = ProviderSpec(provider=args.provider, model=args.model, base_url=args.base_url, api_key=args.api_key)
     try:
-        run(options)
-    except (DataError, ModelNotFound, ProviderError, MemoryStoreError) as exc:
+        if args.command == "resume":
+            options = RunOptions(scenario=None, provider=provider, agents=args.agent,  # type: ignore[arg-type]
+                                 threads=args.threads, quiet=args.quiet)
+            resume(run_dir_of(args.run, args.runs_dir), options, add_attempts=args.add_attempts)
+        else:
+            run(RunOptions(
+                scenario=load_scenario(args.scenario), base_model=args.base_model, provider=provider,
+                agents=args.agent, max_attempts=args.max_attempts, target=args.target, seed=args.seed,
+                memory=args.memory, use_memory=not args.no_memory, runs_dir=args.runs_dir, threads=args.threads,
+                quiet=args.quiet, attempt_seconds=args.attempt_seconds,
+            ))
+    except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError) as exc:
         print(f"tunecrew: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -98,9 +116,17 @@ def _run(args: argparse.Namespace) -> int:
 
         killed = kill_active()
         print(f"tunecrew: interrupted{' (training stopped)' if killed else ''}; finished attempts are in the "
-              "run's ledger.jsonl", file=sys.stderr)
+              "run's ledger.jsonl; `tunecrew resume RUN_ID` continues", file=sys.stderr)
         os._exit(130)  # do not wait for the tool thread that was waiting on the killed trainer
     return 0
+
+
+def _check_run_flags(args: argparse.Namespace) -> str | None:
+    if args.max_attempts is not None and not 1 <= args.max_attempts <= 50:
+        return f"--max-attempts {args.max_attempts} must be between 1 and 50"
+    if args.target is not None and not 0 < args.target <= 1:
+        return f"--target {args.target} must be in (0, 1]"
+    return None
 
 
 if __name__ == "__main__":

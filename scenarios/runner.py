@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,16 +19,17 @@ from autogen_core.models import ChatCompletionClient
 
 from tunecrew.agents.crew import ROLES, build_team
 from tunecrew.agents.models import ProviderSpec, make_client, role_specs
-from tunecrew.agents.toolkit import RunContext
+from tunecrew.agents.toolkit import RunContext, Toolkit
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
-from tunecrew.tools.contracts import AttemptRecord, RunSpec
-from tunecrew.tools.data import fingerprint, write_jsonl
+from tunecrew.tools.contracts import AttemptRecord, DomainCard, EvalReport, RunSpec, TrainConfig, TrainResult
+from tunecrew.tools.data import fingerprint, load_rows, write_jsonl
 from tunecrew.tools.hardware import detect_hardware
 from tunecrew.tools.model_info import describe_base_model
 from tunecrew.tools.report import write_report
 
-from .base import Scenario
+from .base import Scenario, ScenarioData
+from .registry import load_scenario
 from .console import CrewConsole
 
 
@@ -92,8 +94,8 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
         max_attempts=options.max_attempts or scenario.max_attempts,
         target=options.target if options.target is not None else scenario.target,
         gates=scenario.gates, seed=options.seed, dataset_fingerprint=fingerprint(data.train),
-        memory=str(options.memory or "default") if options.use_memory else "off",
-        attempt_budget_s=options.attempt_seconds,
+        memory=_memory_location(options.memory) if options.use_memory else "off",
+        attempt_budget_s=options.attempt_seconds, heldout_split=data.heldout_split,
     )
     (run_dir / "run.json").write_text(spec.model_dump_json(indent=2))
     return RunContext(run_dir=run_dir, spec=spec, scenario=scenario, data=data, base=base, hardware=hardware,
@@ -122,12 +124,13 @@ def make_clients(options: RunOptions, notes: list[str]) -> dict[str, ChatComplet
     return {role: make_client(spec, role, on_fallback=notes.append) for role, spec in specs.items()}
 
 
-async def run_crew(ctx: RunContext, clients: dict[str, ChatCompletionClient], console: CrewConsole) -> None:
+async def run_crew(ctx: RunContext, clients: dict[str, ChatCompletionClient], console: CrewConsole,
+                   task: str | None = None) -> None:
     team = build_team(ctx, clients, make_client(ProviderSpec(), "selector"))
     transcript = ctx.run_dir / "transcript.jsonl"
     try:
         with open(transcript, "a", encoding="utf-8") as out:
-            async for item in team.run_stream(task=task_message(ctx)):
+            async for item in team.run_stream(task=task or task_message(ctx)):
                 if hasattr(item, "dump"):
                     out.write(json.dumps(item.dump(), default=str) + "\n")
                     out.flush()
@@ -147,6 +150,111 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _memory_location(memory: str | None) -> str:
+    """Absolute, so `resume` finds the same store from any working directory."""
+    if memory is None:
+        return "default"
+    return memory if memory.startswith(("http://", "https://")) else str(Path(memory).expanduser().resolve())
+
+
+class ResumeError(ValueError):
+    pass
+
+
+def open_memory(spec: RunSpec) -> AttemptMemory | None:
+    """The memory a run was started with (run.json records where it lives)."""
+    if spec.memory == "off":
+        return None
+    return AttemptMemory(None if spec.memory == "default" else spec.memory)
+
+
+def reopen(run_dir: Path, console: CrewConsole, add_attempts: int = 0, threads: int = 2) -> RunContext:
+    """Rebuild a run's state from its files: run.json, data/, domain.json, ledger.jsonl, attempts/.
+
+    The ledger decides what is finished. An attempt that is not in it restarts from scratch, except
+    that a training result already on disk (status ok, adapter saved) and its eval are reused.
+    """
+    spec_path = run_dir / "run.json"
+    if not spec_path.exists():
+        raise ResumeError(f"{run_dir}: no run.json here; pass a run id from runs/ or a run directory")
+    spec = RunSpec.model_validate_json(spec_path.read_text())
+    if add_attempts:
+        spec = spec.model_copy(update={"max_attempts": spec.max_attempts + add_attempts})
+        spec_path.write_text(spec.model_dump_json(indent=2))
+    scenario = load_scenario(spec.scenario)
+    data = ScenarioData(train=load_rows(run_dir / "data" / "train.jsonl"),
+                        heldout=load_rows(run_dir / "data" / "heldout.jsonl"),
+                        heldout_split=spec.heldout_split or f"{spec.scenario}-heldout(seed={spec.seed})")
+    ledger = Ledger(run_dir / "ledger.jsonl")
+    records = ledger.read()
+    ctx = RunContext(run_dir=run_dir, spec=spec, scenario=scenario, data=data, base=describe_base_model(spec.base_model),
+                     hardware=detect_hardware(), ledger=ledger, memory=open_memory(spec), threads=threads,
+                     on_train_event=console.train_event, records=records, attempt=len(records) + 1)
+    if ctx.memory is not None and records:
+        ctx.memory.remember_many(records)  # idempotent: a crash between ledger and memory is repaired here
+    if records and records[-1].decision is not None:
+        last = records[-1]
+        if last.decision.action == "retry":
+            ctx.pending_changes = dict(last.decision.changes)
+        elif ctx.attempt <= spec.max_attempts and last.diagnosis is not None:
+            ctx.pending_changes = dict(last.diagnosis.suggested_changes)  # more attempts for a stopped run
+    domain = run_dir / "domain.json"
+    if domain.exists():
+        ctx.domain = DomainCard.model_validate_json(domain.read_text())
+        Toolkit(ctx).profile_dataset()  # the Domain Expert's work is done; its profile is recomputed
+    _restore_unfinished(ctx, console)
+    return ctx
+
+
+def _restore_unfinished(ctx: RunContext, console: CrewConsole) -> None:
+    folder = ctx.attempt_dir
+    if not folder.exists():
+        return
+    config, result, report = folder / "config.json", folder / "result.json", folder / "eval.json"
+    try:
+        if config.exists() and result.exists():
+            trained = TrainResult.model_validate_json(result.read_text())
+            if trained.status == "ok" and trained.adapter_path and Path(trained.adapter_path).exists():
+                ctx.config = TrainConfig.model_validate_json(config.read_text())
+                ctx.result = trained
+                if report.exists():
+                    ctx.report = EvalReport.model_validate_json(report.read_text())
+                console.note(f"attempt {ctx.attempt}: reusing its finished training"
+                             f"{' and evaluation' if ctx.report else ''}")
+                return
+    except ValueError:
+        pass  # half-written files: start the attempt over
+    shutil.rmtree(folder)
+    console.note(f"attempt {ctx.attempt} was interrupted before it finished training: starting it over")
+
+
+def resume_message(ctx: RunContext) -> str:
+    done = ", ".join(f"#{r.attempt} {r.diagnosis.label if r.diagnosis else r.result.status} "
+                     f"score={r.score if r.score is not None else 'n/a'}" for r in ctx.records)
+    return (f"Resume run {ctx.spec.run_id} ({ctx.spec.scenario}) at attempt {ctx.attempt} of {ctx.spec.max_attempts}. "
+            f"Finished attempts: {done or 'none'}. Target: {ctx.scenario.primary_metric} >= {ctx.spec.target}.")
+
+
+def resume(run_dir: Path, options: RunOptions, add_attempts: int = 0) -> RunOutcome:
+    """Continue a run at its next unfinished attempt; `options` gives providers, threads, output."""
+    console = CrewConsole(quiet=options.quiet)
+    _quiet_libraries()
+    notes: list[str] = []
+    clients = make_clients(options, notes)
+    ctx = reopen(run_dir, console, add_attempts=add_attempts, threads=options.threads)
+    ctx.notes = notes
+    console.header(ctx)
+    if ctx.attempt > ctx.spec.max_attempts or (ctx.records and ctx.records[-1].decision
+                                                and ctx.records[-1].decision.action == "stop" and not add_attempts):
+        console.note(f"run {ctx.spec.run_id} is finished ({len(ctx.records)} attempts); "
+                     "`tunecrew chat` with --add-attempts continues it")
+    else:
+        asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx)))
+    report = write_report(ctx.run_dir, ctx.spec, ctx.records)
+    console.summary(ctx, report)
+    return RunOutcome(run_dir=ctx.run_dir, spec=ctx.spec, records=ctx.records, report=report)
 
 
 def run(options: RunOptions) -> RunOutcome:

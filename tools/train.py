@@ -85,7 +85,7 @@ def run_training(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        preexec_fn=_limit_memory(memory_limit_mb) if memory_limit_mb else None,
+        preexec_fn=_child_setup(memory_limit_mb),
         start_new_session=True,  # a Ctrl-C in the terminal is the crew's to handle, not the child's
     )
     _ACTIVE.add(proc)
@@ -174,11 +174,20 @@ def _kill(proc: subprocess.Popen) -> None:
             pass
 
 
-def _limit_memory(limit_mb: int) -> Callable[[], None]:
-    def apply() -> None:
-        import resource
+def _child_setup(limit_mb: int | None) -> Callable[[], None]:
+    """Runs in the child before exec: die with the parent, and cap memory if asked."""
 
-        limit = limit_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    def apply() -> None:
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            # PR_SET_PDEATHSIG = 1: if the crew is killed (kill -9), its trainer goes too, so a
+            # resumed run never races an orphan writing into the same attempt directory.
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+        if limit_mb:
+            import resource
+
+            limit = limit_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     return apply

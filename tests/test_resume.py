@@ -1,0 +1,118 @@
+"""kill -9 a real run, then `resume`: no finished attempt is lost or repeated, the trainer does not
+outlive its crew, and the ledger and the memory store agree."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tunecrew.memory.ledger import Ledger
+from tunecrew.memory.store import AttemptMemory
+from tunecrew.scenarios.cli import main
+from tunecrew.scenarios.runner import RunOptions, resume
+
+START = """
+from dataclasses import replace
+from pathlib import Path
+from tunecrew.scenarios.runner import RunOptions, run
+from tunecrew.scenarios.task_agent.scenario import SCENARIO
+from test_crew import small_data
+run(RunOptions(scenario=replace(SCENARIO, build_data=small_data, max_attempts=2, target=1.0),
+               base_model={base!r}, runs_dir=Path({runs!r}), memory={memory!r}, quiet=True,
+               attempt_seconds=8, run_id="victim", threads=1))
+"""
+
+
+def _trainers(run_dir: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(run_dir) in (proc / "cmdline").read_text():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_resume(tmp_path, tiny_model, tunecrew_home):
+    runs, memory = tmp_path / "runs", tmp_path / "memory"
+    script = tmp_path / "start.py"
+    script.write_text(START.format(base=str(tiny_model), runs=str(runs), memory=str(memory)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    crew = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run_dir = runs / "victim"
+    ledger = Ledger(run_dir / "ledger.jsonl")
+    second_log = run_dir / "attempts" / "2" / "train_log.jsonl"
+    try:
+        _wait(lambda: second_log.exists() and '"log"' in second_log.read_text() or crew.poll() is not None,
+              timeout=240, what="attempt 2 to start training")
+        assert crew.poll() is None, crew.stderr.read().decode()[-2000:]
+        first = ledger.read()
+        crew.send_signal(signal.SIGKILL)
+        crew.wait(timeout=30)
+    finally:
+        if crew.poll() is None:
+            crew.kill()
+    # The trainer died with its crew (no orphan writing into attempt 2).
+    _wait(lambda: not _trainers(run_dir / "attempts" / "2"), timeout=10, what="the orphan trainer to exit")
+    assert [r.attempt for r in first] == [1] and first[0].decision.action == "retry"
+
+    outcome = resume(run_dir, RunOptions(scenario=None, quiet=True, threads=1))  # type: ignore[arg-type]
+
+    records = ledger.read()
+    assert [r.attempt for r in records] == [1, 2]
+    assert records[0] == first[0]  # the finished attempt is untouched, not repeated
+    assert records[1].config == first[0].config.with_changes(first[0].decision.changes)
+    assert records[1].result.status == "ok" and records[1].eval is not None
+    store = AttemptMemory(str(memory))
+    assert store.count() == 2 and store.get("victim:1") == records[0] and store.get("victim:2") == records[1]
+    assert (outcome.run_dir / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_a_trained_but_undecided_attempt_is_reused_not_retrained(tmp_path, tiny_model, tunecrew_home):
+    from dataclasses import replace
+
+    from test_crew import small_data
+    from tunecrew.scenarios.runner import run
+    from tunecrew.scenarios.task_agent.scenario import SCENARIO
+
+    outcome = run(RunOptions(scenario=replace(SCENARIO, build_data=small_data, max_attempts=1),
+                             base_model=str(tiny_model), runs_dir=tmp_path / "runs", use_memory=False, quiet=True,
+                             attempt_seconds=5, run_id="undecided", threads=1))
+    ledger_path = outcome.run_dir / "ledger.jsonl"
+    finished = Ledger(ledger_path).read()
+    ledger_path.write_text("")  # as if killed after training and evaluation, before the Planner decided
+    log = outcome.run_dir / "attempts" / "1" / "train_log.jsonl"
+    trained_at = log.stat().st_mtime_ns
+
+    assert main(["resume", "undecided", "--runs-dir", str(tmp_path / "runs"), "--quiet", "--threads", "1"]) == 0
+
+    again = Ledger(ledger_path).read()
+    assert log.stat().st_mtime_ns == trained_at  # no second training
+    assert [r.attempt for r in again] == [1]
+    assert again[0].result == finished[0].result and again[0].eval == finished[0].eval
+    # Resuming a finished run changes nothing.
+    assert main(["resume", str(outcome.run_dir), "--quiet"]) == 0
+    assert Ledger(ledger_path).read() == again
+
+
+def test_resume_of_something_that_is_not_a_run(tmp_path, capsys):
+    assert main(["resume", "nope", "--runs-dir", str(tmp_path)]) == 2
+    assert "no run.json here" in capsys.readouterr().err
