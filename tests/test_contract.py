@@ -124,7 +124,8 @@ def test_structure_errors(text: str, needle: str) -> None:
 @pytest.mark.parametrize(
     ("call", "needle"),
     [
-        ('delete_task(title="x")', "unknown tool 'delete_task'"),
+        ('drop_table(title="x")', "unknown tool 'drop_table'"),
+        ("delete_task()", "missing required argument 'title'"),
         ('add_task(titel="x")', "unknown argument 'titel'"),
         ('summarize_tasks(status="open")', "unknown argument 'status'"),
         ('add_task(due="2026-01-01")', "missing required argument 'title'"),
@@ -239,7 +240,7 @@ def test_round_trip_final() -> None:
 
 
 def test_tools_whitelist() -> None:
-    assert set(TOOLS) == {"add_task", "list_tasks", "summarize_tasks", "complete_task"}
+    assert set(TOOLS) == {"add_task", "list_tasks", "summarize_tasks", "complete_task", "delete_task"}
     assert TOOLS["add_task"].required == ("title",)
     assert TOOLS["add_task"].allowed == ("title", "due", "priority")
 

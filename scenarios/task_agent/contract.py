@@ -41,6 +41,7 @@ TOOLS: dict[str, ToolSpec] = {
     "list_tasks": ToolSpec(optional=("status",)),
     "summarize_tasks": ToolSpec(),
     "complete_task": ToolSpec(required=("title",)),
+    "delete_task": ToolSpec(required=("title",)),
 }
 """The whitelist: a tool or argument not listed here makes a reply invalid."""
 

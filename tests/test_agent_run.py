@@ -1,0 +1,181 @@
+"""Loading a finished task-agent run for serving, and the `tunecrew agent` / `tunecrew serve` CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from task_agent_runs import PERSONA, fake_adapter, make_run
+
+from tunecrew.scenarios.cli import main
+from tunecrew.scenarios.task_agent.agent import RunNotUsable, TaskAgent, load_run
+from tunecrew.scenarios.task_agent.scenario import SCENARIO
+from tunecrew.scenarios.task_agent.store import TaskStore
+
+from conftest import THREADS
+
+
+def test_picks_the_best_scored_attempt_with_an_adapter(tmp_path):
+    runs = tmp_path / "runs"
+    a1, a2, a3 = (fake_adapter(tmp_path / f"ad{i}") for i in (1, 2, 3))
+    run_dir = make_run(runs, "acme/tiny-base", [
+        {"score": 0.5, "adapter": a1},
+        {"score": 0.9, "adapter": a2},
+        {"status": "oom"},
+        {"score": 0.7, "adapter": a3},
+        {"score": 0.99, "adapter": str(tmp_path / "deleted")},  # best, but its adapter is gone
+    ])
+    info = load_run(run_dir.name, runs)
+    assert (info.attempt, info.score, info.adapter) == (2, 0.9, a2)
+    assert info.system_prompt == SCENARIO.system_prompt(PERSONA)
+    assert info.max_new_tokens == SCENARIO.max_new_tokens
+    assert load_run(run_dir).attempt == 2  # a run directory works as well as an id
+    assert info.describe() == {"run_id": run_dir.name, "base_model": "acme/tiny-base", "adapter": a2,
+                               "attempt": 2, "score": 0.9}
+
+
+def test_unscored_runs_fall_back_to_the_last_ok_attempt(tmp_path):
+    a1, a2 = fake_adapter(tmp_path / "a1"), fake_adapter(tmp_path / "a2")
+    run_dir = make_run(tmp_path / "runs", "acme/m", [{"adapter": a1}, {"adapter": a2}, {"status": "error"}])
+    assert load_run(run_dir).adapter == a2
+
+
+def test_relative_paths_are_found_after_the_run_moved(tmp_path):
+    runs = tmp_path / "moved" / "runs"
+    run_id = "r-rel"
+    fake_adapter(runs / run_id / "attempts" / "1" / "adapter")
+    (runs / run_id / "base_model").mkdir(parents=True)
+    # what a run launched as `tunecrew run` from some other cwd wrote: paths relative to that cwd
+    run_dir = make_run(runs, f"runs/{run_id}/base_model", [{"score": 0.8, "adapter": f"runs/{run_id}/attempts/1/adapter"}],
+                       run_id=run_id)
+    info = load_run(run_dir)
+    assert info.adapter == str(run_dir / "attempts" / "1" / "adapter")
+    assert info.base_model == str(run_dir / "base_model")
+
+
+def test_persona_falls_back_to_the_ledger_then_to_none(tmp_path):
+    ad = fake_adapter(tmp_path / "ad")
+    run_dir = make_run(tmp_path / "runs", "acme/m", [{"score": 0.8, "adapter": ad}], persona=None)
+    assert load_run(run_dir).system_prompt.startswith("You are an assistant for task-management agent.")
+    empty = make_run(tmp_path / "runs2", "/m", [], persona=None)
+    assert load_run(empty, merged_model=tmp_path).system_prompt == SCENARIO.system_prompt("")
+
+
+@pytest.mark.parametrize(("attempts", "needle"), [
+    ([], "records no attempt"),
+    ([{"status": "oom"}, {"status": "error"}], "attempt 1: oom, attempt 2: error"),
+    ([{"score": 0.9, "adapter": "/nowhere/adapter"}], "no attempt finished with an adapter on disk"),
+])
+def test_runs_without_an_adapter_say_what_is_missing(tmp_path, attempts, needle):
+    run_dir = make_run(tmp_path / "runs", "/m", attempts)
+    with pytest.raises(RunNotUsable, match="has no trained adapter") as info:
+        load_run(run_dir)
+    assert str(run_dir) in str(info.value) and needle in str(info.value)
+
+
+def test_other_bad_runs(tmp_path):
+    with pytest.raises(RunNotUsable, match="no run 'ghost'"):
+        load_run("ghost", tmp_path)
+    other = make_run(tmp_path / "runs", "/m", [], run_id="legal", scenario="legal-qa")
+    with pytest.raises(RunNotUsable, match="is a 'legal-qa' run"):
+        load_run(other)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "run.json").write_text("{not json")
+    with pytest.raises(RunNotUsable, match="run.json is not a valid run spec"):
+        load_run(broken)
+    ok = make_run(tmp_path / "runs3", "/m", [])
+    with pytest.raises(RunNotUsable, match="merged model .*no such directory"):
+        load_run(ok, merged_model=tmp_path / "nope")
+    ad = fake_adapter(tmp_path / "ad")
+    no_base = make_run(tmp_path / "runs4", str(tmp_path / "gone"), [{"score": 0.5, "adapter": ad}])
+    with pytest.raises(RunNotUsable, match="base model .*gone is missing"):
+        load_run(no_base)
+
+
+@pytest.mark.parametrize("argv", [["agent", "ghost"], ["serve", "ghost"]])
+def test_cli_bad_run_id_is_one_line_and_exit_2(tmp_path, capsys, argv):
+    assert main(argv + ["--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run 'ghost'" in err and "Traceback" not in err
+
+
+def test_cli_run_without_adapter_names_the_run_dir(tmp_path, capsys):
+    run_dir = make_run(tmp_path / "runs", "/m", [{"status": "oom"}])
+    assert main(["serve", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert str(run_dir) in err and "no trained adapter" in err and err.count("\n") == 1
+
+
+def test_cli_bad_user_is_refused(tmp_path, capsys):
+    run_dir = make_run(tmp_path / "runs", "/m", [])
+    assert main(["agent", str(run_dir), "--user", "../root"]) == 2
+    assert "user id must match" in capsys.readouterr().err
+
+
+def test_task_agent_over_a_merged_model_replies_and_executes(tmp_path, tiny_model):
+    """The real model path: the tiny (untrained) model served as a 'merged model' of a fake run."""
+    run_dir = make_run(tmp_path / "runs", tiny_model, [])
+    with TaskStore(tmp_path / "tasks") as store:
+        agent = TaskAgent.from_run(run_dir, merged_model=tiny_model, threads=THREADS, store=store)
+        assert agent.describe()["adapter"] is None and agent.run_id == run_dir.name
+        prompt = agent.prompt("add milk")
+        assert prompt[0] == {"role": "system", "content": SCENARIO.system_prompt(PERSONA)}
+        assert prompt[1:] == [{"role": "user", "content": "add milk"}]
+        reply = agent.reply("add a task buy milk")
+        assert isinstance(reply, str) and reply == agent.reply("add a task buy milk")  # greedy
+        out = agent.chat("alice", "add a task buy milk")
+        assert set(out) == {"reply", "kind", "action", "result"} and out["reply"] == reply
+        json.dumps(out)
+
+
+def test_agent_command_in_process(tmp_path, tiny_model, tunecrew_home, monkeypatch, capsys):
+    """`tunecrew agent` through main(): lines in, one reply + one result per line out, `exit` quits."""
+    run_dir = make_run(tmp_path / "runs", tiny_model, [])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("add a task buy milk\n\nquit\nnot read\n"))
+    assert main(["agent", run_dir.name, "--runs-dir", str(tmp_path / "runs"), "--merged", tiny_model,
+                 "--threads", str(THREADS), "--user", "bob"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"run {run_dir.name}, attempt None, user bob")
+    assert [line.split(">")[0] for line in out[1:]] == ["agent", "result"]
+    assert json.loads(out[2].removeprefix("result> "))["ok"] in (True, False)
+    assert (tunecrew_home / "tasks" / "tasks.db").is_file()  # the default store: $TUNECREW_HOME/tasks
+
+
+def _agent_cli(args: list[str], lines: str, tunecrew_home) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TUNECREW_HOME": str(tunecrew_home), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "tunecrew.scenarios.cli", "agent", *args, "--threads", "1"],
+                          input=lines, capture_output=True, text=True, timeout=180, env=env)
+
+
+@pytest.mark.slow
+def test_tunecrew_agent_terminal_session_over_stdin(tmp_path, tiny_model, trained_adapter, tunecrew_home):
+    run_dir = make_run(tmp_path / "runs", tiny_model, [{"status": "oom"}, {"score": 0.4, "adapter": trained_adapter}])
+    started = time.monotonic()
+    proc = _agent_cli([run_dir.name, "--runs-dir", str(tmp_path / "runs"), "--user", "alice"],
+                      "add a task buy milk due 2026-12-01\n\nshow my tasks\nexit\nnever read\n", tunecrew_home)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0].startswith(f"run {run_dir.name}, attempt 2, user alice")
+    replies = [line for line in out if line.startswith("agent> ")]
+    results = [json.loads(line.removeprefix("result> ")) for line in out if line.startswith("result> ")]
+    assert len(replies) == len(results) == 2  # the blank line is skipped, `exit` stops before the last
+    assert all("ok" in r for r in results)
+    assert (tunecrew_home / "tasks" / "tasks.db").is_file()
+    assert time.monotonic() - started < 120
+
+
+@pytest.mark.slow
+def test_tunecrew_agent_reads_stdin_until_eof(tmp_path, tiny_model, tunecrew_home):
+    """Same session over a merged model (no training needed); EOF ends it."""
+    run_dir = make_run(tmp_path / "runs", tiny_model, [])
+    proc = _agent_cli([str(run_dir), "--merged", tiny_model, "--store", str(tmp_path / "tasks")],
+                      "hello\nlist my tasks\n", tunecrew_home)
+    assert proc.returncode == 0, proc.stderr
+    assert sum(line.startswith("agent> ") for line in proc.stdout.splitlines()) == 2
+    assert (tmp_path / "tasks" / "tasks.db").is_file() and "Traceback" not in proc.stderr
