@@ -17,7 +17,8 @@ from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
 from autogen_agentchat.teams import SelectorGroupChat
 from autogen_core.models import ChatCompletionClient
 
-from .toolkit import DOMAIN_EXPERT, JUDGE, PLANNER, TUNER, RunContext, Toolkit
+from .human import HumanReviewer
+from .toolkit import DOMAIN_EXPERT, HUMAN, JUDGE, PLANNER, TUNER, RunContext, Toolkit
 
 ROLES = (DOMAIN_EXPERT, TUNER, JUDGE, PLANNER)
 DESCRIPTIONS = {
@@ -39,6 +40,8 @@ def next_speaker(ctx: RunContext) -> Callable[[Sequence[BaseAgentEvent | BaseCha
 
     def select(messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> str | None:
         last = _last_speaker(messages)
+        if getattr(ctx, "proposed", None) is not None:
+            return HUMAN
         # A role that ended its turn without its artifact could not do its job: the Planner closes.
         if ctx.domain is None:
             return PLANNER if last == DOMAIN_EXPERT else DOMAIN_EXPERT
@@ -53,7 +56,7 @@ def next_speaker(ctx: RunContext) -> Callable[[Sequence[BaseAgentEvent | BaseCha
 
 def _last_speaker(messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> str | None:
     for message in reversed(messages):
-        if isinstance(message, BaseChatMessage) and message.source in ROLES:
+        if isinstance(message, BaseChatMessage) and message.source in (*ROLES, HUMAN):
             return message.source
     return None
 
@@ -63,10 +66,12 @@ def build_team(
     clients: dict[str, ChatCompletionClient],
     selector_client: ChatCompletionClient,
     extra_termination: TerminationCondition | None = None,
+    input_func: Callable[[str], str] | None = None,
 ) -> SelectorGroupChat:
-    """`clients` maps each role to its model client, so a strong Planner can sit beside a cheap Judge."""
+    """`clients` maps each role to its model client, so a strong Planner can sit beside a cheap Judge.
+    With `ctx.interactive`, a person (`input_func`, default: the terminal) reviews each decision."""
     toolkit = Toolkit(ctx)
-    agents = [
+    agents: list = [
         AssistantAgent(
             name=role,
             model_client=clients[role],
@@ -78,7 +83,12 @@ def build_team(
         )
         for role in ROLES
     ]
-    termination: TerminationCondition = TextMentionTermination("TERMINATE", sources=[PLANNER]) | MaxMessageTermination(
+    if ctx.interactive:
+        from .offline import OfflinePolicyClient
+
+        llm_planner = not isinstance(clients[PLANNER], OfflinePolicyClient)
+        agents.append(HumanReviewer(toolkit, input_func or input, llm_planner=llm_planner))
+    termination: TerminationCondition = TextMentionTermination("TERMINATE", sources=[PLANNER, HUMAN]) | MaxMessageTermination(
         2 + ctx.spec.max_attempts * MESSAGES_PER_ATTEMPT * 3
     )
     if extra_termination is not None:

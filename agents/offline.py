@@ -181,6 +181,9 @@ def planner(view: TurnView) -> Reply:
     args = view.last_args("decide") or {}
     d = answer["diagnosis"]
     head = f"Diagnosis of attempt {answer['attempt']}: {d['label']} — {'; '.join(d['evidence'][:3])}."
+    if decided.get("awaiting_review"):
+        return f"{head} Proposed: {args.get('action')}" + (f" with {args.get('changes')}" if args.get("changes") else "") \
+            + f" ({args.get('reason')}). Awaiting the person's review."
     if args.get("action") == "retry":
         return f"{head} Decision: retry with {args.get('changes')} ({args.get('reason')})."
     return f"{head} Decision: stop ({args.get('reason')}). TERMINATE"

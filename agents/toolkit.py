@@ -18,6 +18,7 @@ from autogen_core.tools import FunctionTool
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tunecrew.agents import policy
+from tunecrew.agents.review import Review
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory, recall_query
 from tunecrew.scenarios.base import Scenario, ScenarioData
@@ -35,7 +36,7 @@ from tunecrew.tools.train import TrainJob, run_training
 
 log = logging.getLogger("tunecrew")
 
-DOMAIN_EXPERT, TUNER, JUDGE, PLANNER = "DomainExpert", "Tuner", "Judge", "Planner"
+DOMAIN_EXPERT, TUNER, JUDGE, PLANNER, HUMAN = "DomainExpert", "Tuner", "Judge", "Planner", "Human"
 MAX_REJECTIONS = 3  # refused proposals before the offline policy's answer is used (and logged)
 
 
@@ -67,6 +68,8 @@ class RunContext:
     guidance: list[str] = field(default_factory=list)
     records: list[AttemptRecord] = field(default_factory=list)
     stopped: bool = False
+    interactive: bool = False  # a person reviews each Planner decision before it takes effect
+    proposed: Decision | None = None  # the Planner's decision awaiting that review
     rejections: int = 0  # refused proposals/decisions in a row, for the offline fallback
     notes: list[str] = field(default_factory=list)  # fallbacks and human edits, saved with the attempt
 
@@ -392,7 +395,50 @@ class Toolkit:
                     f"the offline policy decided {plan['action']}")
             ctx.notes.append(note)
             log.warning(note)
+        if ctx.interactive:
+            ctx.proposed = decision
+            ctx.rejections = 0
+            return _dump({"accepted": True, "awaiting_review": True, "next": "a person reviews this decision"})
         return self._close_attempt(decision)
+
+    def apply_review(self, review: Review) -> dict[str, Any]:
+        """A person's answer to the proposed decision. Returns the chat message, whether the run
+        stopped, or a `retry_prompt` when the answer cannot be applied as given."""
+        ctx = self.ctx
+        proposed = ctx.proposed
+        assert proposed is not None
+        if review.kind == "guidance":  # an LLM Planner re-decides with it
+            ctx.guidance.append(review.text)
+            ctx.proposed = None
+            ctx.notes.append(f"person: guidance {review.text!r}")
+            return {"message": f"Guidance for the Planner: {review.text}"}
+        decision = proposed
+        if review.kind == "stop":
+            decision = Decision(action="stop", reason=f"stopped by the person ({proposed.reason[:200]})", by=HUMAN)
+        elif review.kind == "extend":
+            ctx.spec = ctx.spec.model_copy(update={"max_attempts": ctx.spec.max_attempts + review.attempts})
+            (ctx.run_dir / "run.json").write_text(ctx.spec.model_dump_json(indent=2))
+            if proposed.action == "stop":
+                suggested = ctx.diagnosis.suggested_changes if ctx.diagnosis else {}
+                if not suggested:
+                    return {"retry_prompt": f"Budget is now {ctx.spec.max_attempts} attempts, but the diagnosis "
+                                            "suggests no change: give an edit (e.g. 'epochs 8') or stop."}
+                decision = Decision(action="retry", changes=suggested, by=HUMAN,
+                                    reason=f"person added {review.attempts} attempts; diagnosis suggests {suggested}")
+        elif review.kind == "edit":
+            if ctx.attempt >= ctx.spec.max_attempts:
+                return {"retry_prompt": f"No attempts left ({ctx.attempt} of {ctx.spec.max_attempts}): add some "
+                                        "first with +N, then edit."}
+            changes = {**(proposed.changes if proposed.action == "retry" else {}), **review.changes}
+            decision = Decision(action="retry", changes=changes, by=HUMAN,
+                                reason=f"person edited the config: {review.text} (Planner: {proposed.reason[:200]})")
+        ctx.notes.append(f"person: {review.kind} {review.text!r} -> {decision.action} {decision.changes or ''}".strip())
+        ctx.proposed = None
+        answer = json.loads(self._close_attempt(decision))
+        stopped = decision.action == "stop"
+        message = (f"Decision: {decision.action}" + (f" with {decision.changes}" if decision.changes else "")
+                   + f" (by {decision.by}). " + ("Run finished." if stopped else f"Next: attempt {answer['next_attempt']}."))
+        return {"message": message, "stopped": stopped}
 
     def _close_attempt(self, decision: Decision) -> str:
         ctx = self.ctx

@@ -43,6 +43,11 @@ def parser() -> argparse.ArgumentParser:
     resume.add_argument("--runs-dir", default="runs", type=Path)
     resume.add_argument("--add-attempts", type=int, default=0, help="extend the attempt budget")
     _crew_args(resume)
+    chat = sub.add_parser("chat", help="join a run (finished or stopped) and steer the Planner's decisions")
+    chat.add_argument("run", help="run id (in --runs-dir) or run directory")
+    chat.add_argument("--runs-dir", default="runs", type=Path)
+    chat.add_argument("--add-attempts", type=int, default=0, help="extend the attempt budget")
+    _crew_args(chat)
     sub.add_parser("scenarios", help="list the scenarios")
     from .task_agent import cli_commands as task_agent_commands  # serve, agent: the trained task agent
 
@@ -60,6 +65,8 @@ def _crew_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", action="append", default=[], metavar="ROLE=PROVIDER[:MODEL]",
                    help="a different provider for one agent, e.g. Planner=openai:gpt-4.1 (repeatable)")
     p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 2), help="CPU threads for torch")
+    p.add_argument("--interactive", action="store_true",
+                   help="review each Planner decision: approve, edit ('lr 1e-4, rank 8'), +N attempts, stop, or guide")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -97,16 +104,17 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     provider = ProviderSpec(provider=args.provider, model=args.model, base_url=args.base_url, api_key=args.api_key)
     try:
-        if args.command == "resume":
+        if args.command in ("resume", "chat"):
             options = RunOptions(scenario=None, provider=provider, agents=args.agent,  # type: ignore[arg-type]
-                                 threads=args.threads, quiet=args.quiet)
+                                 threads=args.threads, quiet=args.quiet,
+                                 interactive=args.interactive or args.command == "chat")
             resume(run_dir_of(args.run, args.runs_dir), options, add_attempts=args.add_attempts)
         else:
             run(RunOptions(
                 scenario=load_scenario(args.scenario), base_model=args.base_model, provider=provider,
                 agents=args.agent, max_attempts=args.max_attempts, target=args.target, seed=args.seed,
                 memory=args.memory, use_memory=not args.no_memory, runs_dir=args.runs_dir, threads=args.threads,
-                quiet=args.quiet, attempt_seconds=args.attempt_seconds,
+                quiet=args.quiet, attempt_seconds=args.attempt_seconds, interactive=args.interactive,
             ))
     except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError) as exc:
         print(f"tunecrew: {exc}", file=sys.stderr)

@@ -14,11 +14,13 @@ import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from autogen_core.models import ChatCompletionClient
 
 from tunecrew.agents.crew import ROLES, build_team
 from tunecrew.agents.models import ProviderSpec, make_client, role_specs
+from tunecrew.agents.review import parse_review
 from tunecrew.agents.toolkit import RunContext, Toolkit
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
@@ -49,6 +51,8 @@ class RunOptions:
     threads: int = 2
     attempt_seconds: float | None = None  # wall-clock cap per training run
     quiet: bool = False
+    interactive: bool = False  # a person reviews each Planner decision
+    input_func: Callable[[str], str] | None = None  # how the person answers (default: the terminal)
 
 
 @dataclass
@@ -125,8 +129,8 @@ def make_clients(options: RunOptions, notes: list[str]) -> dict[str, ChatComplet
 
 
 async def run_crew(ctx: RunContext, clients: dict[str, ChatCompletionClient], console: CrewConsole,
-                   task: str | None = None) -> None:
-    team = build_team(ctx, clients, make_client(ProviderSpec(), "selector"))
+                   task: str | None = None, input_func: Callable[[str], str] | None = None) -> None:
+    team = build_team(ctx, clients, make_client(ProviderSpec(), "selector"), input_func=input_func)
     transcript = ctx.run_dir / "transcript.jsonl"
     try:
         with open(transcript, "a", encoding="utf-8") as out:
@@ -230,6 +234,16 @@ def _restore_unfinished(ctx: RunContext, console: CrewConsole) -> None:
     console.note(f"attempt {ctx.attempt} was interrupted before it finished training: starting it over")
 
 
+def _finished(run_dir: Path) -> bool:
+    try:
+        spec = RunSpec.model_validate_json((run_dir / "run.json").read_text())
+        records = Ledger(run_dir / "ledger.jsonl").read()
+    except (OSError, ValueError):
+        return False  # reopen() reports what is wrong
+    last = records[-1].decision if records else None
+    return len(records) >= spec.max_attempts or (last is not None and last.action == "stop")
+
+
 def resume_message(ctx: RunContext) -> str:
     done = ", ".join(f"#{r.attempt} {r.diagnosis.label if r.diagnosis else r.result.status} "
                      f"score={r.score if r.score is not None else 'n/a'}" for r in ctx.records)
@@ -243,15 +257,19 @@ def resume(run_dir: Path, options: RunOptions, add_attempts: int = 0) -> RunOutc
     _quiet_libraries()
     notes: list[str] = []
     clients = make_clients(options, notes)
+    if options.interactive and not add_attempts and _finished(run_dir):
+        answer = (options.input_func or input)("This run is finished. Add attempts (+N), or Enter to leave: ")
+        review = parse_review(answer, None)
+        add_attempts = review.attempts if review.kind == "extend" else 0
     ctx = reopen(run_dir, console, add_attempts=add_attempts, threads=options.threads)
-    ctx.notes = notes
+    ctx.notes, ctx.interactive = notes, options.interactive
     console.header(ctx)
     if ctx.attempt > ctx.spec.max_attempts or (ctx.records and ctx.records[-1].decision
                                                 and ctx.records[-1].decision.action == "stop" and not add_attempts):
         console.note(f"run {ctx.spec.run_id} is finished ({len(ctx.records)} attempts); "
                      "`tunecrew chat` with --add-attempts continues it")
     else:
-        asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx)))
+        asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx), input_func=options.input_func))
     report = write_report(ctx.run_dir, ctx.spec, ctx.records)
     console.summary(ctx, report)
     return RunOutcome(run_dir=ctx.run_dir, spec=ctx.spec, records=ctx.records, report=report)
@@ -263,9 +281,9 @@ def run(options: RunOptions) -> RunOutcome:
     notes: list[str] = []
     clients = make_clients(options, notes)
     ctx = prepare(options, console)
-    ctx.notes = notes
+    ctx.notes, ctx.interactive = notes, options.interactive
     console.header(ctx)
-    asyncio.run(run_crew(ctx, clients, console))
+    asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))
     report = write_report(ctx.run_dir, ctx.spec, ctx.records)
     console.summary(ctx, report)
     return RunOutcome(run_dir=ctx.run_dir, spec=ctx.spec, records=ctx.records, report=report)

@@ -1,0 +1,67 @@
+"""A person in the group chat: at each Planner decision they see the diagnosis and the proposed
+change, and approve, edit, add attempts, stop, or give the Planner guidance."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, Sequence
+
+from autogen_agentchat.agents import BaseChatAgent
+from autogen_agentchat.base import Response
+from autogen_agentchat.messages import BaseChatMessage, TextMessage
+from autogen_core import CancellationToken
+
+from .review import parse_review
+from .toolkit import HUMAN, Toolkit
+
+HELP = "Enter: approve · stop · +N (more attempts) · edits like 'lr 1e-4, rank 8' · or guidance for the Planner"
+
+
+class HumanReviewer(BaseChatAgent):
+    def __init__(self, toolkit: Toolkit, input_func: Callable[[str], str] = input, llm_planner: bool = False):
+        super().__init__(HUMAN, "The person steering the run: reviews each Planner decision.")
+        self.toolkit = toolkit
+        self.input_func = input_func
+        # Free text is guidance an LLM Planner can act on; the offline Planner only understands edits.
+        self.llm_planner = llm_planner
+
+    @property
+    def produced_message_types(self) -> Sequence[type[BaseChatMessage]]:
+        return (TextMessage,)
+
+    def prompt(self) -> str:
+        ctx = self.toolkit.ctx
+        d, p = ctx.diagnosis, ctx.proposed
+        assert p is not None
+        lines = [f"— attempt {ctx.attempt} of {ctx.spec.max_attempts} —"]
+        if d is not None:
+            lines.append(f"diagnosis: {d.label}: " + "; ".join(d.evidence[:4]))
+        lines.append(f"Planner proposes: {p.action}" + (f" with {p.changes}" if p.changes else "") + f" ({p.reason[:300]})")
+        lines.append(HELP)
+        return "\n".join(lines) + "\n> "
+
+    async def on_messages(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken) -> Response:
+        ctx = self.toolkit.ctx
+        loop = asyncio.get_running_loop()
+        prompt = self.prompt()
+        while True:
+            try:
+                text = await loop.run_in_executor(None, self.input_func, prompt)
+            except EOFError:
+                text = ""  # no terminal (input closed): approve, so an unattended run still finishes
+            review = parse_review(text, ctx.config)
+            if review.kind == "guidance" and not self.llm_planner:
+                prompt = f"I could not read that as a decision or a config edit. {HELP}\n> "
+                continue
+            if review.kind == "invalid":
+                prompt = f"That edit is out of bounds ({review.error}). {HELP}\n> "
+                continue
+            outcome = self.toolkit.apply_review(review)
+            if outcome.get("retry_prompt"):
+                prompt = f"{outcome['retry_prompt']} {HELP}\n> "
+                continue
+            content = outcome["message"] + (" TERMINATE" if outcome.get("stopped") else "")
+            return Response(chat_message=TextMessage(content=content, source=self.name))
+
+    async def on_reset(self, cancellation_token: CancellationToken) -> None:
+        return None

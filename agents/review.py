@@ -1,0 +1,84 @@
+"""What a person can answer to a Planner decision, parsed into one typed action.
+
+    ""/ok/approve/yes     approve the decision as it is
+    stop                  stop the run now
+    +2 / add 2 attempts   extend the budget (a stop for budget becomes a retry)
+    lr 1e-4, rank 8       edit the next attempt's config (validated like any proposal)
+    anything else         guidance for the Planner (an LLM Planner re-decides with it)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from tunecrew.tools.contracts import TrainConfig
+
+ALIASES = {
+    "lr": "learning_rate", "learning_rate": "learning_rate", "rank": "lora_rank", "r": "lora_rank",
+    "lora_rank": "lora_rank", "alpha": "lora_alpha", "lora_alpha": "lora_alpha", "epochs": "epochs",
+    "epoch": "epochs", "ep": "epochs", "batch": "batch_size", "bs": "batch_size", "batch_size": "batch_size",
+    "accum": "grad_accum", "grad_accum": "grad_accum", "seq": "max_seq_length", "max_seq_length": "max_seq_length",
+    "dropout": "lora_dropout", "lora_dropout": "lora_dropout", "warmup": "warmup_ratio",
+    "warmup_ratio": "warmup_ratio", "method": "method", "embeddings": "train_embeddings",
+    "train_embeddings": "train_embeddings", "steps": "max_steps", "max_steps": "max_steps",
+    "weight_decay": "weight_decay", "wd": "weight_decay", "packing": "packing", "seed": "seed",
+    "rows": "data.max_rows", "max_rows": "data.max_rows",
+}
+APPROVE = {"", "ok", "okay", "y", "yes", "approve", "approved", "go", "continue", "lgtm"}
+STOP = {"stop", "s", "quit", "q", "halt", "enough"}
+_EXTEND = re.compile(r"^\+\s*(\d+)$|^add\s+(\d+)(\s+(more\s+)?attempts?)?$")
+_PAIR = re.compile(r"([a-z_.]+)\s*[= :]\s*([^\s,;]+)")
+
+
+@dataclass
+class Review:
+    kind: Literal["approve", "stop", "extend", "edit", "guidance", "invalid"]
+    changes: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    text: str = ""
+    error: str = ""
+
+
+def _value(raw: str) -> Any:
+    low = raw.lower()
+    if low in ("true", "on", "yes"):
+        return True
+    if low in ("false", "off", "no"):
+        return False
+    if low in ("none", "all", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            continue
+    return raw
+
+
+def parse_review(text: str, config: TrainConfig | None) -> Review:
+    said = text.strip()
+    low = said.lower().rstrip(".!")
+    if low in APPROVE:
+        return Review("approve", text=said)
+    if low in STOP:
+        return Review("stop", text=said)
+    if match := _EXTEND.match(low):
+        return Review("extend", attempts=int(match.group(1) or match.group(2)), text=said)
+    pairs = _PAIR.findall(low)
+    known = [(ALIASES[k], v) for k, v in pairs if k in ALIASES]
+    # An edit is a line made of `field value` pairs only; prose that mentions "lr" is guidance.
+    leftover = _PAIR.sub("", low).replace(",", " ").replace(";", " ").replace("and", " ").strip()
+    if known and len(known) == len(pairs) and not leftover:
+        changes = {name: _value(raw) for name, raw in known}
+        if config is not None:
+            try:
+                config.with_changes(changes)
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+                return Review("invalid", changes=changes, text=said, error=problems)
+        return Review("edit", changes=changes, text=said)
+    return Review("guidance", text=said)

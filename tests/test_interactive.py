@@ -1,0 +1,73 @@
+"""A person steering the Planner: approve, edit, add attempts, stop, or give guidance."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from test_crew import small_data
+from tunecrew.agents.review import parse_review
+from tunecrew.memory.ledger import Ledger
+from tunecrew.scenarios.runner import RunOptions, resume, run
+from tunecrew.scenarios.task_agent.scenario import SCENARIO
+from tunecrew.tools.contracts import TrainConfig
+
+CONFIG = TrainConfig(lora_rank=32, lora_alpha=64, learning_rate=3e-3, epochs=3.0)
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("", "approve"), ("OK", "approve"), ("lgtm.", "approve"), ("stop", "stop"), ("+2", "extend"),
+    ("add 3 more attempts", "extend"), ("make it generalise better", "guidance"),
+    ("the lr looks too high to me", "guidance"),
+])
+def test_review_kinds(text, kind):
+    assert parse_review(text, CONFIG).kind == kind
+
+
+def test_edits_use_short_names_and_are_validated():
+    review = parse_review("lr 1e-4, rank 8 alpha=16; epochs: 2.5 embeddings off", CONFIG)
+    assert review.kind == "edit"
+    assert review.changes == {"learning_rate": 1e-4, "lora_rank": 8, "lora_alpha": 16, "epochs": 2.5,
+                              "train_embeddings": False}
+    bad = parse_review("lr 10", CONFIG)
+    assert bad.kind == "invalid" and "learning_rate" in bad.error
+    assert parse_review("+4", CONFIG).attempts == 4
+
+
+class Person:
+    """Scripted answers; records every prompt it was shown."""
+
+    def __init__(self, *answers: str):
+        self.answers = list(answers)
+        self.prompts: list[str] = []
+
+    def __call__(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        return self.answers.pop(0)
+
+
+@pytest.mark.slow
+def test_a_person_edits_extends_and_stops_the_run(tmp_path, tiny_model, tunecrew_home):
+    person = Person("make it better please", "lr 2e-3, epochs 4", "+1", "stop")
+    options = RunOptions(scenario=replace(SCENARIO, build_data=small_data, max_attempts=2, target=1.0),
+                         base_model=str(tiny_model), runs_dir=tmp_path / "runs", use_memory=False, quiet=True,
+                         attempt_seconds=4, run_id="steered", threads=1, interactive=True, input_func=person)
+    outcome = run(options)
+    first, second, third = Ledger(outcome.run_dir / "ledger.jsonl").read()
+
+    assert "Planner proposes: retry" in person.prompts[0] and "diagnosis:" in person.prompts[0]
+    assert "could not read that" in person.prompts[1]  # free text means nothing to the offline Planner
+    assert first.decision.by == "Human" and first.decision.changes["learning_rate"] == 2e-3
+    assert second.config.learning_rate == 2e-3 and second.config.epochs == 4
+    # The Planner stopped for budget; the person added an attempt, so the diagnosis' change was tried.
+    assert "Planner proposes: stop" in person.prompts[2]
+    assert second.decision.action == "retry" and second.decision.changes == second.diagnosis.suggested_changes
+    assert third.decision.action == "stop" and third.decision.by == "Human"
+    assert outcome.spec.max_attempts == 3
+    assert any(n.startswith("person: edit") for n in first.notes)
+
+    # `tunecrew chat` on the finished run: the person may add attempts, or leave.
+    leaving = Person("")
+    resume(outcome.run_dir, replace(options, input_func=leaving))
+    assert "finished" in leaving.prompts[0] and len(Ledger(outcome.run_dir / "ledger.jsonl").read()) == 3
