@@ -247,6 +247,9 @@ class Toolkit:
             config = TrainConfig.model_validate(raw)
         except ValidationError as exc:
             return self._refuse_config(_errors(exc))
+        if config.method == "dpo" or config.backend == "unsloth":
+            return self._refuse_config([f"method={config.method} backend={config.backend}: DPO and the Unsloth "
+                                        "backend are not wired in this version; use method lora, qlora or full"])
         assert ctx.profile is not None
         feas = check_feasibility(config, ctx.hardware, ctx.base.params, ctx.profile)
         if not feas.fits:

@@ -130,19 +130,30 @@ def train(job: TrainJob) -> TrainResult:
     started = time.monotonic()
     torch.set_num_threads(job.threads)
     use_cuda = torch.cuda.is_available()
+    if config.method == "dpo":
+        raise RuntimeError("method=dpo is not wired in this version; use method=lora, qlora or full")
     if config.backend == "unsloth" or config.method == "qlora":
         if not use_cuda:
             raise RuntimeError(f"method={config.method} backend={config.backend} needs a CUDA GPU; use method=lora backend=hf")
         if config.backend == "unsloth":
-            from .unsloth_backend import train_unsloth  # CUDA-only, imported only when asked for
-
-            return train_unsloth(job)
+            raise RuntimeError("backend=unsloth is not wired in this version; use backend=hf (method=qlora "
+                               "gives 4-bit training through bitsandbytes)")
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
 
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(job.base_model, dtype=torch.bfloat16 if bf16 else torch.float32)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    if config.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+        from transformers import BitsAndBytesConfig  # needs the bitsandbytes package; imported only here
+
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(job.base_model, dtype=dtype, quantization_config=quant)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(job.base_model, dtype=dtype)
 
     dataset = Dataset.from_list(rows).shuffle(seed=config.seed)
     n_eval = int(len(rows) * config.eval_fraction)
@@ -190,7 +201,7 @@ def train(job: TrainJob) -> TrainResult:
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
-        peft_config=lora_config(config) if config.method == "lora" else None,
+        peft_config=lora_config(config) if config.method in ("lora", "qlora") else None,
         callbacks=[Progress()],
     )
     emit("start", max_steps=trainer.args.max_steps if trainer.args.max_steps > 0 else steps_per_epoch * config.epochs,
