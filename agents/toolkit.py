@@ -68,6 +68,7 @@ class RunContext:
     guidance: list[str] = field(default_factory=list)
     records: list[AttemptRecord] = field(default_factory=list)
     stopped: bool = False
+    baseline: EvalReport | None = None  # the base model on the same split, scored once per run
     interactive: bool = False  # a person reviews each Planner decision before it takes effect
     proposed: Decision | None = None  # the Planner's decision awaiting that review
     rejections: int = 0  # refused proposals/decisions in a row, for the offline fallback
@@ -308,19 +309,26 @@ class Toolkit:
             return _dump({"error": "nothing to evaluate: this attempt has no trained model"})
         if ctx.report is not None:
             return _dump({"error": "already evaluated", "metrics": ctx.report.metrics})
-        loaded = load_model(ctx.base.name, ctx.result.adapter_path, threads=ctx.threads)
-        assert ctx.scenario.scorer is not None
-        ctx.report = evaluate_model(loaded, ctx.data.heldout, ctx.scenario.scorer, system_prompt=ctx.system_prompt,
-                                    split=ctx.data.heldout_split, seed=ctx.spec.seed,
-                                    primary_metric=ctx.scenario.primary_metric, leak_check=ctx.leak,
-                                    max_new_tokens=ctx.scenario.max_new_tokens)
+        if ctx.baseline is None:  # what the attempts are measured against: the untuned model
+            ctx.baseline = self._score(load_model(ctx.base.name, None, threads=ctx.threads))
+            _write(ctx.run_dir / "baseline_eval.json", ctx.baseline)
+        ctx.report = self._score(load_model(ctx.base.name, ctx.result.adapter_path, threads=ctx.threads))
         _write(ctx.attempt_dir / "eval.json", ctx.report)
         r = ctx.report
         return _dump({"split": r.split, "samples": r.samples, "seed": r.seed, "metrics": r.metrics,
+                      "base_model_metrics": ctx.baseline.metrics,
                       "primary_metric": r.primary_metric, "target": ctx.spec.target,
                       "groups": {g: m.model_dump() for g, m in r.groups.items()},
                       "failures": [f.model_dump() for f in r.failures[:4]],
                       "rubric_metrics": ctx.scenario.rubric_metrics})
+
+    def _score(self, loaded: Any) -> EvalReport:
+        ctx = self.ctx
+        assert ctx.scenario.scorer is not None
+        return evaluate_model(loaded, ctx.data.heldout, ctx.scenario.scorer, system_prompt=ctx.system_prompt,
+                              split=ctx.data.heldout_split, seed=ctx.spec.seed,
+                              primary_metric=ctx.scenario.primary_metric, leak_check=ctx.leak,
+                              max_new_tokens=ctx.scenario.max_new_tokens)
 
     def score_rubric(
         self,

@@ -208,6 +208,9 @@ def reopen(run_dir: Path, console: CrewConsole, add_attempts: int = 0, threads: 
     if domain.exists():
         ctx.domain = DomainCard.model_validate_json(domain.read_text())
         Toolkit(ctx).profile_dataset()  # the Domain Expert's work is done; its profile is recomputed
+    baseline = run_dir / "baseline_eval.json"
+    if baseline.exists():
+        ctx.baseline = EvalReport.model_validate_json(baseline.read_text())
     _restore_unfinished(ctx, console)
     return ctx
 
@@ -270,7 +273,7 @@ def resume(run_dir: Path, options: RunOptions, add_attempts: int = 0) -> RunOutc
                      "`tunecrew chat` with --add-attempts continues it")
     else:
         asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx), input_func=options.input_func))
-    report = write_report(ctx.run_dir, ctx.spec, ctx.records)
+    report = write_report(ctx.run_dir, ctx.spec, ctx.records, baseline=ctx.baseline)
     console.summary(ctx, report)
     return RunOutcome(run_dir=ctx.run_dir, spec=ctx.spec, records=ctx.records, report=report)
 
@@ -284,6 +287,6 @@ def run(options: RunOptions) -> RunOutcome:
     ctx.notes, ctx.interactive = notes, options.interactive
     console.header(ctx)
     asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))
-    report = write_report(ctx.run_dir, ctx.spec, ctx.records)
+    report = write_report(ctx.run_dir, ctx.spec, ctx.records, baseline=ctx.baseline)
     console.summary(ctx, report)
     return RunOutcome(run_dir=ctx.run_dir, spec=ctx.spec, records=ctx.records, report=report)

@@ -56,8 +56,9 @@ def test_crew_retries_with_a_changed_config_then_a_new_project_recalls_it(tmp_pa
             "score_rubric", "diagnose", "decide"} <= called
 
     # Report with plots, adapter loadable by PEFT, memory holds both attempts.
-    for name in ("report.md", "report.html", "loss_curves.png", "scores.png"):
+    for name in ("report.md", "report.html", "loss_curves.png", "scores.png", "baseline_eval.json"):
         assert (outcome.run_dir / name).stat().st_size > 500
+    assert "## Base model vs attempts" in (outcome.run_dir / "report.md").read_text()
     base = AutoModelForCausalLM.from_pretrained(str(tiny_model))
     PeftModel.from_pretrained(base, second.result.adapter_path)
     memory = AttemptMemory(memory_dir)

@@ -109,3 +109,18 @@ def test_zero_records(tmp_path: Path) -> None:
     assert_png(out.parent / "loss_curves.png")
     assert_png(out.parent / "scores.png")
     assert (out.parent / "report.html").is_file()
+
+
+def test_base_model_beside_every_attempt(tmp_path: Path) -> None:
+    from tunecrew.tools.contracts import Failure
+
+    records = two_records()
+    example = Failure(prompt="add milk", expected="<analysis>a</analysis><final>x</final>", got="garbage", reason="bad")
+    baseline = records[0].eval.model_copy(update={"metrics": {k: 0.0 for k in records[0].eval.metrics},
+                                                  "examples": [example]})
+    tuned = records[1].model_copy(update={"eval": records[1].eval.model_copy(update={
+        "examples": [example.model_copy(update={"got": "TUNED-REPLY", "reason": ""})]})})
+    md = write_report(tmp_path, spec(), [records[0], tuned], baseline=baseline).read_text()
+    section = md[md.index("## Base model vs attempts"):md.index("## Curves")]
+    assert "| base model |" in section and "| attempt 1 |" in section and "| attempt 2 |" in section
+    assert "garbage" in section and "TUNED-REPLY" in section and "n=" in section

@@ -229,6 +229,9 @@ class EvalReport(_Model):
     primary_metric: str = Field(description="The metric the target is set on.")
     rubric: RubricScores | None = None
     failures: list[Failure] = Field(default_factory=list)
+    examples: list[Failure] = Field(
+        default_factory=list, description="The first held-out rows, pass or fail (reason ''), for side-by-side views."
+    )
     leak_check: LeakCheck | None = None
     wall_seconds: float = 0.0
     generated_tokens_per_second: float | None = None

@@ -110,6 +110,7 @@ def score_replies(
     primary_metric: str,
     leak_check: LeakCheck | None = None,
     max_failures: int = 8,
+    max_examples: int = 6,
 ) -> EvalReport:
     """Pure: turn generations into an EvalReport (overall, per group, a few failures)."""
     if len(rows) != len(replies):
@@ -118,6 +119,7 @@ def score_replies(
     groups: dict[str, dict[str, float]] = {}
     group_sizes: dict[str, int] = {}
     failures: list[Failure] = []
+    examples: list[Failure] = []
     for row, reply in zip(rows, replies):
         expected = row["messages"][-1]["content"]
         score = scorer(expected, reply)
@@ -126,9 +128,12 @@ def score_replies(
         for name, value in score.values.items():
             totals[name] = totals.get(name, 0.0) + value
             groups.setdefault(group, {})[name] = groups.get(group, {}).get(name, 0.0) + value
+        sample = Failure(prompt=row["messages"][-2]["content"], expected=expected, got=reply[:500],
+                         reason=score.reason, group=group)
         if score.reason and len(failures) < max_failures:
-            failures.append(Failure(prompt=row["messages"][-2]["content"], expected=expected, got=reply[:500],
-                                    reason=score.reason, group=group))
+            failures.append(sample)
+        if len(examples) < max_examples:
+            examples.append(sample)
     n = len(rows)
     metrics = {k: v / n for k, v in totals.items()} if n else {}
     if "/" in primary_metric and n:  # a group's metric, e.g. "trained_phrasing/tool_accuracy"
@@ -146,6 +151,7 @@ def score_replies(
                 for g, m in groups.items()} if len(groups) > 1 else {},
         primary_metric=primary_metric,
         failures=failures,
+        examples=examples,
         leak_check=leak_check,
     )
 

@@ -66,13 +66,16 @@ Block = Union[Heading, Para, Table, Bullets, Image, Code]
 # --------------------------------------------------------------------------- entry point
 
 
-def write_report(run_dir: Path, spec: RunSpec, records: list[AttemptRecord]) -> Path:
+def write_report(run_dir: Path, spec: RunSpec, records: list[AttemptRecord], baseline: EvalReport | None = None) -> Path:
     """Write report.md (returned), report.html and the two PNGs into `run_dir`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     plot_losses(records, run_dir / "loss_curves.png")
     plot_scores(records, spec.target, run_dir / "scores.png")
     blocks = build_blocks(spec, records)
+    if baseline is not None:
+        at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Curves")
+        blocks[at:at] = base_vs_attempts(baseline, records)
     md_path = run_dir / "report.md"
     md_path.write_text(render_markdown(blocks), encoding="utf-8")
     (run_dir / "report.html").write_text(render_html(blocks, title=f"tunecrew run {spec.run_id}"), encoding="utf-8")
@@ -157,6 +160,23 @@ def build_blocks(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:
     for rec in records:
         blocks += _attempt_details(rec, previous)
         previous = rec
+    return blocks
+
+
+def base_vs_attempts(baseline: EvalReport, records: list[AttemptRecord]) -> list[Block]:
+    """The untuned base model beside every attempt on the same split, and a few replies side by side."""
+    scored = [r for r in records if r.eval is not None]
+    metrics = list(baseline.metrics)
+    rows = [["base model", _where(baseline), *[_num(baseline.metrics.get(m)) for m in metrics]]]
+    rows += [[f"attempt {r.attempt}", _where(r.eval), *[_num(r.eval.metrics.get(m)) for m in metrics]]
+             for r in scored if r.eval is not None]
+    blocks: list[Block] = [Heading(2, "Base model vs attempts"), Table(["model", "scored on", *metrics], rows)]
+    best = max(scored, key=lambda r: r.score or 0.0, default=None)
+    if best is not None and best.eval is not None and best.eval.examples and baseline.examples:
+        pairs = zip(baseline.examples, best.eval.examples)
+        blocks += [Para(f"Replies side by side: base model vs attempt {best.attempt} (first held-out rows)."),
+                   Table(["prompt", "expected", "base model", f"attempt {best.attempt}"],
+                         [[_clip(b.prompt), _clip(b.expected), _clip(b.got), _clip(a.got)] for b, a in pairs])]
     return blocks
 
 
