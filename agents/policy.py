@@ -23,7 +23,7 @@ TARGET_STEPS_RANDOM_INIT = 360
 TARGET_STEPS_PRETRAINED = 200
 # Without a recalled success, the first attempt is a probe at this share of the step budget: it is
 # cheap, and its loss curve tells the Planner how far there is to go.
-PROBE_SHARE = 0.25
+PROBE_SHARE = 0.4
 RECALL_TRUST = 0.6  # a remembered success counts as a warm start above this similarity
 
 

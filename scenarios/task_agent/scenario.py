@@ -24,8 +24,14 @@ INSTRUCTION = "Answer <analysis>…</analysis> then <action>tool(…)</action> o
 TINY_SPEC = TinyModelSpec(added_tokens=tuple(t for name in TAGS for t in (f"<{name}>", f"</{name}>")))
 
 
+# 960 rows, not 480: time goes with optimizer steps, not rows, and at the same steps more varied
+# rows generalize better (measured: 150 steps, trained-phrasing tool accuracy 92.2% -> 93.8%,
+# novel phrasings 51.6% -> 59.4%). 128 held-out prompts halve the noise of a 32-prompt group.
+TRAIN_ROWS, HELDOUT_ROWS = 960, 128
+
+
 def build_data(seed: int) -> ScenarioData:
-    data = generate(seed=seed)
+    data = generate(seed=seed, n_train=TRAIN_ROWS, n_heldout=HELDOUT_ROWS)
     return ScenarioData(train=data.train, heldout=data.heldout, heldout_split=f"task-agent-heldout(seed={seed})")
 
 
