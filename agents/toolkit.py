@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tunecrew.agents import policy
 from tunecrew.agents.review import Review
-from tunecrew.memory.ledger import Ledger
+from tunecrew.memory.ledger import Ledger, LedgerError
 from tunecrew.memory.store import AttemptMemory, recall_query
 from tunecrew.scenarios.base import Scenario, ScenarioData
 from tunecrew.tools import data as data_tools
@@ -72,6 +72,7 @@ class RunContext:
     interactive: bool = False  # a person reviews each Planner decision before it takes effect
     proposed: Decision | None = None  # the Planner's decision awaiting that review
     rejections: int = 0  # refused proposals/decisions in a row, for the offline fallback
+    fatal: Exception | None = None  # a failure no agent can fix (e.g. the ledger cannot be written)
     notes: list[str] = field(default_factory=list)  # fallbacks and human edits, saved with the attempt
 
     @property
@@ -251,17 +252,21 @@ class Toolkit:
         if config.method == "dpo" or config.backend == "unsloth":
             return self._refuse_config([f"method={config.method} backend={config.backend}: DPO and the Unsloth "
                                         "backend are not wired in this version; use method lora, qlora or full"])
+        if ctx.base.max_positions and config.max_seq_length > ctx.base.max_positions:
+            return self._refuse_config([f"max_seq_length={config.max_seq_length} is over the base model's "
+                                        f"{ctx.base.max_positions} positions: set max_seq_length <= "
+                                        f"{ctx.base.max_positions} (longer rows are truncated)"])
         assert ctx.profile is not None
         feas = check_feasibility(config, ctx.hardware, ctx.base.params, ctx.profile)
         if not feas.fits:
             return self._refuse_config([feas.reason], estimate=feas.__dict__)
         return self._accept_config(config, feas.__dict__)
 
-    def _accept_config(self, config: TrainConfig, estimate: dict[str, Any], **extra: Any) -> str:
+    def _accept_config(self, accepted: TrainConfig, estimate: dict[str, Any], /, **extra: Any) -> str:
         ctx = self.ctx
-        ctx.config = config
+        ctx.config = accepted
         ctx.rejections = 0
-        _write(ctx.attempt_dir / "config.json", config)
+        _write(ctx.attempt_dir / "config.json", accepted)
         return _dump({"accepted": True, "attempt": ctx.attempt, "estimate": estimate, **extra})
 
     def _refuse_config(self, errors: list[str], **extra: Any) -> str:
@@ -476,7 +481,11 @@ class Toolkit:
             notes=list(ctx.notes),
         )
         ctx.notes.clear()
-        ctx.ledger.append(record)  # the ledger is the source of truth: written first, fsync'd
+        try:
+            ctx.ledger.append(record)  # the ledger is the source of truth: written first, fsync'd
+        except LedgerError as exc:
+            ctx.fatal = exc  # the runner stops the crew: going on would lose attempts
+            raise
         ctx.records.append(record)
         if ctx.memory is not None:
             try:

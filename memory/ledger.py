@@ -39,10 +39,21 @@ class Ledger:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             _drop_unterminated_tail(fd, self.path)
-            written = 0
-            while written < len(line):  # a short write is rare but possible on some filesystems
-                written += os.write(fd, line[written:])
-            os.fsync(fd)
+            written, start = 0, os.fstat(fd).st_size
+            try:
+                while written < len(line):  # a short write is rare but possible on some filesystems
+                    written += os.write(fd, line[written:])
+                os.fsync(fd)
+            except OSError as exc:  # disk full, quota, I/O error: earlier lines are untouched
+                try:  # cut off any fragment, so the ledger still ends at the last whole attempt
+                    if os.fstat(fd).st_size > start:
+                        os.ftruncate(fd, start)
+                except OSError:
+                    pass  # the reader skips an unterminated last line anyway
+                raise LedgerError(
+                    f"{self.path}: could not save attempt {record.attempt} ({exc.strerror or exc}); the "
+                    "attempts saved before it are intact. Free space, then `tunecrew resume` continues"
+                ) from exc
         finally:
             os.close(fd)
 

@@ -37,6 +37,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--attempt-seconds", type=float, help="wall-clock cap per training run (keeps what it learned)")
     run.add_argument("--memory", help="memory store dir or Chroma server URL (default ~/.tunecrew/memory)")
     run.add_argument("--no-memory", action="store_true", help="neither recall nor remember attempts")
+    run.add_argument("--embedder", default="hashing", help="memory embedder: hashing[:DIM] (default, offline), "
+                     "st:/path/to/model, openai:MODEL or gemini:MODEL; must match the store's")
     run.add_argument("--runs-dir", default="runs", type=Path, help="where runs/<id>/ is written (default ./runs)")
     resume = sub.add_parser("resume", help="continue a run at its next unfinished attempt (after a crash or kill)")
     resume.add_argument("run", help="run id (in --runs-dir) or run directory")
@@ -52,6 +54,9 @@ def parser() -> argparse.ArgumentParser:
     from .task_agent import cli_commands as task_agent_commands  # serve, agent: the trained task agent
 
     task_agent_commands.add_parsers(sub)
+    from tunecrew.memory import cli as memory_commands  # memory list|search|show|export|import|forget
+
+    memory_commands.add_parsers(sub)
     return p
 
 
@@ -64,7 +69,8 @@ def _crew_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key", help="API key (prefer OPENAI_API_KEY / GEMINI_API_KEY in the environment)")
     p.add_argument("--agent", action="append", default=[], metavar="ROLE=PROVIDER[:MODEL]",
                    help="a different provider for one agent, e.g. Planner=openai:gpt-4.1 (repeatable)")
-    p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 2), help="CPU threads for torch")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: the free cores, at most 4)")
     p.add_argument("--interactive", action="store_true",
                    help="review each Planner decision: approve, edit ('lr 1e-4, rank 8'), +N attempts, stop, or guide")
     p.add_argument("--quiet", action="store_true")
@@ -80,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         from .task_agent.cli_commands import main as task_agent_main
 
         return task_agent_main(args)
+    if args.command == "memory":
+        from tunecrew.memory.cli import main as memory_main
+
+        return memory_main(args)
     return _run(args)
 
 
@@ -95,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     from tunecrew.memory.ledger import LedgerError
     from tunecrew.memory.store import MemoryStoreError
     from tunecrew.tools.data import DataError
+    from tunecrew.tools.hardware import free_cores
     from tunecrew.tools.model_info import ModelNotFound
 
     from .runner import ResumeError, RunOptions, resume, run
@@ -103,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"tunecrew: {problem}", file=sys.stderr)
         return 2
     provider = ProviderSpec(provider=args.provider, model=args.model, base_url=args.base_url, api_key=args.api_key)
+    args.threads = args.threads or free_cores()
     try:
         if args.command in ("resume", "chat"):
             options = RunOptions(scenario=None, provider=provider, agents=args.agent,  # type: ignore[arg-type]
@@ -113,8 +125,9 @@ def _run(args: argparse.Namespace) -> int:
             run(RunOptions(
                 scenario=load_scenario(args.scenario), base_model=args.base_model, provider=provider,
                 agents=args.agent, max_attempts=args.max_attempts, target=args.target, seed=args.seed,
-                memory=args.memory, use_memory=not args.no_memory, runs_dir=args.runs_dir, threads=args.threads,
-                quiet=args.quiet, attempt_seconds=args.attempt_seconds, interactive=args.interactive,
+                memory=args.memory, use_memory=not args.no_memory, embedder=args.embedder, runs_dir=args.runs_dir,
+                threads=args.threads, quiet=args.quiet, attempt_seconds=args.attempt_seconds,
+                interactive=args.interactive,
             ))
     except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError) as exc:
         print(f"tunecrew: {exc}", file=sys.stderr)

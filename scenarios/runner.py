@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from tunecrew.agents.toolkit import RunContext, Toolkit
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
 from tunecrew.tools.contracts import AttemptRecord, DomainCard, EvalReport, RunSpec, TrainConfig, TrainResult
-from tunecrew.tools.data import fingerprint, load_rows, write_jsonl
+from tunecrew.tools.data import check_heldout, fingerprint, load_rows, write_jsonl
 from tunecrew.tools.hardware import detect_hardware
 from tunecrew.tools.model_info import describe_base_model
 from tunecrew.tools.report import write_report
@@ -46,6 +47,7 @@ class RunOptions:
     seed: int = 0
     memory: str | None = None  # dir or http(s) URL; None: ~/.tunecrew/memory
     use_memory: bool = True
+    embedder: str = "hashing"  # memory text -> vectors: hashing[:DIM], st:PATH, openai:MODEL, gemini:MODEL
     runs_dir: Path = Path("runs")
     run_id: str | None = None
     threads: int = 2
@@ -71,10 +73,14 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     """Create the run directory, the data, the base model and the run's state."""
     scenario = options.scenario
     run_id = options.run_id or new_run_id(scenario.name)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id) or ".." in run_id:
+        # The id names a folder under runs/: no separators, no "..", so nothing is written outside it.
+        raise ValueError(f"run id {run_id!r} must be letters, digits, '.', '_' or '-' (no '/' or '..')")
     run_dir = options.runs_dir / run_id
-    (run_dir / "data").mkdir(parents=True, exist_ok=True)
     assert scenario.build_data is not None
     data = scenario.build_data(options.seed)
+    check_heldout(data.heldout, f"scenario {scenario.name}")
+    (run_dir / "data").mkdir(parents=True, exist_ok=True)
     write_jsonl(data.train, run_dir / "data" / "train.jsonl")
     write_jsonl(data.heldout, run_dir / "data" / "heldout.jsonl")
     console.note(f"data: {len(data.train)} train rows, {len(data.heldout)} held-out rows ({data.heldout_split})")
@@ -92,13 +98,13 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     console.note(f"base model: {base.name} ({base.family}, {base.params / 1e6:.1f}M params"
                  f"{', never trained' if base.random_init else ''})")
     hardware = detect_hardware()
-    memory = AttemptMemory(options.memory) if options.use_memory else None
+    memory = AttemptMemory(options.memory, embedder=options.embedder) if options.use_memory else None
     spec = RunSpec(
         run_id=run_id, scenario=scenario.name, base_model=base.name, provider=provider_label(options),
         max_attempts=options.max_attempts or scenario.max_attempts,
         target=options.target if options.target is not None else scenario.target,
         gates=scenario.gates, seed=options.seed, dataset_fingerprint=fingerprint(data.train),
-        memory=_memory_location(options.memory) if options.use_memory else "off",
+        memory=_memory_location(options.memory) if options.use_memory else "off", memory_embedder=options.embedder,
         attempt_budget_s=options.attempt_seconds, heldout_split=data.heldout_split,
     )
     (run_dir / "run.json").write_text(spec.model_dump_json(indent=2))
@@ -139,6 +145,8 @@ async def run_crew(ctx: RunContext, clients: dict[str, ChatCompletionClient], co
                     out.write(json.dumps(item.dump(), default=str) + "\n")
                     out.flush()
                 console.message(item)
+                if ctx.fatal is not None:
+                    raise ctx.fatal
     finally:
         for client in clients.values():
             await client.close()
@@ -171,7 +179,7 @@ def open_memory(spec: RunSpec) -> AttemptMemory | None:
     """The memory a run was started with (run.json records where it lives)."""
     if spec.memory == "off":
         return None
-    return AttemptMemory(None if spec.memory == "default" else spec.memory)
+    return AttemptMemory(None if spec.memory == "default" else spec.memory, embedder=spec.memory_embedder)
 
 
 def reopen(run_dir: Path, console: CrewConsole, add_attempts: int = 0, threads: int = 2) -> RunContext:

@@ -116,3 +116,25 @@ def test_a_trained_but_undecided_attempt_is_reused_not_retrained(tmp_path, tiny_
 def test_resume_of_something_that_is_not_a_run(tmp_path, capsys):
     assert main(["resume", "nope", "--runs-dir", str(tmp_path)]) == 2
     assert "no run.json here" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_ledger_that_cannot_be_written_stops_the_run_and_keeps_the_training(tmp_path, tiny_model, tunecrew_home,
+                                                                              monkeypatch):
+    from dataclasses import replace
+
+    from test_crew import small_data
+    from tunecrew.memory.ledger import LedgerError
+    from tunecrew.scenarios.runner import run
+    from tunecrew.scenarios.task_agent.scenario import SCENARIO
+
+    def disk_full(self, record):
+        raise LedgerError(f"{self.path}: no space left on device while writing attempt {record.attempt}")
+
+    monkeypatch.setattr(Ledger, "append", disk_full)
+    options = RunOptions(scenario=replace(SCENARIO, build_data=small_data, max_attempts=2),
+                         base_model=str(tiny_model), runs_dir=tmp_path / "runs", use_memory=False, quiet=True,
+                         attempt_seconds=4, run_id="full-disk", threads=1)
+    with pytest.raises(LedgerError, match="no space left"):
+        run(options)
+    assert (tmp_path / "runs" / "full-disk" / "attempts" / "1" / "result.json").exists()  # resume reuses it

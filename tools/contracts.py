@@ -303,6 +303,7 @@ class RunSpec(_Model):
     seed: int
     dataset_fingerprint: str
     memory: str
+    memory_embedder: str = Field("hashing", description="--embedder of the memory store; resume reopens it with this.")
     heldout_split: str = Field("", description="Name of the held-out split every score is reported under.")
     attempt_budget_s: float | None = Field(
         None, gt=0, description="Wall-clock cap per training run; training stops there and keeps what it learned."

@@ -544,9 +544,35 @@ def profile_rows(
         language=guess_language(texts),
         vocabulary=top_words(texts),
         extra={"multi_turn_rows": multi_turn, "system_prompt_rows": system_rows,
-               "empty_responses": sum(not r.strip() for r in responses)},
+               "empty_responses": sum(not r.strip() for r in responses),
+               **_response_balance(responses)},
         samples=[_truncate_value(r) for r in rows[:n_samples]],
     )
+
+
+DOMINANT_RESPONSE_SHARE = 0.9  # one answer this common: the model learns to say it whatever it is asked
+MIN_HELDOUT_ROWS = 4  # fewer held-out rows cannot tell one attempt's score from the next
+
+
+def _response_balance(responses: list[str]) -> dict[str, Any]:
+    """`warnings` when one response dominates the data (an all-one-class dataset)."""
+    if len(responses) < 2:
+        return {}
+    top, count = collections.Counter(r.strip() for r in responses).most_common(1)[0]
+    if count == len(responses):
+        return {"warnings": [f"all {count} rows have the same response ({_truncate(top, 60)!r}): the data is one "
+                             "class, a model trained on it answers that whatever it is asked; add other examples"]}
+    if count >= DOMINANT_RESPONSE_SHARE * len(responses) and len(responses) >= 10:
+        return {"warnings": [f"{count} of {len(responses)} rows ({count / len(responses):.0%}) have the same "
+                             f"response ({_truncate(top, 60)!r}): the classes are badly unbalanced"]}
+    return {}
+
+
+def check_heldout(heldout: list[dict], source: str, minimum: int = MIN_HELDOUT_ROWS) -> None:
+    """Refuse a held-out split too small to score an attempt on (DataError naming the sizes)."""
+    if len(heldout) < minimum:
+        raise DataError(f"{source}: the held-out split has {len(heldout)} rows; at least {minimum} are needed to "
+                        "score an attempt. Give more data or a larger held-out fraction")
 
 
 def _columns(rows: list[dict]) -> list[str]:

@@ -40,7 +40,12 @@ def load_model(base_model: str, adapter_path: str | None = None, threads: int = 
     torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     source = adapter_path or base_model
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except Exception as exc:  # noqa: BLE001 - a broken adapter dir must say which dir, not a library trace
+        if not adapter_path:
+            raise
+        raise _bad_adapter(adapter_path, exc) from exc
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -48,11 +53,22 @@ def load_model(base_model: str, adapter_path: str | None = None, threads: int = 
     if adapter_path and _is_peft_adapter(adapter_path):
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter_path)
+        try:
+            model = PeftModel.from_pretrained(model, adapter_path)
+        except Exception as exc:  # noqa: BLE001 - see above
+            raise _bad_adapter(adapter_path, exc) from exc
     elif adapter_path:  # a full fine-tune saved a whole model
-        model = AutoModelForCausalLM.from_pretrained(adapter_path, dtype=model.dtype)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(adapter_path, dtype=model.dtype)
+        except Exception as exc:  # noqa: BLE001 - see above
+            raise _bad_adapter(adapter_path, exc) from exc
     model.to(device).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, description=f"{base_model} + {adapter_path or 'no adapter'}")
+
+
+def _bad_adapter(path: str, exc: Exception) -> ValueError:
+    return ValueError(f"{path}: not a loadable adapter ({type(exc).__name__}: {str(exc)[:300]}); "
+                      "the folder is incomplete or corrupt: retrain that attempt")
 
 
 def _is_peft_adapter(path: str) -> bool:

@@ -33,7 +33,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         p.add_argument("--runs-dir", default="runs", type=Path, help="where run ids are looked up (default ./runs)")
         p.add_argument("--store", type=Path, help="task database dir (default $TUNECREW_HOME/tasks or ~/.tunecrew/tasks)")
         p.add_argument("--merged", type=Path, help="serve this merged model dir instead of base model + adapter")
-        p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 2), help="CPU threads for torch")
+        p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: the free cores, at most 4)")
 
     serve = sub.add_parser("serve", help="serve a task-agent run's trained adapter over HTTP (FastAPI)")
     common(serve)
@@ -119,10 +120,13 @@ def _terminal(args: argparse.Namespace, info, store_dir: Path) -> int:  # type: 
     return 0
 
 
-def _load_agent(info, threads: int, store=None):  # type: ignore[no-untyped-def]
+def _load_agent(info, threads: int | None, store=None):  # type: ignore[no-untyped-def]
     """The TaskAgent, or None after one clear line when the model files cannot be loaded."""
+    from tunecrew.tools.hardware import free_cores
+
     from .agent import TaskAgent
 
+    threads = threads or free_cores()
     try:
         return TaskAgent(info, threads=threads, store=store)
     except (OSError, ValueError) as exc:

@@ -1,0 +1,75 @@
+"""Shared set-up for the bench scripts: the tiny model, the task-agent data, a text table.
+
+Not a bench itself. Each script puts this folder on sys.path and imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return f"{cpu}, {os.cpu_count()} cores visible, device={dev}, torch {torch.__version__}"
+
+
+def task_rows(seed: int, n_train: int, n_heldout: int = 16):
+    from tunecrew.scenarios.task_agent.data import generate
+
+    return generate(seed=seed, n_train=n_train, n_heldout=n_heldout)
+
+
+def variable_rows(rows: list[dict], seed: int, max_repeat: int = 8) -> list[dict]:
+    """Variable-length chat rows from short task-agent rows: each reply is followed by 0..max_repeat-1
+    further task-agent replies, so lengths spread over roughly 1x..max_repeat x (long tail)."""
+    rng = random.Random(seed)
+    replies = [r["messages"][-1]["content"] for r in rows]
+    out = []
+    for row in rows:
+        k = min(max_repeat - 1, int(rng.expovariate(0.45)))
+        extra = " ".join(rng.choice(replies) for _ in range(k))
+        msgs = [dict(m) for m in row["messages"]]
+        msgs[-1]["content"] = (msgs[-1]["content"] + (" " + extra if extra else "")).strip()
+        out.append({"messages": msgs})
+    return out
+
+
+def tiny_model(out_dir: Path, texts: list[str], small: bool = False) -> str:
+    from tunecrew.scenarios.task_agent.scenario import TINY_SPEC
+    from tunecrew.tools.tinymodel import TinyModelSpec, create_tiny_model
+
+    spec = TINY_SPEC
+    if small:
+        spec = TinyModelSpec(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, num_kv_heads=1,
+                             vocab_size=600, added_tokens=TINY_SPEC.added_tokens)
+    return str(create_tiny_model(out_dir, texts, spec))
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)

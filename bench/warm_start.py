@@ -1,0 +1,213 @@
+"""Warm start: does memory of one project make a related project reach its target in fewer attempts?
+
+    python bench/warm_start.py --quick [--seeds 0,1,2]            # tiny model, small data: ~10 min on 2 cores
+    python bench/warm_start.py [--seeds 0,1,2] [--max-attempts 4]  # the demo's model and data sizes
+
+Two related task-agent projects, the same crew (offline provider), the same base model:
+
+- first:  the task agent as shipped: five intent kinds (add, list, summarize, complete, small talk);
+- second: "task-agent-tools", a tool-only agent: only the rows whose reply calls add_task, list_tasks or
+  complete_task, from data generated with another seed (other titles, names and phrasings).
+
+For each seed the first project runs with an empty memory; its attempts are exported from that
+memory and imported into a new one (the `tunecrew memory export/import` path: records, re-embedded).
+Then the second project runs twice with the same seed and budget: with an empty memory (cold) and
+with the first project's memory (warm). Printed per seed: attempts until the target (primary metric
+and gates, i.e. the Planner's diagnosis "good") and wall seconds of each run, and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+
+TOOLS = ("add_task", "list_tasks", "complete_task")  # the second project's agent calls only these
+SECOND_SEED_OFFSET = 1000  # the second project's data come from another generator seed
+
+
+def first_data(n_train: int, n_heldout: int):
+    from tunecrew.scenarios.base import ScenarioData
+    from tunecrew.scenarios.task_agent.data import generate
+
+    def build(seed: int) -> ScenarioData:
+        d = generate(seed=seed, n_train=n_train, n_heldout=n_heldout)
+        return ScenarioData(train=d.train, heldout=d.heldout,
+                            heldout_split=f"task-agent-heldout(seed={seed},n={n_heldout})")
+
+    return build
+
+
+def second_data(n_train: int, n_heldout: int):
+    """Tool-call rows only (3 of the 5 intent kinds), generated with another seed, cut to n_train/n_heldout."""
+    from tunecrew.scenarios.base import ScenarioData
+    from tunecrew.scenarios.task_agent.contract import parse_reply
+    from tunecrew.scenarios.task_agent.data import generate
+
+    def keep(row: dict) -> bool:
+        parsed = parse_reply(row["messages"][-1]["content"])
+        return parsed.kind == "action" and parsed.tool in TOOLS
+
+    def build(seed: int) -> ScenarioData:
+        # 3 of 5 kinds survive the filter (a bit more: list/add variants), so generate ~2x and cut.
+        d = generate(seed=seed + SECOND_SEED_OFFSET, n_train=2 * n_train, n_heldout=2 * n_heldout)
+        train = [r for r in d.train if keep(r)][:n_train]
+        heldout = _balanced([r for r in d.heldout if keep(r)], n_heldout)
+        return ScenarioData(train=train, heldout=heldout,
+                            heldout_split=f"task-agent-tools-heldout(seed={seed},n={len(heldout)})")
+
+    return build
+
+
+def _balanced(rows: list[dict], n: int) -> list[dict]:
+    """Up to n rows, half trained_phrasing and half novel_phrasing."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r.get("group", ""), []).append(r)
+    out = []
+    for i in range(n):
+        pool = groups.get("trained_phrasing" if i % 2 == 0 else "novel_phrasing") or []
+        if pool:
+            out.append(pool.pop(0))
+    return out
+
+
+def attempts_to_target(records) -> int | None:
+    """1-based index of the first attempt the Planner diagnosed good (target and gates met), else None."""
+    for r in records:
+        if r.diagnosis is not None and r.diagnosis.label == "good":
+            return r.attempt
+    return None
+
+
+def run_once(scenario, base_model: str, seed: int, memory: str, runs: Path, run_id: str, args) -> dict:
+    from tunecrew.scenarios.runner import RunOptions, run
+
+    t0 = time.monotonic()
+    outcome = run(RunOptions(scenario=scenario, base_model=base_model, seed=seed, memory=memory, runs_dir=runs,
+                             run_id=run_id, quiet=True, threads=args.threads, max_attempts=args.max_attempts,
+                             target=args.target, attempt_seconds=args.attempt_seconds))
+    wall = time.monotonic() - t0
+    recs = outcome.records
+    return {"attempts": attempts_to_target(recs), "ran": len(recs), "wall": wall,
+            "scores": [round(r.score, 3) if r.score is not None else None for r in recs],
+            "first_config": recs[0].config if recs else None, "notes": recs[0].notes if recs else []}
+
+
+def copy_memory(src: str, dst: str) -> int:
+    """Export every attempt of `src` and import it into a new store at `dst` (records, re-embedded)."""
+    from tunecrew.memory.store import AttemptMemory
+
+    source = AttemptMemory(src)
+    records = source.list(limit=max(1, source.count()))
+    AttemptMemory(dst).remember_many(records)
+    return len(records)
+
+
+def fmt_attempts(n: int | None, budget: int) -> str:
+    return str(n) if n is not None else f">{budget}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help="tiny model (2 layers, 64 wide), 160 train rows, 32 held-out, 40 s per training run")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--n-train", type=int, help="train rows per project (default 480; --quick 160)")
+    p.add_argument("--n-heldout", type=int, help="held-out rows per project (default 64; --quick 32)")
+    p.add_argument("--base-model", help="a model dir to use for every run (default: a tiny model built once)")
+    p.add_argument("--max-attempts", type=int, default=4)
+    p.add_argument("--target", type=float, help="primary-metric target (default: the scenario's)")
+    p.add_argument("--attempt-seconds", type=float, help="wall cap per training run (default none; --quick 40)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, help="keep runs and memories here (default: a temporary dir)")
+    args = p.parse_args()
+    if args.quick:
+        args.n_train = args.n_train or 160
+        args.n_heldout = args.n_heldout or 32
+        args.attempt_seconds = args.attempt_seconds or 40.0
+    args.n_train, args.n_heldout = args.n_train or 480, args.n_heldout or 64
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    from tunecrew.scenarios.runner import _quiet_libraries
+    from tunecrew.scenarios.task_agent.scenario import SCENARIO
+
+    _quiet_libraries()
+    out = args.out or Path(tempfile.mkdtemp(prefix="tunecrew-warm-start-"))
+    out.mkdir(parents=True, exist_ok=True)
+    first = replace(SCENARIO, build_data=first_data(args.n_train, args.n_heldout), max_attempts=args.max_attempts)
+    second = replace(SCENARIO, name="task-agent-tools", build_data=second_data(args.n_train, args.n_heldout),
+                     description="A tool-only task agent (add, list, complete) in the strict <analysis>/<action> "
+                                 "contract.", max_attempts=args.max_attempts)
+    base_model = args.base_model or build_base_model(out / "base_model", args)
+
+    print(f"machine: {_common.machine()}")
+    print(f"warm start: first = task-agent ({args.n_train} train rows), second = task-agent-tools "
+          f"({args.n_train} tool-call rows, data seed + {SECOND_SEED_OFFSET}); base model {base_model}; "
+          f"max {args.max_attempts} attempts, target {args.target or SCENARIO.target} + gates {SCENARIO.gates}, "
+          f"attempt cap {args.attempt_seconds} s, threads {args.threads}", flush=True)
+    rows, ratios, wall_ratios = [], [], []
+    for seed in seeds:
+        d = out / f"seed{seed}"
+        r1 = run_once(first, base_model, seed, str(d / "memory-first"), d / "runs", "first", args)
+        n = copy_memory(str(d / "memory-first"), str(d / "memory-warm"))
+        cold = run_once(second, base_model, seed, str(d / "memory-cold"), d / "runs", "second-cold", args)
+        warm = run_once(second, base_model, seed, str(d / "memory-warm"), d / "runs", "second-warm", args)
+        budget = args.max_attempts
+        # Not reached counts as budget + 1 attempts (a lower bound on the true number).
+        c = cold["attempts"] or budget + 1
+        w = warm["attempts"] or budget + 1
+        ratios.append(c / w)
+        wall_ratios.append(cold["wall"] / warm["wall"])
+        rows.append([seed, fmt_attempts(r1["attempts"], budget), n, fmt_attempts(cold["attempts"], budget),
+                     fmt_attempts(warm["attempts"], budget), f"{c / w:.2f}", f"{cold['wall']:.0f}",
+                     f"{warm['wall']:.0f}", f"{cold['wall'] / warm['wall']:.2f}"])
+        print(f"seed {seed}: first {r1['scores']} ({r1['wall']:.0f} s); second cold {cold['scores']} "
+              f"({cold['wall']:.0f} s); second warm {warm['scores']} ({warm['wall']:.0f} s)", flush=True)
+        print(f"  cold first config: {_short(cold['first_config'])}", flush=True)
+        print(f"  warm first config: {_short(warm['first_config'])}", flush=True)
+    print()
+    print(_common.table(["seed", "first: attempts", "remembered", "second cold: attempts", "second warm: attempts",
+                         "attempts ratio", "cold wall s", "warm wall s", "wall ratio"], rows))
+    print(f"\nmean attempts ratio cold/warm {statistics.mean(ratios):.2f} (min {min(ratios):.2f}); "
+          f"mean wall ratio {statistics.mean(wall_ratios):.2f}; '>{args.max_attempts}' = target not reached "
+          f"in the budget, counted as {args.max_attempts + 1}")
+    print(f"runs and memories: {out}")
+
+
+def build_base_model(out_dir: Path, args) -> str:
+    """One tiny Llama for every run, its tokenizer trained on both projects' text (as the scenario does)."""
+    from tunecrew.scenarios.task_agent.scenario import INSTRUCTION, TINY_SPEC
+    from tunecrew.tools.domain import DOMAINS
+    from tunecrew.tools.tinymodel import TinyModelSpec, create_tiny_model
+
+    builders = (first_data(args.n_train, args.n_heldout), second_data(args.n_train, args.n_heldout))
+    texts = [m["content"] for build in builders for row in build(0).train for m in row["messages"]]
+    texts += [d.persona for d in DOMAINS] + [INSTRUCTION]
+    spec = TINY_SPEC
+    if args.quick:  # the tests' size (tests/conftest.py): ~0.1M params
+        spec = TinyModelSpec(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, num_kv_heads=1,
+                             vocab_size=600, added_tokens=TINY_SPEC.added_tokens)
+    return str(create_tiny_model(out_dir, texts, spec))
+
+
+def _short(config) -> str:
+    if config is None:
+        return "-"
+    return (f"{config.method} r{config.lora_rank} lr {config.learning_rate:g} ep {config.epochs:g} "
+            f"bs {config.effective_batch} seq {config.max_seq_length}")
+
+
+if __name__ == "__main__":
+    main()
