@@ -25,6 +25,9 @@ TARGET_STEPS_PRETRAINED = 200
 # cheap, and its loss curve tells the Planner how far there is to go.
 PROBE_SHARE = 0.4
 RECALL_TRUST = 0.6  # a remembered success counts as a warm start above this similarity
+# On small data the step estimate asks for many epochs; a probe stays short enough that the
+# Planner can still double it within the diagnosis' 20-epoch cap.
+MAX_PROBE_EPOCHS = 8.0
 
 
 def seq_length_for(p95_tokens: float, max_tokens: int, max_positions: int | None) -> int:
@@ -70,7 +73,7 @@ def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
     batch = _batch_size(params, seq, on_gpu)
     steps_per_epoch = math.ceil(rows * 0.9 / batch)
     epochs = max(1.0, round(steps / steps_per_epoch, 1))
-    epochs = max(1.0, round(epochs * PROBE_SHARE, 1))
+    epochs = min(MAX_PROBE_EPOCHS, max(1.0, round(epochs * PROBE_SHARE, 1)))
     why += f"; no remembered success for similar data, so a probe of {epochs} epochs first"
     config = TrainConfig(method=method, lora_rank=rank, lora_alpha=2 * rank, learning_rate=lr,
                          train_embeddings=embeddings, epochs=epochs, batch_size=batch, max_seq_length=seq,

@@ -56,6 +56,12 @@ def test_more_data_means_fewer_epochs_and_longer_rows_mean_longer_sequences():
     assert with_persona["max_seq_length"] == 128
 
 
+def test_a_probe_on_small_data_leaves_room_to_double_it():
+    args, _ = policy.initial_config(brief(rows=120))
+    assert args["epochs"] == policy.MAX_PROBE_EPOCHS
+    TrainConfig(epochs=args["epochs"]).with_changes({"epochs": args["epochs"] * 2})
+
+
 def test_remembered_success_is_a_warm_start_and_weak_matches_are_ignored():
     good = TrainConfig(lora_rank=32, lora_alpha=64, learning_rate=3e-3, epochs=10.6, train_embeddings=True).model_dump()
     hit = {"similarity": 0.8, "worked": True, "score": 1.0, "summary": "WORKED", "config": good}
