@@ -295,4 +295,5 @@ def test_scores_average_over_samples_and_groups() -> None:
     assert report.metrics["args_exact_match"] == 0.25
     assert report.score == report.metrics["a/tool_accuracy"] == 1.0
     assert report.groups["b"].metrics["format_compliance"] == 0.5 and report.groups["b"].samples == 2
+    assert report.samples_of("a/tool_accuracy") == 2 and report.samples_of("tool_accuracy") == 4
     assert [f.reason.split(":")[0] for f in report.failures] == ["args differ", "expected tool list_tasks, got summarize_tasks", "invalid reply"]

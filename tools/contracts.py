@@ -240,6 +240,11 @@ class EvalReport(_Model):
     def score(self) -> float | None:
         return self.metrics.get(self.primary_metric)
 
+    def samples_of(self, metric: str) -> int:
+        """How many samples a metric was computed on: its group's size for `group/metric` names."""
+        group = metric.split("/", 1)[0] if "/" in metric else None
+        return self.groups[group].samples if group in self.groups else self.samples
+
 
 # --------------------------------------------------------------------------- decisions
 

@@ -310,7 +310,7 @@ def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | Non
         shown = "missing" if score is None else f"{score:.3f}"
         relation = "<" if score is None or score < target else ">="
         ev.append(f"{report.primary_metric}={shown} {relation} target {target} "
-                  f"(split={report.split}, n={report.samples}, seed={report.seed})")
+                  f"(split={report.split}, n={report.samples_of(report.primary_metric)}, seed={report.seed})")
     ev.append(f"loss over the last {TAIL_FRACTION:.0%} of {len(result.loss_curve)} logged points improved "
               f"{trend:.1%} ({'still falling' if trend >= FLAT_IMPROVEMENT else 'flattened'}, "
               f"threshold {FLAT_IMPROVEMENT:.0%})")
@@ -412,7 +412,7 @@ def diagnose(config: TrainConfig, result: TrainResult, report: EvalReport | None
         met = [f"{m}={report.metrics[m]:.3f} >= {minimum}" for m, minimum in (gates or {}).items()]
         return Diagnosis(label="good", evidence=[
             f"{report.primary_metric}={score:.3f} >= target {target} "
-            f"(split={report.split}, n={report.samples}, seed={report.seed})", *met])
+            f"(split={report.split}, n={report.samples_of(report.primary_metric)}, seed={report.seed})", *met])
 
     overfit, ev = _is_overfit(result)
     if overfit:
