@@ -172,7 +172,7 @@ def main() -> None:
           f"({args.n_train} tool-call rows, data seed + {SECOND_SEED_OFFSET}); base model {base_model}; "
           f"max {args.max_attempts} attempts, target {args.target or SCENARIO.target} + gates {gates}, "
           f"attempt cap {args.attempt_seconds} s, threads {args.threads}", flush=True)
-    rows, ratios, wall_ratios = [], [], []
+    rows, ratios, wall_ratios, both = [], [], [], []
     for seed in seeds:
         d = out / f"seed{seed}"
         r1 = run_once(first, base_model, seed, str(d / "memory-first"), d / "runs", "first", args)
@@ -185,6 +185,8 @@ def main() -> None:
         w = warm["attempts"] or budget + 1
         ratios.append(c / w)
         wall_ratios.append(cold["wall"] / warm["wall"])
+        if cold["attempts"] and warm["attempts"]:
+            both.append((c / w, cold["wall"] / warm["wall"]))
         rows.append([seed, fmt_attempts(r1["attempts"], budget), n, fmt_attempts(cold["attempts"], budget),
                      fmt_attempts(warm["attempts"], budget), f"{c / w:.2f}", f"{cold['wall']:.0f}",
                      f"{warm['wall']:.0f}", f"{cold['wall'] / warm['wall']:.2f}"])
@@ -199,6 +201,9 @@ def main() -> None:
     print(f"\nmean attempts ratio cold/warm {statistics.mean(ratios):.2f} (min {min(ratios):.2f}); "
           f"mean wall ratio {statistics.mean(wall_ratios):.2f}; '>{args.max_attempts}' = target not reached "
           f"in the budget, counted as {args.max_attempts + 1}")
+    if both:
+        print(f"seeds where both runs reached the target ({len(both)} of {len(seeds)}): attempts ratio "
+              f"{statistics.mean(a for a, _ in both):.2f}, wall ratio {statistics.mean(w for _, w in both):.2f}")
     print(f"runs and memories: {out}")
 
 
