@@ -117,7 +117,7 @@ def tuner(view: TurnView) -> Reply:
     if "error" in brief:
         return f"I cannot propose a config yet: {brief['error']}"
     proposal = view.last("propose_config")
-    own, _ = policy.initial_config(brief)
+    own, why = policy.initial_config(brief)
     if proposal is None:
         return ("propose_config", own)
     if not proposal.get("accepted"):
@@ -132,7 +132,6 @@ def tuner(view: TurnView) -> Reply:
     if trained is None:
         return ("train", {})
     args = view.last_args("propose_config") or {}
-    _, why = policy.initial_config(brief)
     recalled = brief.get("recalled") or []
     memory_note = (f" Memory: {len(recalled)} similar attempts recalled"
                    + (f", best: {recalled[0]['summary']}" if recalled else "") + ".")
