@@ -205,10 +205,23 @@ def test_underfit_scales_max_steps_too() -> None:
 
 
 def test_underfit_at_caps_suggests_nothing_invalid() -> None:
-    cfg = TrainConfig(epochs=20.0, learning_rate=5e-3, lora_rank=32, lora_alpha=64)
+    cfg = TrainConfig(epochs=20.0, learning_rate=5e-3, lora_rank=128, lora_alpha=256, train_embeddings=True)
     d = diagnose(cfg, ok_result(), report(0.3), TARGET)
     assert d.label == "underfit" and d.suggested_changes == {}
     assert any("no lever left" in e for e in d.evidence)
+
+
+def test_underfit_with_epochs_at_cap_escalates_like_a_repeat() -> None:
+    # A config recalled from memory may already train for the epoch cap: the first underfit must
+    # still have a lever (step size, capacity), not end the run.
+    cfg = TrainConfig(epochs=20.0, learning_rate=2e-3, lora_rank=32, lora_alpha=64, train_embeddings=True)
+    d = diagnose(cfg, ok_result(), report(0.3), TARGET)
+    assert d.label == "underfit"
+    assert "epochs" not in d.suggested_changes
+    assert d.suggested_changes["learning_rate"] == pytest.approx(4e-3)
+    assert d.suggested_changes["lora_rank"] == 64 and d.suggested_changes["lora_alpha"] == 128
+    assert any("already at cap" in e for e in d.evidence)
+    valid(cfg, d)
 
 
 def test_underfit_without_report() -> None:

@@ -336,8 +336,10 @@ def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | Non
     if adapter and config.lora_rank < MIN_UNDERFIT_RANK:
         ch.update(_raise_rank(config))
         ev.append(f"lora_rank {config.lora_rank} -> {ch['lora_rank']} (below {MIN_UNDERFIT_RANK}), alpha {ch['lora_alpha']}")
-    if repeats:
-        # The last change (more of the same training) did not move the score: add capacity/step size.
+    if repeats or "epochs" not in length:
+        # More of the same training is not available (the last change did not move the score, or
+        # epochs are already at the cap): add capacity/step size instead. Without this, an attempt
+        # warm-started from a remembered config at the epoch cap had no lever and the run stopped.
         if "learning_rate" not in ch:
             lr = _raise_lr(config, 2.0 if adapter else 1.5)
             if lr is not None:
