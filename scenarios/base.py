@@ -15,6 +15,7 @@ class ScenarioData:
     train: list[dict]  # {"messages": [user, assistant]} rows
     heldout: list[dict]  # same, plus an optional "group" label for per-group metrics
     heldout_split: str  # the name a score is reported under, e.g. "heldout-v1(seed=0)"
+    notes: list[str] = field(default_factory=list)  # what the user should know: source, detected columns, fallbacks
 
 
 @dataclass

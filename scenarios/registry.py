@@ -6,7 +6,12 @@ from importlib import import_module
 
 from tunecrew.scenarios.base import Scenario
 
-SCENARIOS = {"task-agent": "tunecrew.scenarios.task_agent.scenario"}
+SCENARIOS = {
+    "task-agent": "tunecrew.scenarios.task_agent.scenario",
+    "medical-reasoning": "tunecrew.scenarios.medical_reasoning.scenario",
+    "legal-reasoning": "tunecrew.scenarios.legal_reasoning.scenario",
+    "custom": "tunecrew.scenarios.custom.scenario",  # `tunecrew run --data FILE` without a scenario name
+}
 
 
 class UnknownScenario(ValueError):

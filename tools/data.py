@@ -33,8 +33,9 @@ class DataError(ValueError):
 # --------------------------------------------------------------------------- loading
 
 
-def load_rows(source: str | Path, split: str = "train") -> list[dict]:
-    """Rows of a local .jsonl/.json/.csv/.parquet file, or of a hub dataset `owner/name`.
+def load_rows(source: str | Path, split: str = "train", config: str | None = None) -> list[dict]:
+    """Rows of a local .jsonl/.json/.csv/.parquet file, or of a hub dataset `owner/name`
+    (`config` names the hub dataset's configuration, e.g. "en"; files ignore it).
 
     A string that is not an existing path and looks like `owner/name` is a hub id; everything
     else must be a file, so a typo in a local path is reported as a missing file, not as a hub
@@ -44,7 +45,7 @@ def load_rows(source: str | Path, split: str = "train") -> list[dict]:
     if not path.exists():
         text = str(source)
         if _HUB_ID_RE.fullmatch(text) and path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            return _load_hub(text, split)
+            return _load_hub(text, split, config)
         raise DataError(f"{source}: file not found; check the path (or pass a hub id as owner/name)")
     if path.is_dir():
         raise DataError(f"{source}: is a directory; pass one {'/'.join(SUPPORTED_SUFFIXES)} file")
@@ -149,11 +150,12 @@ def _load_parquet(path: Path) -> list[dict]:
     return table.to_pylist()  # native lists and dicts, not numpy arrays
 
 
-def _load_hub(source: str, split: str) -> list[dict]:
+def _load_hub(source: str, split: str, config: str | None = None) -> list[dict]:
     try:
         import datasets
 
-        dataset = datasets.load_dataset(source, split=split)
+        dataset = datasets.load_dataset(source, config, split=split) if config else \
+            datasets.load_dataset(source, split=split)
     except Exception as exc:  # offline, gated, wrong split, missing config: all end the same way
         raise DataError(
             f"{source}: could not load hub dataset split {split!r} ({type(exc).__name__}: {str(exc)[:300]}); "
