@@ -162,7 +162,26 @@ def judge(view: TurnView) -> Reply:
             + (f" By group: {groups}." if groups else "")
             + f" Rubric: accuracy {scores.get('accuracy')}, reasoning {scores.get('reasoning')}, "
               f"completeness {scores.get('completeness')}, clarity {scores.get('clarity')}. {scores.get('explanation', '')}"
+            + _llm_judge_line(report)
             + (f" Failures: {failures}" if failures else ""))
+
+
+def _mean_of(means: dict[str, float]) -> str:
+    return f"{sum(means.values()) / len(means):.2f}" if means else "n/a"
+
+
+def _llm_judge_line(report: dict[str, Any]) -> str:
+    """The LLM judge's means for the attempt and the base model, with their sample counts."""
+    judged, base = report.get("llm_judge"), report.get("llm_judge_base_model") or {}
+    if not judged:
+        return ""
+    parts = []
+    for name, j in judged["judges"].items():
+        base_means = base.get("judges", {}).get(name, {}).get("means", {})
+        parts.append(f"{name} mean {_mean_of(j['means'])} vs base model {_mean_of(base_means)} "
+                     f"(n={j['judged']}, {j['unparsed']} unparsed)")
+    agreement = f"; agreement: {judged['agreement']}" if judged.get("agreement") else ""
+    return f" LLM judge on {judged['samples']} of {judged['of']} samples (seed {judged['seed']}): {'; '.join(parts)}{agreement}."
 
 
 def planner(view: TurnView) -> Reply:

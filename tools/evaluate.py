@@ -186,6 +186,25 @@ def evaluate(
     batch_size: int = 32,
 ) -> EvalReport:
     """Generate for every held-out row and score it."""
+    return evaluate_with_replies(loaded, rows, scorer, system_prompt=system_prompt, split=split, seed=seed,
+                                 primary_metric=primary_metric, leak_check=leak_check,
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size)[0]
+
+
+def evaluate_with_replies(
+    loaded: LoadedModel,
+    rows: Sequence[dict],
+    scorer: Scorer,
+    *,
+    system_prompt: str,
+    split: str,
+    seed: int,
+    primary_metric: str,
+    leak_check: LeakCheck | None = None,
+    max_new_tokens: int = 96,
+    batch_size: int = 32,
+) -> tuple[EvalReport, list[str]]:
+    """`evaluate`, plus every reply in row order (the LLM judge reads them; the report keeps a few)."""
     import torch
 
     torch.manual_seed(seed)
@@ -197,4 +216,4 @@ def evaluate(
                            leak_check=leak_check)
     generated = sum(len(loaded.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies)
     return report.model_copy(update={"wall_seconds": elapsed,
-                                     "generated_tokens_per_second": generated / elapsed if elapsed else None})
+                                     "generated_tokens_per_second": generated / elapsed if elapsed else None}), replies

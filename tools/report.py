@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from tunecrew.tools.contracts import AttemptRecord, EvalReport, RunSpec, TrainConfig
+from tunecrew.tools.contracts import AttemptRecord, EvalReport, JudgeReport, RubricScores, RunSpec, TrainConfig
 
 MAX_FAILURES_SHOWN = 3
 MAX_TEXT = 300  # characters of a failure's prompt/output shown
@@ -76,6 +76,10 @@ def write_report(run_dir: Path, spec: RunSpec, records: list[AttemptRecord], bas
     if baseline is not None:
         at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Curves")
         blocks[at:at] = base_vs_attempts(baseline, records)
+    judged = _judge_reports(run_dir, records)
+    if judged:
+        at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Curves")
+        blocks[at:at] = judge_blocks(judged)
     md_path = run_dir / "report.md"
     md_path.write_text(render_markdown(blocks), encoding="utf-8")
     (run_dir / "report.html").write_text(render_html(blocks, title=f"tunecrew run {spec.run_id}"), encoding="utf-8")
@@ -178,6 +182,63 @@ def base_vs_attempts(baseline: EvalReport, records: list[AttemptRecord]) -> list
                    Table(["prompt", "expected", "base model", f"attempt {best.attempt}"],
                          [[_clip(b.prompt), _clip(b.expected), _clip(b.got), _clip(a.got)] for b, a in pairs])]
     return blocks
+
+
+def _judge_reports(run_dir: Path, records: list[AttemptRecord]) -> list[JudgeReport]:
+    """judge_baseline.json, then each recorded attempt's judge.json, where they exist."""
+    paths = [run_dir / "judge_baseline.json"] + [run_dir / "attempts" / str(r.attempt) / "judge.json" for r in records]
+    out = []
+    for path in paths:
+        try:
+            out.append(JudgeReport.model_validate_json(path.read_text()))
+        except (OSError, ValueError):
+            continue  # not judged (or unreadable): the table shows what was judged
+    return out
+
+
+def judge_blocks(reports: list[JudgeReport]) -> list[Block]:
+    """Criteria x judges, the base model and every attempt side by side, with counts and agreement."""
+    first = reports[0]
+    subjects = [r.subject for r in reports]
+    judges = list(dict.fromkeys(j.judge for r in reports for j in r.judges))
+    summaries = {(r.subject, j.judge): j for r in reports for j in r.judges}
+    rows = []
+    for judge in judges:
+        for criterion in [*first.criteria, "mean"]:
+            cells = []
+            for r in reports:
+                s = summaries.get((r.subject, judge))
+                if s is None or not s.means:
+                    cells.append("-")
+                else:
+                    value = sum(s.means.values()) / len(s.means) if criterion == "mean" else s.means.get(criterion)
+                    cells.append(_num(value, ".2f"))
+            rows.append([judge, criterion, *cells])
+        rows.append([judge, "judged / unparsed", *[
+            f"{summaries[(r.subject, judge)].judged} / {summaries[(r.subject, judge)].unparsed}"
+            if (r.subject, judge) in summaries else "-" for r in reports]])
+    blocks: list[Block] = [
+        Heading(2, "LLM judge"),
+        Para(f"Scores 1-10 on split={first.split}, n={first.samples} per judge ({first.selection}), "
+             f"seed={first.seed}; unparsed verdicts are left out of the means, never scored 0. "
+             f"The judge's persona: {_clip(first.persona, 160) or '(none)'}"),
+        Table(["judge", "criterion", *subjects], rows),
+    ]
+    agreement = [(r.subject, a) for r in reports for a in r.agreement]
+    if agreement:
+        blocks += [Para("Agreement between judges, on the samples both scored ('all': the four criteria pooled)."),
+                   Table(["model", "judges", "criterion", "samples", "mean |diff|", "within 1 point", "Spearman"], [
+                       [subject, " vs ".join(a.judges), a.criterion, str(a.samples), _num(a.mean_abs_diff, ".2f"),
+                        _num(a.within_one, ".0%") if a.within_one is not None else "-", _num(a.spearman, ".2f")]
+                       for subject, a in agreement])]
+    return blocks
+
+
+def _rubric_line(rb: RubricScores, e: EvalReport) -> str:
+    what = "LLM judge" if rb.samples else "Rubric"
+    return (f"{what} by {rb.judge} ({_where(e, rb.samples or None)}): mean {rb.mean:.2f} — accuracy "
+            f"{rb.accuracy:.3g}, reasoning {rb.reasoning:.3g}, completeness {rb.completeness:.3g}, clarity "
+            f"{rb.clarity:.3g}." + (f" {_clip(rb.explanation)}" if rb.explanation else ""))
 
 
 def _summary(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:
@@ -293,12 +354,9 @@ def _evaluation(e: EvalReport) -> list[Block]:
             [name, e.split, str(g.samples), str(e.seed), *[_num(g.metrics.get(m)) for m in names]]
             for name, g in e.groups.items()
         ]))
-    if e.rubric is not None:
-        rb = e.rubric
-        blocks.append(Para(
-            f"Rubric by {rb.judge} ({_where(e)}): mean {rb.mean:.2f} — accuracy {rb.accuracy}, "
-            f"reasoning {rb.reasoning}, completeness {rb.completeness}, clarity {rb.clarity}."
-            + (f" {_clip(rb.explanation)}" if rb.explanation else "")))
+    for rb in (e.rubric, e.agent_rubric):
+        if rb is not None:
+            blocks.append(Para(_rubric_line(rb, e)))
     if e.failures:
         shown = e.failures[:MAX_FAILURES_SHOWN]
         blocks.append(Para(f"Failures: {len(shown)} of {len(e.failures)} shown."))
