@@ -30,9 +30,11 @@ def test_70b_full_finetune_refused_on_24gb() -> None:
     assert "24.0 GB" in f.reason and "method=lora" in f.reason
 
 
-def test_qlora_and_unsloth_refused_on_cpu() -> None:
-    f = check_feasibility(TrainConfig(method="qlora"), CPU, TINY_PARAMS, PROFILE)
-    assert not f.fits and "method=qlora" in f.reason and "method=lora" in f.reason
+def test_qlora_needs_bitsandbytes_not_cuda_and_unsloth_refused_on_cpu() -> None:
+    f = check_feasibility(TrainConfig(method="qlora"), CPU, TINY_PARAMS, PROFILE, has_bitsandbytes=False)
+    assert not f.fits and "method=qlora" in f.reason and "method=lora" in f.reason and "bitsandbytes" in f.reason
+    f = check_feasibility(TrainConfig(method="qlora"), CPU, TINY_PARAMS, PROFILE, has_bitsandbytes=True)
+    assert f.fits, f.reason  # bitsandbytes >= 0.50 trains 4-bit on CPU (tests/test_train_methods.py)
     f = check_feasibility(TrainConfig(backend="unsloth"), CPU, TINY_PARAMS, PROFILE)
     assert not f.fits and "backend=unsloth" in f.reason and "backend=hf" in f.reason
 

@@ -69,7 +69,7 @@ PROPOSAL = dict(method="lora", learning_rate=3e-3, epochs=2, batch_size=8, max_s
     ({"warmup_ratio": 0.9}, "warmup_ratio"),
     ({"weight_decay": 2.0}, "weight_decay"),
     ({"max_rows": 0}, "max_rows"),
-    ({"method": "dpo"}, "method=dpo"),
+    ({"negatives": "dpo"}, "data.negatives='dpo'"),  # pairs need method=dpo (dpo itself is wired now)
 ])
 def test_out_of_range_config_is_refused_naming_the_field(tmp_path, changes, field):
     toolkit = Toolkit(_ctx(tmp_path))

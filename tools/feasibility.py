@@ -61,7 +61,7 @@ WORDS_TO_TOKENS = 1.3  # profile lengths counted in words understate tokens
 
 # What to try instead when memory is short, by current method.
 _LIGHTER = {"full": ", or set method=lora",
-            "lora": ", or set method=qlora (CUDA only)"}
+            "lora": ", or set method=qlora"}
 
 
 @dataclass(frozen=True)
@@ -73,16 +73,22 @@ class Feasibility:
 
 
 def check_feasibility(config: TrainConfig, hardware: Hardware, model_params: int, profile: DatasetProfile,
-                      time_budget_s: float | None = None) -> Feasibility:
-    """Estimate memory and time for `config` and refuse what cannot run here, naming the fix."""
+                      time_budget_s: float | None = None, has_bitsandbytes: bool | None = None) -> Feasibility:
+    """Estimate memory and time for `config` and refuse what cannot run here, naming the fix.
+    `has_bitsandbytes`: whether 4-bit QLoRA can load (None: look for the installed package)."""
     memory = estimate_memory_gb(config, hardware, model_params)
     seconds = estimate_seconds(config, hardware, model_params, profile)
     budget, budget_name = memory_budget_gb(hardware)
     problems: list[str] = []
+    if has_bitsandbytes is None:
+        import importlib.util
+
+        has_bitsandbytes = importlib.util.find_spec("bitsandbytes") is not None
+    if config.method == "qlora" and config.backend == "hf" and not has_bitsandbytes:
+        # bitsandbytes >= 0.50 runs 4-bit on CPU too, so the package, not the device, is the limit.
+        problems.append("method=qlora needs bitsandbytes (4-bit weights), which is not installed: "
+                        "pip install 'tunecrew[qlora]', or set method=lora")
     if hardware.device != "cuda":
-        if config.method == "qlora":
-            problems.append(f"method=qlora needs CUDA (bitsandbytes 4-bit) but device={hardware.device}: "
-                            "set method=lora")
         if config.backend == "unsloth":
             problems.append(f"backend=unsloth needs CUDA but device={hardware.device}: set backend=hf")
     if memory > MEMORY_HEADROOM * budget:

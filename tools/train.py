@@ -34,11 +34,14 @@ class TrainJob(BaseModel):
 
     config: TrainConfig
     base_model: str = Field(description="Local path or hub id, loaded with from_pretrained.")
-    train_file: str = Field(description="JSONL of {'messages': [user, assistant]} rows.")
+    train_file: str = Field(description="JSONL of {'messages': [user, assistant]} rows; for method=dpo, "
+                            "{'prompt', 'chosen', 'rejected'} pairs (tools/recipes.py writes both).")
     output_dir: str = Field(description="The attempt directory; the adapter goes to <output_dir>/adapter.")
     system_prompt: str = Field("", description="The Domain Expert's persona, prepended to every prompt.")
     threads: int = Field(2, ge=1, le=256, description="torch threads: these machines are shared, 2 cores.")
     max_wall_seconds: float | None = Field(None, gt=0, description="Stop training (keeping what was learned) after this.")
+    python: str | None = Field(None, description="Interpreter that runs the worker, e.g. an Unsloth venv's; "
+                               "default: $TUNECREW_TRAIN_PYTHON, else this one.")
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -74,7 +77,11 @@ def run_training(
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULT_FILE).unlink(missing_ok=True)
     (out / JOB_FILE).write_text(job.model_dump_json(indent=2))
-    cmd = [python or sys.executable, "-m", "tunecrew.tools.train_worker", str(out / JOB_FILE)]
+    try:
+        interpreter = resolve_python(python or job.python)
+    except TrainSetupError as exc:  # the config cannot fix this: say so without starting a child
+        return TrainResult(status="error", error=str(exc))
+    cmd = [interpreter, "-m", "tunecrew.tools.train_worker", str(out / JOB_FILE)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.setdefault("OMP_NUM_THREADS", str(job.threads))
     started = time.monotonic()
@@ -116,6 +123,39 @@ def run_training(
         err_thread.join(timeout=5)
     wall = time.monotonic() - started
     return _collect(out, code, list(stderr_tail), wall, memory_capped=bool(memory_limit_mb))
+
+
+class TrainSetupError(ValueError):
+    """The training interpreter cannot run the worker: a setup problem, not a config one."""
+
+
+PYTHON_ENV = "TUNECREW_TRAIN_PYTHON"
+
+
+def resolve_python(python: str | None = None) -> str:
+    """The interpreter for the worker: `python`, else $TUNECREW_TRAIN_PYTHON, else this one.
+
+    Another interpreter (an Unsloth venv's) is checked before use: it must exist, be executable
+    and import tunecrew's worker, or the error says how to set it up.
+    """
+    chosen = python or os.environ.get(PYTHON_ENV) or None
+    if not chosen:
+        return sys.executable
+    where = f"--train-python / ${PYTHON_ENV} {chosen!r}"
+    path = Path(chosen).expanduser()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise TrainSetupError(f"{where}: not an executable file; give the path of a Python interpreter, "
+                              "e.g. .venv-unsloth/bin/python")
+    try:
+        probe = subprocess.run([str(path), "-c", "import tunecrew.tools.train_worker"], capture_output=True,
+                               text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TrainSetupError(f"{where}: could not be run ({exc})") from None
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise TrainSetupError(f"{where} cannot import tunecrew ({last}); install it into that environment "
+                              f"with `{path} -m pip install --no-deps -e <tunecrew checkout>` (plus pydantic)")
+    return str(path)
 
 
 # How running out of memory reads, from Python and from native code (glibc, libstdc++, OpenBLAS, CUDA).

@@ -1,7 +1,13 @@
 """Child process of the train tool: `python -m tunecrew.tools.train_worker <job.json>`.
 
-Reads a TrainJob, trains with TRL's SFTTrainer (+ PEFT for LoRA), prints one JSON progress event
-per log step on stdout, and always tries to leave `result.json` behind, whatever went wrong.
+Reads a TrainJob, trains with TRL's SFTTrainer (+ PEFT for LoRA/QLoRA) or DPOTrainer (method=dpo,
+LoRA adapter, the adapter-disabled base as reference), prints one JSON progress event per log
+step on stdout, and always tries to leave `result.json` behind, whatever went wrong. Every method
+saves the same thing: a PEFT adapter (or, for full, a model) in `<output_dir>/adapter`.
+
+backend=unsloth runs the same loop with Unsloth's patched model; Unsloth pins older transformers
+and TRL, so it lives in its own environment and the train tool starts this module with that
+environment's interpreter (`--train-python`).
 """
 
 from __future__ import annotations
@@ -28,31 +34,72 @@ def emit(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
-def build_rows(job: TrainJob) -> list[dict]:
-    """Training rows as conversational prompt-completion: TRL then masks the prompt out of the
-    loss for any chat template, with no `{% generation %}` block needed."""
-    rows: list[dict] = []
-    seen: set[str] = set()
-    with open(job.train_file, encoding="utf-8") as f:
+UNSLOTH_SETUP = (
+    "Unsloth pins older transformers/TRL/datasets, so it runs from its own environment: "
+    "python -m venv .venv-unsloth; .venv-unsloth/bin/pip install unsloth pydantic; "
+    ".venv-unsloth/bin/pip install --no-deps -e .; then tunecrew run ... --train-python .venv-unsloth/bin/python "
+    "(or set TUNECREW_TRAIN_PYTHON). Without a CUDA GPU use backend=hf."
+)
+
+
+def _read_jsonl(path: str, needs: tuple[str, ...]):
+    with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            keys = ", ".join(repr(k) for k in needs)
             try:
-                messages = json.loads(line)["messages"]
-            except (ValueError, KeyError, TypeError) as exc:  # name the file: the Planner must know which one
-                raise ValueError(f"{job.train_file}:{lineno}: not a JSON row with 'messages' "
-                                 f"({type(exc).__name__}: {exc})") from None
-            key = json.dumps(messages, sort_keys=True)
-            if job.config.data.dedup and key in seen:
-                continue
-            seen.add(key)
-            prompt = [m for m in messages[:-1] if m["role"] != "system"]
-            if job.system_prompt:
-                prompt = [{"role": "system", "content": job.system_prompt}, *prompt]
-            rows.append({"prompt": prompt, "completion": [messages[-1]]})
-    if job.config.data.max_rows:
-        rows = rows[: job.config.data.max_rows]
+                row = json.loads(line)
+            except ValueError as exc:  # name the file: the Planner must know which one
+                raise ValueError(f"{path}:{lineno}: not a JSON row with {keys} ({exc})") from None
+            missing = [k for k in needs if k not in row] if isinstance(row, dict) else list(needs)
+            if missing:
+                raise ValueError(f"{path}:{lineno}: not a JSON row with {keys} (missing {', '.join(missing)})")
+            yield row
+
+
+def _with_system(prompt: list[dict], system_prompt: str) -> list[dict]:
+    prompt = [m for m in prompt if m["role"] != "system"]
+    return [{"role": "system", "content": system_prompt}, *prompt] if system_prompt else prompt
+
+
+def build_rows(job: TrainJob) -> list[dict]:
+    """Training rows as conversational prompt-completion: TRL then masks the prompt out of the
+    loss for any chat template, with no `{% generation %}` block needed.
+
+    `max_rows` counts positives: NAT negatives (`"negative": true`, written right after their
+    positive by tools/recipes.py) stay with the positives that are kept."""
+    rows: list[dict] = []
+    seen: set[str] = set()
+    positives = 0
+    cap = job.config.data.max_rows
+    for row in _read_jsonl(job.train_file, ("messages",)):
+        messages = row["messages"]
+        key = json.dumps(messages, sort_keys=True)
+        if job.config.data.dedup and key in seen:
+            continue
+        seen.add(key)
+        if not row.get("negative"):
+            positives += 1
+            if cap and positives > cap:
+                break
+        rows.append({"prompt": _with_system(messages[:-1], job.system_prompt), "completion": [messages[-1]]})
     return rows
+
+
+def build_pairs(job: TrainJob) -> list[dict]:
+    """Preference pairs for DPO, conversational, with the persona as system message."""
+    pairs: list[dict] = []
+    seen: set[str] = set()
+    for row in _read_jsonl(job.train_file, ("prompt", "chosen", "rejected")):
+        key = json.dumps([row["prompt"], row["chosen"], row["rejected"]], sort_keys=True)
+        if job.config.data.dedup and key in seen:
+            continue
+        seen.add(key)
+        pairs.append({"prompt": _with_system(row["prompt"], job.system_prompt),
+                      "chosen": row["chosen"], "rejected": row["rejected"]})
+    cap = job.config.data.max_rows
+    return pairs[:cap] if cap else pairs
 
 
 def lora_config(config: TrainConfig):
@@ -72,9 +119,23 @@ def lora_config(config: TrainConfig):
 def sft_config(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bool, bf16: bool, steps_per_epoch: int):
     from trl import SFTConfig
 
+    return SFTConfig(**_common_args(config, job, has_eval, use_cpu, bf16, steps_per_epoch),
+                     packing=config.packing, completion_only_loss=config.completion_only_loss)
+
+
+def dpo_config(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bool, bf16: bool, steps_per_epoch: int):
+    from trl import DPOConfig
+
+    # With a PEFT model and no ref_model, DPOTrainer scores the reference with the adapter
+    # disabled: the base model, without a second copy in memory.
+    return DPOConfig(**_common_args(config, job, has_eval, use_cpu, bf16, steps_per_epoch), beta=config.dpo_beta)
+
+
+def _common_args(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bool, bf16: bool,
+                 steps_per_epoch: int) -> dict[str, Any]:
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
     log_every = max(1, total_steps // 40)  # ~40 points per curve: enough to diagnose, cheap to log
-    return SFTConfig(
+    return dict(
         output_dir=str(Path(job.output_dir) / "checkpoints"),
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=max(config.batch_size, 8),
@@ -86,8 +147,6 @@ def sft_config(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bool
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
         max_length=config.max_seq_length,
-        packing=config.packing,
-        completion_only_loss=config.completion_only_loss,
         seed=config.seed,
         data_seed=config.seed,
         logging_steps=log_every,
@@ -100,7 +159,8 @@ def sft_config(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bool
         report_to="none",
         use_cpu=use_cpu,
         bf16=bf16,
-        gradient_checkpointing=False,  # on by default in TRL; pure overhead for small models
+        # On by default in TRL; pure overhead for small models (Unsloth applies its own in get_peft_model).
+        gradient_checkpointing=False,
         dataloader_num_workers=0,
         disable_tqdm=True,
         dataset_num_proc=None,
@@ -115,38 +175,36 @@ def _peak_memory_mb(use_cuda: bool) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def train(job: TrainJob) -> TrainResult:
-    # Data first: a missing or malformed train file fails in a second, not after loading the weights.
-    rows = build_rows(job)
-    if not rows:
-        raise ValueError(f"{job.train_file}: no training rows left after the data recipe")
-
+def require_unsloth() -> Any:
+    """Unsloth's FastLanguageModel, or a RuntimeError saying how to set up its environment.
+    Imported before transformers/TRL, as Unsloth patches them on import."""
     import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import SFTTrainer
 
-    config = job.config
-    started = time.monotonic()
-    torch.set_num_threads(job.threads)
-    use_cuda = torch.cuda.is_available()
-    if config.method == "dpo":
-        raise RuntimeError("method=dpo is not wired in this version; use method=lora, qlora or full")
-    if config.backend == "unsloth" or config.method == "qlora":
-        if not use_cuda:
-            raise RuntimeError(f"method={config.method} backend={config.backend} needs a CUDA GPU; use method=lora backend=hf")
-        if config.backend == "unsloth":
-            raise RuntimeError("backend=unsloth is not wired in this version; use backend=hf (method=qlora "
-                               "gives 4-bit training through bitsandbytes)")
-    bf16 = use_cuda and torch.cuda.is_bf16_supported()
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"backend=unsloth needs a CUDA GPU and none is visible. {UNSLOTH_SETUP}")
+    try:
+        from unsloth import FastLanguageModel
+    except ImportError as exc:
+        raise RuntimeError(f"backend=unsloth: unsloth is not importable in {sys.executable} ({exc}). "
+                           f"{UNSLOTH_SETUP}") from None
+    return FastLanguageModel
+
+
+def _require_bitsandbytes() -> None:
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise RuntimeError("method=qlora needs bitsandbytes (4-bit weights): pip install 'tunecrew[qlora]' "
+                           "(bitsandbytes>=0.49 also runs on CPU), or use method=lora") from None
+
+
+def _load_hf(job: TrainJob, config: TrainConfig, dtype: Any):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if bf16 else torch.float32
     if config.method == "qlora":
         from peft import prepare_model_for_kbit_training
-        from transformers import BitsAndBytesConfig  # needs the bitsandbytes package; imported only here
+        from transformers import BitsAndBytesConfig
 
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                    bnb_4bit_compute_dtype=dtype)
@@ -154,6 +212,48 @@ def train(job: TrainJob) -> TrainResult:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     else:
         model = AutoModelForCausalLM.from_pretrained(job.base_model, dtype=dtype)
+    return model, tokenizer
+
+
+UNSLOTH_DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _load_unsloth(fast: Any, job: TrainJob, config: TrainConfig):
+    """Unsloth's model with its LoRA already applied: the trainer then gets no peft_config."""
+    model, tokenizer = fast.from_pretrained(model_name=job.base_model, max_seq_length=config.max_seq_length,
+                                            dtype=None, load_in_4bit=config.method == "qlora")
+    targets = UNSLOTH_DEFAULT_TARGETS if config.target_modules == "all-linear" else config.target_modules
+    model = fast.get_peft_model(
+        model, r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=targets, bias="none", use_gradient_checkpointing="unsloth", random_state=config.seed,
+        modules_to_save=["embed_tokens", "lm_head"] if config.train_embeddings else None,
+    )
+    return model, tokenizer
+
+
+def train(job: TrainJob) -> TrainResult:
+    config = job.config
+    # Data first: a missing or malformed train file fails in a second, not after loading the weights.
+    rows = build_pairs(job) if config.method == "dpo" else build_rows(job)
+    if not rows:
+        raise ValueError(f"{job.train_file}: no training rows left after the data recipe")
+    fast = require_unsloth() if config.backend == "unsloth" else None
+    if config.method == "qlora":
+        _require_bitsandbytes()
+
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import DPOTrainer, SFTTrainer
+
+    started = time.monotonic()
+    torch.set_num_threads(job.threads)
+    use_cuda = torch.cuda.is_available()
+    bf16 = use_cuda and torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    model, tokenizer = _load_unsloth(fast, job, config) if fast else _load_hf(job, config, dtype)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
 
     dataset = Dataset.from_list(rows).shuffle(seed=config.seed)
     n_eval = int(len(rows) * config.eval_fraction)
@@ -195,13 +295,15 @@ def train(job: TrainJob) -> TrainResult:
             if job.max_wall_seconds and time.monotonic() - started > job.max_wall_seconds:
                 control.should_training_stop = True
 
-    trainer = SFTTrainer(
+    trainer_cls, make_args = (DPOTrainer, dpo_config) if config.method == "dpo" else (SFTTrainer, sft_config)
+    trainer = trainer_cls(
         model=model,
-        args=sft_config(config, job, eval_ds is not None, use_cpu=not use_cuda, bf16=bf16, steps_per_epoch=steps_per_epoch),
+        args=make_args(config, job, eval_ds is not None, use_cpu=not use_cuda, bf16=bf16, steps_per_epoch=steps_per_epoch),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
-        peft_config=lora_config(config) if config.method in ("lora", "qlora") else None,
+        # Unsloth's model carries its adapter already; full fine-tuning has none.
+        peft_config=lora_config(config) if config.method in ("lora", "qlora", "dpo") and fast is None else None,
         callbacks=[Progress()],
     )
     emit("start", max_steps=trainer.args.max_steps if trainer.args.max_steps > 0 else steps_per_epoch * config.epochs,
