@@ -25,13 +25,15 @@ from tunecrew.scenarios.base import Scenario, ScenarioData
 from tunecrew.tools import data as data_tools
 from tunecrew.tools.contracts import (
     AttemptRecord, BaseModelInfo, DatasetProfile, Decision, Diagnosis, DomainCard, EvalReport, Hardware,
-    LeakCheck, RubricScores, RunSpec, TrainConfig, TrainResult,
+    JudgeReport, LeakCheck, RubricScores, RunSpec, TrainConfig, TrainResult,
 )
 from tunecrew.tools.diagnose import diagnose as diagnose_attempt
 from tunecrew.tools.domain import detect_domain as detect_domain_candidates
-from tunecrew.tools.evaluate import evaluate as evaluate_model
+from tunecrew.tools.evaluate import evaluate_with_replies
 from tunecrew.tools.evaluate import load_model
 from tunecrew.tools.feasibility import check_feasibility
+from tunecrew.tools.judge import JudgePanel, compact, rubric_of, samples_from_rows
+from tunecrew.tools.search import suggest as search_suggest
 from tunecrew.tools.train import TrainJob, run_training
 
 log = logging.getLogger("tunecrew")
@@ -54,6 +56,7 @@ class RunContext:
     memory: AttemptMemory | None
     threads: int = 2
     on_train_event: Callable[[dict[str, Any]], None] | None = None
+    train_python: str | None = None  # interpreter for the training worker (an Unsloth venv); None: this one
     tokenizer: Any = None  # the base model's, loaded once by profile_dataset
     # state of the run, filled in as agents act
     profile: DatasetProfile | None = None
@@ -69,6 +72,8 @@ class RunContext:
     records: list[AttemptRecord] = field(default_factory=list)
     stopped: bool = False
     baseline: EvalReport | None = None  # the base model on the same split, scored once per run
+    judge_panel: JudgePanel | None = None  # the LLM judge(s) of held-out replies; None: metrics only
+    judge_baseline: JudgeReport | None = None  # the base model's verdicts, judged once per run
     interactive: bool = False  # a person reviews each Planner decision before it takes effect
     proposed: Decision | None = None  # the Planner's decision awaiting that review
     rejections: int = 0  # refused proposals/decisions in a row, for the offline fallback
@@ -218,7 +223,8 @@ class Toolkit:
 
     def propose_config(
         self,
-        method: Annotated[Literal["lora", "qlora", "full", "dpo"], "lora adapters, qlora (4-bit, CUDA), full weights, dpo"],
+        method: Annotated[Literal["lora", "qlora", "full", "dpo"],
+                          "lora adapters, qlora (4-bit adapters), full weights, dpo (LoRA on chosen/rejected pairs)"],
         learning_rate: Annotated[float, "peak learning rate"],
         epochs: Annotated[float, "passes over the training rows"],
         batch_size: Annotated[int, "per-device batch size"],
@@ -234,6 +240,11 @@ class Toolkit:
         packing: bool = False,
         max_rows: Annotated[int | None, "train on the first N rows only (a quick probe); null for all"] = None,
         seed: int = 0,
+        negatives: Annotated[Literal["none", "nat", "dpo"], "nat: add wrong answers marked in the prompt; "
+                             "dpo: chosen/rejected pairs (method dpo)"] = "none",
+        negative_ratio: Annotated[float, "NAT negatives per positive (0: the paper's 2)"] = 0.0,
+        backend: Annotated[Literal["hf", "unsloth"], "hf (TRL+PEFT, everywhere) or unsloth (CUDA; its own "
+                           "environment via --train-python)"] = "hf",
     ) -> str:
         """Validate a training config for the next attempt (bounds, coherence, memory and time
         feasibility on this hardware). Accepted configs are trained by calling train()."""
@@ -244,14 +255,15 @@ class Toolkit:
                    max_seq_length=max_seq_length, lora_rank=lora_rank, lora_alpha=lora_alpha,
                    lora_dropout=lora_dropout, train_embeddings=train_embeddings, grad_accum=grad_accum,
                    warmup_ratio=warmup_ratio, lr_scheduler=lr_scheduler, weight_decay=weight_decay,
-                   packing=packing, seed=seed, data={"max_rows": max_rows})
+                   packing=packing, seed=seed, backend=backend,
+                   data={"max_rows": max_rows, "negatives": negatives, "negative_ratio": negative_ratio})
         try:
             config = TrainConfig.model_validate(raw)
         except ValidationError as exc:
             return self._refuse_config(_errors(exc))
-        if config.method == "dpo" or config.backend == "unsloth":
-            return self._refuse_config([f"method={config.method} backend={config.backend}: DPO and the Unsloth "
-                                        "backend are not wired in this version; use method lora, qlora or full"])
+        if config.backend == "unsloth" and ctx.hardware.device != "cuda":
+            return self._refuse_config([f"backend=unsloth needs a CUDA GPU; this machine trains on "
+                                        f"{ctx.hardware.device}: use backend=hf"])
         if ctx.base.max_positions and config.max_seq_length > ctx.base.max_positions:
             return self._refuse_config([f"max_seq_length={config.max_seq_length} is over the base model's "
                                         f"{ctx.base.max_positions} positions: set max_seq_length <= "
@@ -276,8 +288,9 @@ class Toolkit:
         if ctx.rejections < MAX_REJECTIONS:
             return _dump({"accepted": False, "errors": errors, "tries_left": MAX_REJECTIONS - ctx.rejections, **extra})
         args, why = policy.initial_config(json.loads(self.recall_attempts()))
-        config = TrainConfig.model_validate({**{k: v for k, v in args.items() if k != "max_rows"},
-                                             "data": {"max_rows": args["max_rows"]}})
+        data_keys = ("max_rows", "negatives", "negative_ratio")
+        config = TrainConfig.model_validate({**{k: v for k, v in args.items() if k not in data_keys},
+                                             "data": {k: args[k] for k in data_keys if k in args}})
         note = (f"attempt {ctx.attempt}: {MAX_REJECTIONS} proposals refused (last: {'; '.join(errors)}); "
                 f"the offline policy's config was used ({why})")
         ctx.notes.append(note)
@@ -294,9 +307,14 @@ class Toolkit:
             return _dump({"error": "no accepted config: call propose_config first"})
         if ctx.result is not None:
             return _dump({"error": f"attempt {ctx.attempt} is already trained"})
-        job = TrainJob(config=ctx.config, base_model=ctx.base.name, train_file=str(ctx.train_file),
+        try:
+            train_file = self._recipe_file()
+        except ValueError as exc:  # e.g. no pair could be made: the Tuner can change the recipe
+            ctx.result = TrainResult(status="error", error=str(exc))
+            return _dump({"attempt": ctx.attempt, "status": "error", "error": str(exc)})
+        job = TrainJob(config=ctx.config, base_model=ctx.base.name, train_file=str(train_file),
                        output_dir=str(ctx.attempt_dir), system_prompt=ctx.system_prompt, threads=ctx.threads,
-                       max_wall_seconds=ctx.spec.attempt_budget_s)
+                       max_wall_seconds=ctx.spec.attempt_budget_s, python=ctx.train_python)
         ctx.result = run_training(job, on_event=ctx.on_train_event)
         r = ctx.result
         return _dump({"attempt": ctx.attempt, "status": r.status, "steps": r.steps,
@@ -304,20 +322,88 @@ class Toolkit:
                       "eval_loss": r.eval_loss, "tokens_per_second": r.tokens_per_second,
                       "wall_seconds": round(r.wall_seconds, 1), "error": r.error})
 
+    def search_config(
+        self,
+        sampler: Annotated[Literal["tpe", "random"], "tpe: learns from the scores so far; random: uniform"] = "tpe",
+    ) -> str:
+        """Suggest the next config by a bounded search (Optuna) over this run's finished attempts:
+        learning rate, LoRA rank (alpha = 2 * rank) and epochs, around the first attempt's config.
+        Trains nothing: pass the suggested arguments to propose_config. Needs a finished attempt."""
+        ctx = self.ctx
+        if not ctx.records:
+            return _dump({"error": "no finished attempt to search around yet: propose and train a first config "
+                                   "(from recall_attempts); search from attempt 2 on"})
+        if ctx.result is not None:
+            return _dump({"error": f"attempt {ctx.attempt} is already trained; the Planner decides next"})
+        base = ctx.records[0].config  # a fixed centre, so every attempt of the run lies in one space
+        try:
+            s = search_suggest([(r.config, r.score) for r in ctx.records], base, ctx.spec.seed, sampler,
+                               max_epochs=self._epoch_cap(base))
+        except ValueError as exc:
+            return _dump({"error": str(exc)})
+        best = None
+        if s.best is not None:
+            best_record = next(r for r in ctx.records if r.config is s.best[0])
+            best = {"attempt": best_record.attempt, "score": s.best[1], "learning_rate": s.best[0].learning_rate,
+                    "lora_rank": s.best[0].lora_rank, "epochs": s.best[0].epochs}
+        scored = sum(1 for r in ctx.records if r.score is not None)
+        return _dump({"suggested": policy._args(s.config), "sampler": sampler, "trials_seen": s.trials_seen,
+                      "best_so_far": best, "space": s.space.describe(),
+                      "why": f"{sampler} over {s.trials_seen} finished attempts ({scored} scored) in the space "
+                             f"around attempt 1's config; other fields kept from it",
+                      "next": "call propose_config with the suggested arguments, then train"})
+
+    def _epoch_cap(self, base: TrainConfig) -> float:
+        """Longest training the search may suggest: the diagnosis' cap, or less under a time budget
+        (training time grows with epochs, so scale base epochs by budget / base's estimate)."""
+        from tunecrew.tools.diagnose import MAX_EPOCHS, MIN_EPOCHS
+
+        ctx = self.ctx
+        if not ctx.spec.attempt_budget_s or ctx.profile is None:
+            return MAX_EPOCHS
+        est = check_feasibility(base, ctx.hardware, ctx.base.params, ctx.profile).est_seconds
+        if est <= 0:
+            return MAX_EPOCHS
+        return max(MIN_EPOCHS, min(MAX_EPOCHS, base.epochs * ctx.spec.attempt_budget_s / est))
+
+    def _recipe_file(self) -> Path:
+        """The attempt's training file: the run's rows as they are, or with the config's DataRecipe
+        applied (NAT-marked negatives, or DPO pairs) and written into the attempt directory."""
+        ctx = self.ctx
+        assert ctx.config is not None
+        recipe = ctx.config.data
+        if recipe.negatives == "none":
+            return ctx.train_file
+        from tunecrew.tools.recipes import apply_recipe
+
+        kind, rows = apply_recipe(ctx.data.train, recipe, seed=ctx.config.seed)
+        path = ctx.attempt_dir / ("train_pairs.jsonl" if kind == "pairs" else "train_nat.jsonl")
+        data_tools.write_jsonl(rows, path)
+        return path
+
     # ------------------------------------------------------------------ Judge
 
     def evaluate(self) -> str:
         """Generate replies for the held-out split with the trained model and score them; returns
-        metrics overall and per group, sample count, seed, and a few failing examples."""
+        metrics overall and per group, sample count, seed, a few failing examples, and the LLM
+        judge's 1-10 means (accuracy, reasoning, completeness, clarity) for this attempt and for the
+        base model on the same samples."""
         ctx = self.ctx
         if ctx.result is None or ctx.result.status != "ok" or not ctx.result.adapter_path:
             return _dump({"error": "nothing to evaluate: this attempt has no trained model"})
         if ctx.report is not None:
             return _dump({"error": "already evaluated", "metrics": ctx.report.metrics})
-        if ctx.baseline is None:  # what the attempts are measured against: the untuned model
-            ctx.baseline = self._score(load_model(ctx.base.name, None, threads=ctx.threads))
+        judging = ctx.judge_panel is not None
+        if ctx.baseline is None or (judging and ctx.judge_baseline is None):
+            # What the attempts are measured against: the untuned model, scored and judged once per run.
+            ctx.baseline, base_replies = self._score(load_model(ctx.base.name, None, threads=ctx.threads))
+            if judging:
+                ctx.judge_baseline = self._judge(base_replies, "base model", ctx.run_dir / "judge_baseline.json")
+                ctx.baseline = self._with_rubric(ctx.baseline, ctx.judge_baseline)
             _write(ctx.run_dir / "baseline_eval.json", ctx.baseline)
-        ctx.report = self._score(load_model(ctx.base.name, ctx.result.adapter_path, threads=ctx.threads))
+        ctx.report, replies = self._score(load_model(ctx.base.name, ctx.result.adapter_path, threads=ctx.threads))
+        judged = self._judge(replies, f"attempt {ctx.attempt}", ctx.attempt_dir / "judge.json") if judging else None
+        ctx.report = self._with_rubric(ctx.report, judged)
         _write(ctx.attempt_dir / "eval.json", ctx.report)
         r = ctx.report
         return _dump({"split": r.split, "samples": r.samples, "seed": r.seed, "metrics": r.metrics,
@@ -325,15 +411,39 @@ class Toolkit:
                       "primary_metric": r.primary_metric, "target": ctx.spec.target,
                       "groups": {g: m.model_dump() for g, m in r.groups.items()},
                       "failures": [f.model_dump() for f in r.failures[:4]],
-                      "rubric_metrics": ctx.scenario.rubric_metrics})
+                      "rubric_metrics": ctx.scenario.rubric_metrics,
+                      **({"llm_judge": compact(judged),
+                          "llm_judge_base_model": compact(ctx.judge_baseline) if ctx.judge_baseline else None}
+                         if judged else {})})
 
-    def _score(self, loaded: Any) -> EvalReport:
+    def _score(self, loaded: Any) -> tuple[EvalReport, list[str]]:
         ctx = self.ctx
         assert ctx.scenario.scorer is not None
-        return evaluate_model(loaded, ctx.data.heldout, ctx.scenario.scorer, system_prompt=ctx.system_prompt,
-                              split=ctx.data.heldout_split, seed=ctx.spec.seed,
-                              primary_metric=ctx.scenario.primary_metric, leak_check=ctx.leak,
-                              max_new_tokens=ctx.scenario.max_new_tokens)
+        return evaluate_with_replies(loaded, ctx.data.heldout, ctx.scenario.scorer, system_prompt=ctx.system_prompt,
+                                     split=ctx.data.heldout_split, seed=ctx.spec.seed,
+                                     primary_metric=ctx.scenario.primary_metric, leak_check=ctx.leak,
+                                     max_new_tokens=ctx.scenario.max_new_tokens)
+
+    def _judge(self, replies: list[str], subject: str, path: Path) -> JudgeReport | None:
+        """The LLM judge on the run's samples (same seed, so the same rows for base and attempts)."""
+        ctx = self.ctx
+        assert ctx.judge_panel is not None
+        try:
+            report = ctx.judge_panel.judge(samples_from_rows(ctx.data.heldout, replies),
+                                           ctx.domain.persona if ctx.domain else "", seed=ctx.spec.seed,
+                                           subject=subject, split=ctx.data.heldout_split)
+        except Exception as exc:  # noqa: BLE001 - the judge adds evidence; the metrics stand without it
+            note = f"{subject}: the LLM judge failed ({type(exc).__name__}: {str(exc)[:200]}); metrics only"
+            ctx.notes.append(note)
+            log.warning(note)
+            return None
+        _write(path, report)
+        return report
+
+    @staticmethod
+    def _with_rubric(report: EvalReport, judged: JudgeReport | None) -> EvalReport:
+        rubric = rubric_of(judged) if judged is not None else None
+        return report.model_copy(update={"rubric": rubric}) if rubric is not None else report
 
     def score_rubric(
         self,
@@ -343,18 +453,21 @@ class Toolkit:
         clarity: Annotated[int, "1-10"],
         explanation: Annotated[str, "What the failures have in common, in a sentence or two."],
     ) -> str:
-        """Record the Judge's rubric scores (1-10 each) for this attempt, with the reason."""
+        """Record your own overall rubric scores (1-10 each) for this attempt, with the reason. They
+        are kept beside the LLM judge's per-sample means, not in place of them."""
         ctx = self.ctx
         if ctx.report is None:
             return _dump({"accepted": False, "errors": ["call evaluate first"]})
         try:
             rubric = RubricScores(accuracy=accuracy, reasoning=reasoning, completeness=completeness,
-                                  clarity=clarity, explanation=explanation, judge=ctx.spec.provider)
+                                  clarity=clarity, explanation=explanation, judge=f"{JUDGE} agent ({ctx.spec.provider})")
         except ValidationError as exc:
             return _dump({"accepted": False, "errors": _errors(exc)})
-        ctx.report = ctx.report.model_copy(update={"rubric": rubric})
+        ctx.report = ctx.report.model_copy(update={"agent_rubric": rubric})
         _write(ctx.attempt_dir / "eval.json", ctx.report)
-        return _dump({"accepted": True, "rubric_mean": rubric.mean})
+        judged = ctx.report.rubric
+        return _dump({"accepted": True, "rubric_mean": rubric.mean,
+                      **({"llm_judge_mean": round(judged.mean, 2), "llm_judge": judged.judge} if judged else {})})
 
     # ------------------------------------------------------------------ Planner
 
@@ -503,7 +616,7 @@ class Toolkit:
     def tools_for(self, role: str) -> list[FunctionTool]:
         names = {
             DOMAIN_EXPERT: ["profile_dataset", "detect_domain", "write_domain_card"],
-            TUNER: ["recall_attempts", "propose_config", "train"],
+            TUNER: ["recall_attempts", "search_config", "propose_config", "train"],
             JUDGE: ["evaluate", "score_rubric"],
             PLANNER: ["diagnose", "decide"],
         }[role]

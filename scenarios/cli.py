@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from tunecrew.scenarios.base import Scenario
+from tunecrew.scenarios.dataset import parse_columns
 from tunecrew.scenarios.registry import SCENARIOS, UnknownScenario
 from tunecrew.scenarios.registry import load_scenario as _load
 
@@ -28,13 +29,28 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tunecrew", description="A crew of agents that fine-tunes a model for a domain.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a scenario end to end")
-    run.add_argument("scenario", help=f"one of: {', '.join(sorted(SCENARIOS))}")
+    run.add_argument("scenario", nargs="?", help=f"one of: {', '.join(sorted(SCENARIOS))} "
+                     "(leave out with --data: your own dataset)")
+    run.add_argument("--data", metavar="FILE_OR_HUB_ID",
+                     help="a .jsonl/.csv/.parquet file or hub id (owner/name[:config]) instead of the scenario's data")
+    run.add_argument("--columns", metavar="ROLE=COLUMN,...",
+                     help="column mapping when detection fails, e.g. prompt=Question,response=Response,reasoning=Complex_CoT")
+    run.add_argument("--heldout", type=float, metavar="N",
+                     help="held-out rows to score on (N >= 1) or a fraction (< 1); default 10%%, at most 64")
     run.add_argument("--base-model", help="local model folder or hub id (default: the scenario's local tiny model)")
     _crew_args(run)
     run.add_argument("--max-attempts", type=int, help="training attempts at most (default: the scenario's, 3)")
     run.add_argument("--target", type=float, help="stop when the primary metric reaches this (0-1)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--attempt-seconds", type=float, help="wall-clock cap per training run (keeps what it learned)")
+    run.add_argument("--train-python", metavar="PATH",
+                     help="interpreter that runs training, e.g. .venv-unsloth/bin/python for backend=unsloth "
+                          "(default: $TUNECREW_TRAIN_PYTHON, else this one)")
+    run.add_argument("--judge", action="append", default=[], metavar="PROVIDER[:MODEL]",
+                     help="an LLM judge of held-out replies, e.g. openai:gpt-4.1-mini (repeatable: agreement is "
+                          "reported); default: the Judge agent's provider (offline: a heuristic judge, no LLM)")
+    run.add_argument("--judge-samples", type=int, default=30,
+                     help="held-out samples each judge scores, chosen by --seed (default 30; all when fewer)")
     run.add_argument("--memory", help="memory store dir or Chroma server URL (default ~/.tunecrew/memory)")
     run.add_argument("--no-memory", action="store_true", help="neither recall nor remember attempts")
     run.add_argument("--embedder", default="hashing", help="memory embedder: hashing[:DIM] (default, offline), "
@@ -80,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "scenarios":
         for name in sorted(SCENARIOS):
-            print(f"{name:14} {load_scenario(name).description}")
+            print(f"{name:18} {load_scenario(name).description}")
         return 0
     if args.command in ("serve", "agent"):
         from .task_agent.cli_commands import main as task_agent_main
@@ -123,11 +139,13 @@ def _run(args: argparse.Namespace) -> int:
             resume(run_dir_of(args.run, args.runs_dir), options, add_attempts=args.add_attempts)
         else:
             run(RunOptions(
-                scenario=load_scenario(args.scenario), base_model=args.base_model, provider=provider,
+                scenario=load_scenario(args.scenario or "custom"), base_model=args.base_model, provider=provider,
+                data=args.data, columns=parse_columns(args.columns) if args.columns else None, heldout=args.heldout,
                 agents=args.agent, max_attempts=args.max_attempts, target=args.target, seed=args.seed,
                 memory=args.memory, use_memory=not args.no_memory, embedder=args.embedder, runs_dir=args.runs_dir,
                 threads=args.threads, quiet=args.quiet, attempt_seconds=args.attempt_seconds,
-                interactive=args.interactive,
+                interactive=args.interactive, judges=args.judge, judge_samples=args.judge_samples,
+                train_python=args.train_python,
             ))
     except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError) as exc:
         print(f"tunecrew: {exc}", file=sys.stderr)
@@ -147,6 +165,24 @@ def _check_run_flags(args: argparse.Namespace) -> str | None:
         return f"--max-attempts {args.max_attempts} must be between 1 and 50"
     if args.target is not None and not 0 < args.target <= 1:
         return f"--target {args.target} must be in (0, 1]"
+    if args.scenario is None and args.data is None:
+        return "give a scenario name (tunecrew scenarios lists them) or --data FILE_OR_HUB_ID"
+    if args.columns is not None:
+        try:
+            parse_columns(args.columns)
+        except ValueError as exc:
+            return str(exc)
+    if args.heldout is not None and (args.heldout <= 0 or (args.heldout >= 1 and args.heldout != int(args.heldout))):
+        return f"--heldout {args.heldout} must be a row count (1, 2, ...) or a fraction in (0, 1)"
+    if args.judge_samples < 1:
+        return f"--judge-samples {args.judge_samples} must be at least 1"
+    if args.train_python:  # checked before any work: a broken interpreter would fail every attempt
+        from tunecrew.tools.train import TrainSetupError, resolve_python
+
+        try:
+            resolve_python(args.train_python)
+        except TrainSetupError as exc:
+            return str(exc)
     return None
 
 

@@ -20,18 +20,23 @@ from typing import Callable
 from autogen_core.models import ChatCompletionClient
 
 from tunecrew.agents.crew import ROLES, build_team
+from tunecrew.agents.judges import make_judges
 from tunecrew.agents.models import ProviderSpec, make_client, role_specs
 from tunecrew.agents.review import parse_review
 from tunecrew.agents.toolkit import RunContext, Toolkit
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
-from tunecrew.tools.contracts import AttemptRecord, DomainCard, EvalReport, RunSpec, TrainConfig, TrainResult
+from tunecrew.tools.contracts import (
+    AttemptRecord, DomainCard, EvalReport, JudgeReport, RunSpec, TrainConfig, TrainResult,
+)
 from tunecrew.tools.data import check_heldout, fingerprint, load_rows, write_jsonl
 from tunecrew.tools.hardware import detect_hardware
+from tunecrew.tools.judge import JudgePanel
 from tunecrew.tools.model_info import describe_base_model
 from tunecrew.tools.report import write_report
 
 from .base import Scenario, ScenarioData
+from .dataset import with_data
 from .registry import load_scenario
 from .console import CrewConsole
 
@@ -50,11 +55,17 @@ class RunOptions:
     embedder: str = "hashing"  # memory text -> vectors: hashing[:DIM], st:PATH, openai:MODEL, gemini:MODEL
     runs_dir: Path = Path("runs")
     run_id: str | None = None
+    data: str | None = None  # --data: a file or hub id replacing a dataset scenario's own data
+    columns: dict[str, str] | None = None  # --columns: role -> column, when detection cannot tell
+    heldout: float | None = None  # --heldout: held-out rows (>= 1) or fraction (< 1)
     threads: int = 2
     attempt_seconds: float | None = None  # wall-clock cap per training run
+    train_python: str | None = None  # interpreter for the training worker (an Unsloth venv); None: this one
     quiet: bool = False
     interactive: bool = False  # a person reviews each Planner decision
     input_func: Callable[[str], str] | None = None  # how the person answers (default: the terminal)
+    judges: list[str] = field(default_factory=list)  # --judge PROVIDER[:MODEL]; empty: the Judge agent's provider
+    judge_samples: int = 30  # held-out samples each judge scores
 
 
 @dataclass
@@ -71,7 +82,7 @@ def new_run_id(scenario: str) -> str:
 
 def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     """Create the run directory, the data, the base model and the run's state."""
-    scenario = options.scenario
+    scenario = with_data(options.scenario, options.data, options.columns, options.heldout)
     run_id = options.run_id or new_run_id(scenario.name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id) or ".." in run_id:
         # The id names a folder under runs/: no separators, no "..", so nothing is written outside it.
@@ -83,6 +94,8 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     (run_dir / "data").mkdir(parents=True, exist_ok=True)
     write_jsonl(data.train, run_dir / "data" / "train.jsonl")
     write_jsonl(data.heldout, run_dir / "data" / "heldout.jsonl")
+    for note in data.notes:  # where the rows came from and which columns were read as what
+        console.note(note)
     console.note(f"data: {len(data.train)} train rows, {len(data.heldout)} held-out rows ({data.heldout_split})")
 
     if options.base_model:
@@ -106,11 +119,12 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
         gates=scenario.gates, seed=options.seed, dataset_fingerprint=fingerprint(data.train),
         memory=_memory_location(options.memory) if options.use_memory else "off", memory_embedder=options.embedder,
         attempt_budget_s=options.attempt_seconds, heldout_split=data.heldout_split,
+        judges=options.judges, judge_samples=options.judge_samples,
     )
     (run_dir / "run.json").write_text(spec.model_dump_json(indent=2))
     return RunContext(run_dir=run_dir, spec=spec, scenario=scenario, data=data, base=base, hardware=hardware,
                       ledger=Ledger(run_dir / "ledger.jsonl"), memory=memory, threads=options.threads,
-                      on_train_event=console.train_event)
+                      on_train_event=console.train_event, train_python=options.train_python)
 
 
 def task_message(ctx: RunContext) -> str:
@@ -126,6 +140,11 @@ def provider_label(options: RunOptions) -> str:
     label = options.provider.label()
     extra = [f"{role}={spec.label()}" for role, spec in specs.items() if spec != options.provider]
     return "; ".join([label, *extra])
+
+
+def make_panel(options: RunOptions, judges: list[str], samples: int) -> JudgePanel:
+    """The LLM judge(s), built with the agents' clients so a missing key fails before anything runs."""
+    return JudgePanel(make_judges(options.provider, options.agents, judges), n=samples)
 
 
 def make_clients(options: RunOptions, notes: list[str]) -> dict[str, ChatCompletionClient]:
@@ -219,6 +238,9 @@ def reopen(run_dir: Path, console: CrewConsole, add_attempts: int = 0, threads: 
     baseline = run_dir / "baseline_eval.json"
     if baseline.exists():
         ctx.baseline = EvalReport.model_validate_json(baseline.read_text())
+    judged = run_dir / "judge_baseline.json"
+    if judged.exists():
+        ctx.judge_baseline = JudgeReport.model_validate_json(judged.read_text())
     _restore_unfinished(ctx, console)
     return ctx
 
@@ -274,13 +296,17 @@ def resume(run_dir: Path, options: RunOptions, add_attempts: int = 0) -> RunOutc
         add_attempts = review.attempts if review.kind == "extend" else 0
     ctx = reopen(run_dir, console, add_attempts=add_attempts, threads=options.threads)
     ctx.notes, ctx.interactive = notes, options.interactive
+    ctx.judge_panel = make_panel(options, ctx.spec.judges, ctx.spec.judge_samples)
     console.header(ctx)
     if ctx.attempt > ctx.spec.max_attempts or (ctx.records and ctx.records[-1].decision
                                                 and ctx.records[-1].decision.action == "stop" and not add_attempts):
         console.note(f"run {ctx.spec.run_id} is finished ({len(ctx.records)} attempts); "
                      "`tunecrew chat` with --add-attempts continues it")
     else:
-        asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx), input_func=options.input_func))
+        try:
+            asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx), input_func=options.input_func))
+        finally:
+            ctx.judge_panel.close()
     report = write_report(ctx.run_dir, ctx.spec, ctx.records, baseline=ctx.baseline)
     console.summary(ctx, report)
     return RunOutcome(run_dir=ctx.run_dir, spec=ctx.spec, records=ctx.records, report=report)
@@ -291,10 +317,14 @@ def run(options: RunOptions) -> RunOutcome:
     _quiet_libraries()
     notes: list[str] = []
     clients = make_clients(options, notes)
+    panel = make_panel(options, options.judges, options.judge_samples)
     ctx = prepare(options, console)
-    ctx.notes, ctx.interactive = notes, options.interactive
+    ctx.notes, ctx.interactive, ctx.judge_panel = notes, options.interactive, panel
     console.header(ctx)
-    asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))
+    try:
+        asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))
+    finally:
+        panel.close()
     report = write_report(ctx.run_dir, ctx.spec, ctx.records, baseline=ctx.baseline)
     console.summary(ctx, report)
     return RunOutcome(run_dir=ctx.run_dir, spec=ctx.spec, records=ctx.records, report=report)

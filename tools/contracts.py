@@ -118,7 +118,10 @@ class TrainConfig(_Model):
     reject nonsense; the message of a violated bound names the field to change."""
 
     method: Literal["lora", "qlora", "full", "dpo"] = Field("lora", description="lora: adapters; full: all weights.")
-    backend: Literal["hf", "unsloth"] = Field("hf", description="hf runs everywhere; unsloth needs CUDA.")
+    backend: Literal["hf", "unsloth"] = Field(
+        "hf", description="hf runs everywhere; unsloth needs CUDA and its own environment (--train-python)."
+    )
+    dpo_beta: float = Field(0.1, gt=0.0, le=10.0, description="method=dpo: higher keeps the model nearer the reference.")
     lora_rank: int = Field(16, ge=1, le=512, description="Adapter capacity; 8-64 for most tasks.")
     lora_alpha: int = Field(32, ge=1, le=2048, description="Usually alpha = 2 * rank.")
     lora_dropout: float = Field(0.0, ge=0.0, le=0.5)
@@ -150,6 +153,21 @@ class TrainConfig(_Model):
                 f"lora_alpha={self.lora_alpha} is over 16x lora_rank={self.lora_rank}: the update scale would "
                 "explode; use alpha about 2 * rank"
             )
+        # Negatives: DPO trains on chosen/rejected pairs, NAT on marked rows; neither is mixed in unmarked.
+        if self.method == "dpo":
+            if self.data.negatives == "nat":
+                raise ValueError("method=dpo trains on chosen/rejected pairs, not NAT-marked rows: set "
+                                 "data.negatives='dpo' (or method=lora to keep data.negatives='nat')")
+            if self.data.negatives == "none":  # dpo implies pairs: fill it in rather than refuse
+                self.data = self.data.model_copy(update={"negatives": "dpo"})
+        elif self.data.negatives == "dpo":
+            raise ValueError(f"data.negatives='dpo' makes preference pairs, which only method=dpo trains on "
+                             f"(method={self.method}): set method='dpo', or data.negatives='nat' for marked negatives")
+        if self.data.negatives == "nat" and self.data.negative_ratio == 0:
+            self.data = self.data.model_copy(update={"negative_ratio": 2.0})  # the NAT paper's 1:2
+        if self.backend == "unsloth" and self.method not in ("lora", "qlora"):
+            raise ValueError(f"backend=unsloth trains method=lora or qlora here, not method={self.method}: "
+                             "set backend='hf' for full fine-tuning or DPO")
         return self
 
     @property
@@ -195,12 +213,14 @@ class TrainResult(_Model):
 
 
 class RubricScores(_Model):
-    accuracy: int = Field(ge=1, le=10)
-    reasoning: int = Field(ge=1, le=10)
-    completeness: int = Field(ge=1, le=10)
-    clarity: int = Field(ge=1, le=10)
+    # Floats: the LLM judge's scores are means over samples; one overall opinion is a whole number.
+    accuracy: float = Field(ge=1, le=10)
+    reasoning: float = Field(ge=1, le=10)
+    completeness: float = Field(ge=1, le=10)
+    clarity: float = Field(ge=1, le=10)
     explanation: str = Field("", max_length=2000)
     judge: str = Field("offline-rules", description="Which judge produced the scores.")
+    samples: int = Field(0, ge=0, description="Held-out samples judged (per judge); 0: one overall opinion.")
 
     @property
     def mean(self) -> float:
@@ -227,7 +247,10 @@ class EvalReport(_Model):
     metrics: dict[str, float] = Field(description="Scenario metrics over all samples, each in [0, 1].")
     groups: dict[str, GroupMetrics] = Field(default_factory=dict, description="Metrics per held-out group.")
     primary_metric: str = Field(description="The metric the target is set on.")
-    rubric: RubricScores | None = None
+    rubric: RubricScores | None = Field(None, description="The LLM judge's means over judged samples (judge.json).")
+    agent_rubric: RubricScores | None = Field(
+        None, description="The Judge agent's own overall scores from the metrics and failures (score_rubric)."
+    )
     failures: list[Failure] = Field(default_factory=list)
     examples: list[Failure] = Field(
         default_factory=list, description="The first held-out rows, pass or fail (reason ''), for side-by-side views."
@@ -244,6 +267,51 @@ class EvalReport(_Model):
         """How many samples a metric was computed on: its group's size for `group/metric` names."""
         group = metric.split("/", 1)[0] if "/" in metric else None
         return self.groups[group].samples if group in self.groups else self.samples
+
+
+class SampleVerdict(_Model):
+    sample: int = Field(ge=0, description="Row index in the held-out split, so judges and models line up.")
+    judge: str
+    scores: dict[str, int] | None = Field(
+        None, description="Criterion -> 1..10; None: no valid verdict after the retries (counted as unparsed)."
+    )
+    rationale: str = ""
+    tries: int = Field(1, ge=1, description="Requests made: more than one means a reply was retried.")
+    error: str | None = Field(None, description="Why the last try failed, when the verdict is unparsed.")
+
+
+class JudgeSummary(_Model):
+    judge: str = Field(description="Provider:model, or offline-heuristic for the no-LLM judge.")
+    means: dict[str, float] = Field(description="Criterion -> mean over parsed samples only.")
+    judged: int = Field(ge=0, description="Samples with a valid verdict.")
+    unparsed: int = Field(ge=0, description="Samples left out of the means: never scored 0.")
+
+
+class JudgeAgreement(_Model):
+    judges: list[str] = Field(description="The pair compared.")
+    criterion: str = Field(description="A criterion, or 'all' for the four pooled.")
+    samples: int = Field(ge=0, description="Samples both judges scored.")
+    mean_abs_diff: float | None = None
+    within_one: float | None = Field(None, description="Share of samples whose scores differ by at most 1.")
+    spearman: float | None = Field(None, description="Rank correlation; None when a judge gave one constant score.")
+
+
+class JudgeReport(_Model):
+    """attempts/N/judge.json and judge_baseline.json: every verdict, the means and the agreement."""
+
+    subject: str = Field(description="What was judged, e.g. 'base model' or 'attempt 2'.")
+    split: str
+    seed: int = Field(description="Seed of the sample selection.")
+    samples: int = Field(ge=0, description="Samples selected for judging.")
+    available: int = Field(ge=0, description="Held-out rows there were to choose from.")
+    selection: str = Field(description="How the samples were chosen, in words (e.g. all, when fewer than asked).")
+    persona: str = ""
+    criteria: list[str]
+    judges: list[JudgeSummary]
+    verdicts: list[SampleVerdict] = Field(default_factory=list)
+    agreement: list[JudgeAgreement] = Field(default_factory=list, description="Per judge pair; empty with one judge.")
+    agreement_summary: str = ""
+    wall_seconds: float = 0.0
 
 
 # --------------------------------------------------------------------------- decisions
@@ -313,3 +381,7 @@ class RunSpec(_Model):
     attempt_budget_s: float | None = Field(
         None, gt=0, description="Wall-clock cap per training run; training stops there and keeps what it learned."
     )
+    judges: list[str] = Field(
+        default_factory=list, description="--judge PROVIDER[:MODEL] as given; empty: the Judge agent's own provider."
+    )
+    judge_samples: int = Field(30, ge=1, description="Held-out samples each judge scores (all when fewer).")
