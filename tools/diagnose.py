@@ -53,7 +53,7 @@ FORMAT_THRESHOLD = 0.8
 # Levers and their sane ranges.
 MAX_EPOCHS = 20.0
 MIN_EPOCHS = 0.5
-ADAPTER_METHODS = ("lora", "qlora")
+ADAPTER_METHODS = ("lora", "qlora", "dpo")  # dpo trains a LoRA adapter
 ADAPTER_LR_CAP = 5e-3  # LoRA tolerates high lr, but past ~5e-3 it tends to diverge
 FULL_LR_CAP = 2e-3  # full fine-tuning (and DPO) diverges sooner
 LOW_ADAPTER_LR = 1e-3  # an adapter below this on an underfit run is worth doubling
@@ -207,7 +207,7 @@ def _oom(config: TrainConfig, repeats: int) -> tuple[list[str], dict[str, Any]]:
                   "with sequence length")
     if not ch:
         ev.append(f"batch_size=1 and max_seq_length={config.max_seq_length} already at the floor: "
-                  "a smaller base model or method=qlora (CUDA only) is needed")
+                  "a smaller base model or method=qlora is needed")
     return ev, ch
 
 
