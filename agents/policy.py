@@ -103,6 +103,8 @@ def _args(config: TrainConfig) -> dict[str, Any]:
     args["max_rows"] = d["data"]["max_rows"]
     if d["data"]["negatives"] != "none":  # a recipe the Planner asked for must survive the next proposal
         args["negatives"], args["negative_ratio"] = d["data"]["negatives"], d["data"]["negative_ratio"]
+    if d["data"]["synthetic_ratio"]:
+        args["synthetic_ratio"] = d["data"]["synthetic_ratio"]
     if d["backend"] != "hf":  # likewise a backend the Planner or a person switched to
         args["backend"] = d["backend"]
     return args

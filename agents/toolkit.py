@@ -243,6 +243,8 @@ class Toolkit:
         negatives: Annotated[Literal["none", "nat", "dpo"], "nat: add wrong answers marked in the prompt; "
                              "dpo: chosen/rejected pairs (method dpo)"] = "none",
         negative_ratio: Annotated[float, "NAT negatives per positive (0: the paper's 2)"] = 0.0,
+        synthetic_ratio: Annotated[float, "templated rephrasings added per row (0-2), filtered so none "
+                                   "duplicates or leaks a held-out prompt"] = 0.0,
         backend: Annotated[Literal["hf", "unsloth"], "hf (TRL+PEFT, everywhere) or unsloth (CUDA; its own "
                            "environment via --train-python)"] = "hf",
     ) -> str:
@@ -256,7 +258,8 @@ class Toolkit:
                    lora_dropout=lora_dropout, train_embeddings=train_embeddings, grad_accum=grad_accum,
                    warmup_ratio=warmup_ratio, lr_scheduler=lr_scheduler, weight_decay=weight_decay,
                    packing=packing, seed=seed, backend=backend,
-                   data={"max_rows": max_rows, "negatives": negatives, "negative_ratio": negative_ratio})
+                   data={"max_rows": max_rows, "negatives": negatives, "negative_ratio": negative_ratio,
+                         "synthetic_ratio": synthetic_ratio})
         try:
             config = TrainConfig.model_validate(raw)
         except ValidationError as exc:
@@ -372,12 +375,15 @@ class Toolkit:
         ctx = self.ctx
         assert ctx.config is not None
         recipe = ctx.config.data
-        if recipe.negatives == "none":
+        if recipe.negatives == "none" and not recipe.synthetic_ratio:
             return ctx.train_file
         from tunecrew.tools.recipes import apply_recipe
 
-        kind, rows = apply_recipe(ctx.data.train, recipe, seed=ctx.config.seed)
-        path = ctx.attempt_dir / ("train_pairs.jsonl" if kind == "pairs" else "train_nat.jsonl")
+        kind, rows, synthetic = apply_recipe(ctx.data.train, recipe, seed=ctx.config.seed, heldout=ctx.data.heldout)
+        if synthetic is not None:
+            ctx.notes.append(f"attempt {ctx.attempt}: synthetic rows {synthetic.as_dict()}")
+        name = "train_pairs" if kind == "pairs" else "train_nat" if recipe.negatives == "nat" else "train_synthetic"
+        path = ctx.attempt_dir / f"{name}.jsonl"
         data_tools.write_jsonl(rows, path)
         return path
 

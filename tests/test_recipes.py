@@ -17,8 +17,9 @@ from tunecrew.tools.evaluate import prompt_of
 from tunecrew.tools.recipes import (
     DEFAULT_NAT_RATIO, NEGATIVE_MARKER, apply_recipe, corrupt_final, dpo_pairs, from_table, is_marked,
     llm_negative_replies, llm_synthetic_rows, nat_rows, quality_filter, reply_of, shuffle_reasoning, swap_reply,
-    template_rows, truncate_reasoning,
+    template_rows, truncate_reasoning, user_text,
 )
+from tunecrew.tools.data import normalize_prompt
 from tunecrew.tools.train import TrainJob
 from tunecrew.tools.train_worker import build_rows
 
@@ -119,12 +120,32 @@ def test_dpo_pairs_keep_the_prompt_and_reject_a_wrong_reply():
 def test_apply_recipe_by_config():
     nat = TrainConfig(data={"negatives": "nat", "max_rows": 10})
     assert nat.data.negative_ratio == 2.0  # unset ratio: the paper's default
-    kind, rows = apply_recipe(DATA.train, nat.data, seed=0)
+    kind, rows, _ = apply_recipe(DATA.train, nat.data, seed=0)
     assert kind == "messages" and sum(1 for r in rows if not r.get("negative")) == 10
-    kind, rows = apply_recipe(DATA.train, TrainConfig(method="dpo").data, seed=0)
+    kind, rows, _ = apply_recipe(DATA.train, TrainConfig(method="dpo").data, seed=0)
     assert kind == "pairs" and "chosen" in rows[0]
-    kind, rows = apply_recipe(DATA.train, DataRecipe(), seed=0)
-    assert kind == "messages" and rows == DATA.train
+    kind, rows, report = apply_recipe(DATA.train, DataRecipe(), seed=0)
+    assert kind == "messages" and rows == DATA.train and report is None
+
+
+def test_synthetic_recipe_adds_filtered_rephrasings_that_never_leak():
+    rows = DATA.train[:40]
+    # a held-out prompt that a template would reproduce from a training row: must be dropped
+    heldout = [{"messages": [{"role": "user", "content": "Please, " + user_text(rows[0])},
+                             {"role": "assistant", "content": "x"}]}]
+    kind, out, report = apply_recipe(rows, DataRecipe(synthetic_ratio=1.0), seed=0, heldout=heldout)
+    assert kind == "messages" and out[:40] == rows
+    synthetic = out[40:]
+    assert report is not None and report.candidates == 40 and report.kept == len(synthetic) > 0
+    assert report.kept + report.duplicate + report.leaked + report.too_short + report.too_long == 40
+    train_prompts = {normalize_prompt(user_text(r)) for r in rows}
+    held = normalize_prompt(user_text(heldout[0]))
+    for r in synthetic:
+        assert r["synthetic"] == "template" and reply_of(r) in {reply_of(x) for x in rows}
+        assert normalize_prompt(user_text(r)) not in train_prompts and normalize_prompt(user_text(r)) != held
+    # synthetic rows are positives: NAT gives them negatives too, all marked
+    kind, out, _ = apply_recipe(rows, DataRecipe(synthetic_ratio=0.5, negatives="nat"), seed=0)
+    assert all(is_marked(r["messages"]) == bool(r.get("negative")) for r in out)
     with pytest.raises(ValueError, match="no preference pair"):
         apply_recipe([row("a", "same"), row("b", "same")], DataRecipe(negatives="dpo"))
 
@@ -247,3 +268,17 @@ def test_config_ties_the_recipe_to_the_method():
         TrainConfig(method="full", backend="unsloth", learning_rate=1e-5)
     # the Planner's dotted change keeps the rule
     assert TrainConfig().with_changes({"method": "dpo"}).data.negatives == "dpo"
+
+
+def test_worker_cap_counts_dataset_rows_so_synthetic_rows_and_pairs_survive_a_probe(tmp_path):
+    from tunecrew.tools.data import write_jsonl
+    from tunecrew.tools.train_worker import build_pairs
+
+    for negatives, build in (("none", build_rows), ("dpo", build_pairs)):
+        recipe = DataRecipe(max_rows=10, synthetic_ratio=1.0, negatives=negatives)
+        _, out, report = apply_recipe(DATA.train, recipe, seed=0)
+        assert report is not None and report.kept > 0
+        path = write_jsonl(out, tmp_path / f"{negatives}.jsonl")
+        job = TrainJob(config=TrainConfig(method="dpo" if negatives == "dpo" else "lora", data=recipe),
+                       base_model="x", train_file=str(path), output_dir=str(tmp_path))
+        assert len(build(job)) == len(out) > 10  # nothing cut: the recipe already applied the cap

@@ -111,6 +111,11 @@ class DataRecipe(_Model):
         "none", description="Negative samples are marked in the prompt (nat) or paired (dpo), never mixed in unmarked."
     )
     negative_ratio: float = Field(0.0, ge=0.0, le=4.0, description="Negatives per positive (NAT uses 2).")
+    synthetic_ratio: float = Field(
+        0.0, ge=0.0, le=2.0,
+        description="Templated rephrasings added per row (offline synthetic data); each passes dedup against "
+                    "train and held-out prompts and the length filter, so none leaks into training.",
+    )
 
 
 class TrainConfig(_Model):

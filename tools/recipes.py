@@ -241,27 +241,36 @@ def dpo_pairs(rows: Sequence[Row], seed: int = 0, make_negative: NegativeMaker |
             continue
         pairs.append({"prompt": [dict(m) for m in row["messages"][:-1]],
                       "chosen": [{"role": "assistant", "content": reply}],
-                      "rejected": [{"role": "assistant", "content": wrong}]})
+                      "rejected": [{"role": "assistant", "content": wrong}],
+                      **({"synthetic": row["synthetic"]} if row.get("synthetic") else {})})
     return pairs
 
 
 def apply_recipe(rows: Sequence[Row], recipe: DataRecipe, seed: int = 0,
-                 make_negative: NegativeMaker | None = None) -> tuple[str, list[Row]]:
-    """The training file's rows for a recipe: ("messages", rows) or ("pairs", DPO pairs).
+                 make_negative: NegativeMaker | None = None, heldout: Sequence[Row] = (),
+                 ) -> tuple[str, list[Row], FilterReport | None]:
+    """The training file's rows for a recipe: ("messages", rows) or ("pairs", DPO pairs), and the
+    synthetic rows' filter report when the recipe asked for any.
 
-    `max_rows` caps the positives before negatives are made, so a probe attempt keeps its
-    negatives; dedup and the cap are applied again (by positives) in the train worker.
+    `max_rows` caps the positives before synthetic rows and negatives are made, so a probe attempt
+    keeps them; dedup and the cap are applied again (by positives) in the train worker. Synthetic
+    rows are positives: they get negatives like any other row.
     """
     rows = list(rows[: recipe.max_rows] if recipe.max_rows else rows)
+    report = None
+    if recipe.synthetic_ratio:
+        candidates = template_rows(rows, round(recipe.synthetic_ratio * len(rows)), seed)
+        kept, report = quality_filter(candidates, train=rows, heldout=heldout)
+        rows += kept
     if recipe.negatives == "nat":
-        return "messages", nat_rows(rows, recipe.negative_ratio or DEFAULT_NAT_RATIO, seed, make_negative)
+        return "messages", nat_rows(rows, recipe.negative_ratio or DEFAULT_NAT_RATIO, seed, make_negative), report
     if recipe.negatives == "dpo":
         pairs = dpo_pairs(rows, seed, make_negative)
         if not pairs:
             raise ValueError("data.negatives='dpo': no preference pair could be made from the training rows "
                              "(every reply is identical?); use method=lora")
-        return "pairs", pairs
-    return "messages", rows
+        return "pairs", pairs, report
+    return "messages", rows, report
 
 
 # --------------------------------------------------------------------------- synthetic rows

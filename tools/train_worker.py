@@ -67,8 +67,8 @@ def build_rows(job: TrainJob) -> list[dict]:
     """Training rows as conversational prompt-completion: TRL then masks the prompt out of the
     loss for any chat template, with no `{% generation %}` block needed.
 
-    `max_rows` counts positives: NAT negatives (`"negative": true`, written right after their
-    positive by tools/recipes.py) stay with the positives that are kept."""
+    `max_rows` counts the dataset's own rows: NAT negatives (`"negative": true`, written right after
+    their positive by tools/recipes.py) and synthetic rows stay with the rows that are kept."""
     rows: list[dict] = []
     seen: set[str] = set()
     positives = 0
@@ -79,7 +79,7 @@ def build_rows(job: TrainJob) -> list[dict]:
         if job.config.data.dedup and key in seen:
             continue
         seen.add(key)
-        if not row.get("negative"):
+        if not row.get("negative") and not row.get("synthetic"):  # a recipe's extra rows ride with the cap
             positives += 1
             if cap and positives > cap:
                 break
@@ -88,18 +88,24 @@ def build_rows(job: TrainJob) -> list[dict]:
 
 
 def build_pairs(job: TrainJob) -> list[dict]:
-    """Preference pairs for DPO, conversational, with the persona as system message."""
+    """Preference pairs for DPO, conversational, with the persona as system message. `max_rows`
+    counts the dataset's own rows, as in :func:`build_rows`; synthetic rows' pairs ride along."""
     pairs: list[dict] = []
     seen: set[str] = set()
+    originals = 0
+    cap = job.config.data.max_rows
     for row in _read_jsonl(job.train_file, ("prompt", "chosen", "rejected")):
         key = json.dumps([row["prompt"], row["chosen"], row["rejected"]], sort_keys=True)
         if job.config.data.dedup and key in seen:
             continue
         seen.add(key)
+        if not row.get("synthetic"):
+            originals += 1
+            if cap and originals > cap:
+                break
         pairs.append({"prompt": _with_system(row["prompt"], job.system_prompt),
                       "chosen": row["chosen"], "rejected": row["rejected"]})
-    cap = job.config.data.max_rows
-    return pairs[:cap] if cap else pairs
+    return pairs
 
 
 def lora_config(config: TrainConfig):
