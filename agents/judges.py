@@ -17,7 +17,7 @@ from typing import Any, AsyncGenerator, Literal, Mapping, Optional, Sequence
 
 from autogen_core import CancellationToken
 from autogen_core.models import (
-    ChatCompletionClient, CreateResult, LLMMessage, ModelCapabilities, ModelFamily, ModelInfo, RequestUsage,
+    ChatCompletionClient, CreateResult, LLMMessage, ModelCapabilities, ModelFamily, ModelInfo,
     UserMessage,
 )
 from autogen_core.tools import Tool, ToolSchema
@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from tunecrew.tools.judge import OFFLINE_JUDGE, read_judge_prompt
 
 from .models import PROVIDERS, ProviderError, ProviderSpec, _llm_client, role_specs
+from .offline import LocalChatClient
 from .toolkit import JUDGE
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -100,11 +101,10 @@ def _scale(x: float) -> int:
     return max(1, min(10, round(1 + 9 * x)))
 
 
-class OfflineJudgeClient(ChatCompletionClient):
+class OfflineJudgeClient(LocalChatClient):
     """A deterministic judge behind the ChatCompletionClient interface (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self.calls = 0
 
     async def create(
@@ -129,21 +129,6 @@ class OfflineJudgeClient(ChatCompletionClient):
 
     async def create_stream(self, messages: Sequence[LLMMessage], **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
         yield await self.create(messages, **kwargs)
-
-    async def close(self) -> None:
-        return None
-
-    def actual_usage(self) -> RequestUsage:
-        return self._usage
-
-    def total_usage(self) -> RequestUsage:
-        return self._usage
-
-    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        return sum(len(str(m.content)) // 4 for m in messages)
-
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        return 1_000_000 - self.count_tokens(messages)
 
     @property
     def capabilities(self) -> ModelCapabilities:  # type: ignore[override]

@@ -217,14 +217,35 @@ def _num(value: Any) -> str:
 # ---------------------------------------------------------------------- the client
 
 
-class OfflinePolicyClient(ChatCompletionClient):
+class LocalChatClient(ChatCompletionClient):
+    """What every in-process stand-in for an LLM shares: no usage to count, nothing to close, a
+    rough token count. Subclasses answer `create` and say what they can do."""
+
+    _usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+
+    async def close(self) -> None:
+        return None
+
+    def actual_usage(self) -> RequestUsage:
+        return self._usage
+
+    def total_usage(self) -> RequestUsage:
+        return self._usage
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return sum(len(str(m.content)) // 4 for m in messages)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return 1_000_000 - self.count_tokens(messages)
+
+
+class OfflinePolicyClient(LocalChatClient):
     """Deterministic stand-in for an LLM: same interface, same tools, rule-based choices."""
 
     def __init__(self, role: str):
         if role not in POLICIES and role != "selector":
             raise ValueError(f"unknown offline role {role!r}; expected one of {sorted(POLICIES)}")
         self.role = role
-        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._calls = 0
 
     async def create(
@@ -257,21 +278,6 @@ class OfflinePolicyClient(ChatCompletionClient):
         if isinstance(result.content, str):
             yield result.content
         yield result
-
-    async def close(self) -> None:
-        return None
-
-    def actual_usage(self) -> RequestUsage:
-        return self._usage
-
-    def total_usage(self) -> RequestUsage:
-        return self._usage
-
-    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        return sum(len(str(m.content)) // 4 for m in messages)
-
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        return 1_000_000 - self.count_tokens(messages)
 
     @property
     def capabilities(self) -> ModelCapabilities:  # type: ignore[override]

@@ -79,25 +79,36 @@ def _role(messages: list[dict[str, Any]]) -> str:
     return "selector"
 
 
-class ScriptedLLM:
-    def __init__(self, faults: FaultPlan | None = None):
-        self.faults = faults or (lambda n, role, tool: None)
-        self.seen: list[Seen] = []
-        self._lock = threading.Lock()
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 (a free port) served from a thread while the `with` block runs.
+    Subclasses provide `_handler()`."""
+
+    def _listen(self) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
-    def __enter__(self) -> "ScriptedLLM":
+    def __enter__(self):
         self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class ScriptedLLM(LoopbackServer):
+    def __init__(self, faults: FaultPlan | None = None):
+        self.faults = faults or (lambda n, role, tool: None)
+        self.seen: list[Seen] = []
+        self._lock = threading.Lock()
+        self._listen()
 
     def answer(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], float]:
         messages = body["messages"]

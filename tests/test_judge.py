@@ -10,7 +10,7 @@ import re
 import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 
 import pytest
@@ -24,33 +24,22 @@ from tunecrew.tools.judge import (
 )
 from tunecrew.tools.report import judge_blocks, render_markdown
 
+from fake_llm import LoopbackServer
+
 PERSONA = "You are a precise task-management assistant: one tool call or one short reply per request."
 
 # (model name, sample question, is this a retry after an error) -> the reply's content text
 Script = Callable[[str, str, bool], str]
 
 
-class JudgeServer:
+class JudgeServer(LoopbackServer):
     """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that answers scripted verdict text."""
 
     def __init__(self, script: Script):
         self.script = script
         self.bodies: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> "JudgeServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen()
 
     def client(self, model: str, structured: bool = True) -> OpenAIChatCompletionClient:
         info = ModelInfo(vision=False, function_calling=False, json_output=True, family=ModelFamily.UNKNOWN,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import stat
 import sys
 from pathlib import Path
@@ -88,17 +87,16 @@ def test_qlora_trains_4bit_on_cpu_and_evaluation_loads_it(tiny_model, task_data,
 # --------------------------------------------------------------------------- NAT through the Tuner's tools
 
 
-@pytest.mark.slow
-def test_train_tool_applies_the_nat_recipe_into_the_attempt_dir(tiny_model, task_data, tmp_path):
-    from tunecrew.agents.toolkit import RunContext, Toolkit
+def _tuner_context(tiny_model: str, task_data, run_dir: Path):
+    """A run's state as the Tuner sees it after profiling: enough for propose_config and train."""
+    from tunecrew.agents.toolkit import RunContext
     from tunecrew.memory.ledger import Ledger
     from tunecrew.scenarios.base import ScenarioData
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
     from tunecrew.tools.contracts import RunSpec
     from tunecrew.tools.model_info import describe_base_model
 
-    run_dir = tmp_path / "run"
-    (run_dir / "data").mkdir(parents=True)
+    (run_dir / "data").mkdir(parents=True, exist_ok=True)
     write_jsonl(task_data.train, run_dir / "data" / "train.jsonl")
     spec = RunSpec(run_id="r", scenario="task-agent", base_model=tiny_model, provider="offline", max_attempts=2,
                    target=0.95, seed=0, dataset_fingerprint="x", memory="off")
@@ -107,6 +105,16 @@ def test_train_tool_applies_the_nat_recipe_into_the_attempt_dir(tiny_model, task
                      base=describe_base_model(tiny_model), hardware=make_hardware(),
                      ledger=Ledger(run_dir / "ledger.jsonl"), memory=None, threads=THREADS)
     ctx.profile = make_profile(rows=len(task_data.train))
+    return ctx
+
+
+
+@pytest.mark.slow
+def test_train_tool_applies_the_nat_recipe_into_the_attempt_dir(tiny_model, task_data, tmp_path):
+    from tunecrew.agents.toolkit import Toolkit
+
+    run_dir = tmp_path / "run"
+    ctx = _tuner_context(tiny_model, task_data, run_dir)
     toolkit = Toolkit(ctx)
     answer = json.loads(toolkit.propose_config(method="lora", learning_rate=3e-3, epochs=1, batch_size=8,
                                                max_seq_length=128, train_embeddings=True, max_rows=20,
@@ -197,20 +205,10 @@ def test_unsloth_without_cuda_says_how_to_set_up_its_environment(tiny_model, tas
 
 def test_tuner_can_choose_unsloth_but_only_where_cuda_is(tiny_model, task_data, tmp_path):
     from tunecrew.agents import policy
-    from tunecrew.agents.toolkit import RunContext, Toolkit
-    from tunecrew.memory.ledger import Ledger
-    from tunecrew.scenarios.base import ScenarioData
-    from tunecrew.scenarios.task_agent.scenario import SCENARIO
-    from tunecrew.tools.contracts import RunSpec, TrainConfig
-    from tunecrew.tools.model_info import describe_base_model
+    from tunecrew.agents.toolkit import Toolkit
+    from tunecrew.tools.contracts import TrainConfig
 
-    spec = RunSpec(run_id="r", scenario="task-agent", base_model=tiny_model, provider="offline", max_attempts=2,
-                   target=0.95, seed=0, dataset_fingerprint="x", memory="off")
-    ctx = RunContext(run_dir=tmp_path, spec=spec, scenario=SCENARIO,
-                     data=ScenarioData(train=task_data.train, heldout=task_data.heldout, heldout_split="h"),
-                     base=describe_base_model(tiny_model), hardware=make_hardware(),
-                     ledger=Ledger(tmp_path / "ledger.jsonl"), memory=None, threads=THREADS)
-    ctx.profile = make_profile(rows=len(task_data.train))
+    ctx = _tuner_context(tiny_model, task_data, tmp_path)
     args = dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=128)
     refused = json.loads(Toolkit(ctx).propose_config(**args, backend="unsloth"))
     assert refused["accepted"] is False and "backend=unsloth needs a CUDA GPU" in " ".join(refused["errors"])
