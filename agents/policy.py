@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tunecrew.tools.contracts import TrainConfig
+from tunecrew.tools.contracts import DataRecipe, TrainConfig
 
 # A never-trained model learns everything from this data: it needs a high lr and trained
 # embeddings. Measured on the task-agent scenario (3.7M params): lr 3e-3 with rank 32.
@@ -108,6 +108,14 @@ def _args(config: TrainConfig) -> dict[str, Any]:
     if d["backend"] != "hf":  # likewise a backend the Planner or a person switched to
         args["backend"] = d["backend"]
     return args
+
+
+def config_of(args: dict[str, Any]) -> TrainConfig:
+    """The propose_config tool's flat arguments -> TrainConfig (the inverse of :func:`_args`):
+    recipe fields go under `data`."""
+    recipe = set(DataRecipe.model_fields)
+    return TrainConfig.model_validate({**{k: v for k, v in args.items() if k not in recipe},
+                                       "data": {k: v for k, v in args.items() if k in recipe}})
 
 
 def shrink_for_errors(args: dict[str, Any], errors: list[str]) -> dict[str, Any] | None:

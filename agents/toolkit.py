@@ -291,9 +291,7 @@ class Toolkit:
         if ctx.rejections < MAX_REJECTIONS:
             return _dump({"accepted": False, "errors": errors, "tries_left": MAX_REJECTIONS - ctx.rejections, **extra})
         args, why = policy.initial_config(json.loads(self.recall_attempts()))
-        data_keys = ("max_rows", "negatives", "negative_ratio")
-        config = TrainConfig.model_validate({**{k: v for k, v in args.items() if k not in data_keys},
-                                             "data": {k: args[k] for k in data_keys if k in args}})
+        config = policy.config_of(args)
         note = (f"attempt {ctx.attempt}: {MAX_REJECTIONS} proposals refused (last: {'; '.join(errors)}); "
                 f"the offline policy's config was used ({why})")
         ctx.notes.append(note)

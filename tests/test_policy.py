@@ -149,3 +149,14 @@ def test_offline_tuner_reads_its_tool_results_and_repairs_a_refused_config():
 def test_offline_client_refuses_unknown_roles():
     with pytest.raises(ValueError, match="unknown offline role"):
         OfflinePolicyClient("Janitor")
+
+
+def test_config_args_round_trip_keeps_recipe_and_backend() -> None:
+    # The offline fallback rebuilds a config from these flat arguments: a recalled recipe or backend
+    # must come back as it was, not be refused as an unknown field.
+    from tunecrew.agents.policy import _args, config_of
+    from tunecrew.tools.contracts import TrainConfig
+
+    for config in (TrainConfig(), TrainConfig(backend="unsloth", data={"negatives": "nat", "synthetic_ratio": 0.5,
+                                                                       "max_rows": 40})):
+        assert config_of(_args(config)) == config
