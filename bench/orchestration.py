@@ -9,7 +9,7 @@ wrapped in timers. Reported per tool, then:
 
 - crew time: wall time of the group chat (`run_crew`), i.e. all attempts;
 - train + evaluate: the ML work the train and evaluate tools call (`run_training`, including the
-  subprocess start and its imports; `load_model` + `evaluate` for generation and scoring);
+  subprocess start and its imports; `load_model` + `evaluate_with_replies` for generation and scoring);
 - orchestration = crew time - train - evaluate: agents' turns, selector, the other tools
   (profiling, recall, feasibility, diagnosis, ledger fsync, memory writes), transcript writes.
 Set-up (`prepare`: data + building the tiny model) and the final report are shown apart: they
@@ -81,7 +81,9 @@ def main() -> None:
     # The ML work, as the Toolkit calls it (module globals: the tools' own signatures stay intact).
     tk.run_training = timed("train (subprocess)", tk.run_training)
     tk.load_model = timed("evaluate: load model", tk.load_model)
-    tk.evaluate_model = timed("evaluate: generate + score", tk.evaluate_model)
+    tk.evaluate_with_replies = timed("evaluate: generate + score", tk.evaluate_with_replies)
+    # The offline judge is orchestration here (rules over text, no model): timed to show its share.
+    tk.JudgePanel.judge = timed("LLM judge (offline heuristic)", tk.JudgePanel.judge)
     # Some of the orchestration, to see where it goes.
     tk.data_tools.profile_rows = timed("profile_rows", tk.data_tools.profile_rows)
     tk.check_feasibility = timed("check_feasibility", tk.check_feasibility)
