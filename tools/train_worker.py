@@ -201,7 +201,7 @@ def _require_bitsandbytes() -> None:
         import bitsandbytes  # noqa: F401
     except ImportError:
         raise RuntimeError("method=qlora needs bitsandbytes (4-bit weights): pip install 'tunecrew[qlora]' "
-                           "(bitsandbytes>=0.49 also runs on CPU), or use method=lora") from None
+                           "(bitsandbytes>=0.50 also runs on CPU), or use method=lora") from None
 
 
 def _load_hf(job: TrainJob, config: TrainConfig, dtype: Any):
