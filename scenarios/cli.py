@@ -43,9 +43,6 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--target", type=float, help="stop when the primary metric reaches this (0-1)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--attempt-seconds", type=float, help="wall-clock cap per training run (keeps what it learned)")
-    run.add_argument("--train-python", metavar="PATH",
-                     help="interpreter that runs training, e.g. .venv-unsloth/bin/python for backend=unsloth "
-                          "(default: $TUNECREW_TRAIN_PYTHON, else this one)")
     run.add_argument("--judge", action="append", default=[], metavar="PROVIDER[:MODEL]",
                      help="an LLM judge of held-out replies, e.g. openai:gpt-4.1-mini (repeatable: agreement is "
                           "reported); default: the Judge agent's provider (offline: a heuristic judge, no LLM)")
@@ -87,6 +84,9 @@ def _crew_args(p: argparse.ArgumentParser) -> None:
                    help="a different provider for one agent, e.g. Planner=openai:gpt-4.1 (repeatable)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: the free cores, at most 4)")
+    p.add_argument("--train-python", metavar="PATH",
+                   help="interpreter that runs training, e.g. .venv-unsloth/bin/python for backend=unsloth "
+                        "(default: $TUNECREW_TRAIN_PYTHON, else this one)")
     p.add_argument("--interactive", action="store_true",
                    help="review each Planner decision: approve, edit ('lr 1e-4, rank 8'), +N attempts, stop, or guide")
     p.add_argument("--quiet", action="store_true")
@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from .runner import ResumeError, RunOptions, resume, run
 
-    if args.command == "run" and (problem := _check_run_flags(args)):
+    if (problem := _check_train_python(args) or (_check_run_flags(args) if args.command == "run" else None)):
         print(f"tunecrew: {problem}", file=sys.stderr)
         return 2
     provider = ProviderSpec(provider=args.provider, model=args.model, base_url=args.base_url, api_key=args.api_key)
@@ -134,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.command in ("resume", "chat"):
             options = RunOptions(scenario=None, provider=provider, agents=args.agent,  # type: ignore[arg-type]
-                                 threads=args.threads, quiet=args.quiet,
+                                 threads=args.threads, quiet=args.quiet, train_python=args.train_python,
                                  interactive=args.interactive or args.command == "chat")
             resume(run_dir_of(args.run, args.runs_dir), options, add_attempts=args.add_attempts)
         else:
@@ -176,6 +176,10 @@ def _check_run_flags(args: argparse.Namespace) -> str | None:
         return f"--heldout {args.heldout} must be a row count (1, 2, ...) or a fraction in (0, 1)"
     if args.judge_samples < 1:
         return f"--judge-samples {args.judge_samples} must be at least 1"
+    return None
+
+
+def _check_train_python(args: argparse.Namespace) -> str | None:
     if args.train_python:  # checked before any work: a broken interpreter would fail every attempt
         from tunecrew.tools.train import TrainSetupError, resolve_python
 

@@ -296,6 +296,7 @@ def resume(run_dir: Path, options: RunOptions, add_attempts: int = 0) -> RunOutc
         add_attempts = review.attempts if review.kind == "extend" else 0
     ctx = reopen(run_dir, console, add_attempts=add_attempts, threads=options.threads)
     ctx.notes, ctx.interactive = notes, options.interactive
+    ctx.train_python = options.train_python  # not kept in run.json: an interpreter path belongs to this machine
     ctx.judge_panel = make_panel(options, ctx.spec.judges, ctx.spec.judge_samples)
     console.header(ctx)
     if ctx.attempt > ctx.spec.max_attempts or (ctx.records and ctx.records[-1].decision

@@ -73,7 +73,13 @@ def test_kill_9_during_training_then_resume(tmp_path, tiny_model, tunecrew_home)
     _wait(lambda: not _trainers(run_dir / "attempts" / "2"), timeout=10, what="the orphan trainer to exit")
     assert [r.attempt for r in first] == [1] and first[0].decision.action == "retry"
 
-    outcome = resume(run_dir, RunOptions(scenario=None, quiet=True, threads=1))  # type: ignore[arg-type]
+    # Resumed through a wrapper interpreter, as `resume --train-python .venv-unsloth/bin/python` would.
+    ran = tmp_path / "ran.txt"
+    wrapper = tmp_path / "python-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {ran}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    outcome = resume(run_dir, RunOptions(scenario=None, quiet=True, threads=1,  # type: ignore[arg-type]
+                                          train_python=str(wrapper)))
 
     records = ledger.read()
     assert [r.attempt for r in records] == [1, 2]
@@ -83,6 +89,7 @@ def test_kill_9_during_training_then_resume(tmp_path, tiny_model, tunecrew_home)
     store = AttemptMemory(str(memory))
     assert store.count() == 2 and store.get("victim:1") == records[0] and store.get("victim:2") == records[1]
     assert (outcome.run_dir / "report.md").exists()
+    assert "-m tunecrew.tools.train_worker" in ran.read_text()  # attempt 2 trained with the resume's interpreter
 
 
 @pytest.mark.slow

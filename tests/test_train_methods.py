@@ -174,10 +174,11 @@ def test_a_bad_train_python_is_a_clear_error_before_any_training(tmp_path, monke
     assert resolve_python() == sys.executable
 
 
-def test_cli_refuses_a_bad_train_python_at_once(tmp_path, capsys):
+@pytest.mark.parametrize("command", [["run", "task-agent"], ["resume", "some-run"], ["chat", "some-run"]])
+def test_cli_refuses_a_bad_train_python_at_once(tmp_path, capsys, command):
     from tunecrew.scenarios.cli import main
 
-    code = main(["run", "task-agent", "--train-python", str(tmp_path / "nope"), "--runs-dir", str(tmp_path)])
+    code = main([*command, "--train-python", str(tmp_path / "nope"), "--runs-dir", str(tmp_path)])
     assert code == 2
     assert "--train-python" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # refused before a run directory was made
