@@ -172,6 +172,19 @@ def test_format_lr_capped_for_lora() -> None:
     assert d.suggested_changes["learning_rate"] == pytest.approx(5e-3)
 
 
+def test_format_with_epochs_at_cap_escalates_like_a_repeat() -> None:
+    # Measured in bench/warm_start.py: a warm start at 20 epochs missed the format gate and the run
+    # stopped with a budget left, because lr was "kept" and epochs had nowhere to go.
+    cfg = TrainConfig(epochs=20.0, learning_rate=3e-3, lora_rank=32, lora_alpha=64, train_embeddings=True)
+    d = diagnose(cfg, ok_result(curve=flat()), report(0.75, fmt=0.78), TARGET)
+    assert d.label == "format"
+    assert "epochs" not in d.suggested_changes
+    assert d.suggested_changes["learning_rate"] == pytest.approx(4.5e-3)
+    assert d.suggested_changes["lora_rank"] == 64 and d.suggested_changes["lora_alpha"] == 128
+    assert any("already at cap" in e for e in d.evidence)
+    valid(cfg, d)
+
+
 def test_format_qlora_never_trains_embeddings() -> None:
     cfg = TrainConfig(method="qlora", learning_rate=1e-3)
     d = diagnose(cfg, ok_result(curve=flat()), report(0.4, fmt=0.5), TARGET)

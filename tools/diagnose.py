@@ -269,8 +269,13 @@ def _format(config: TrainConfig, compliance: float, floor: float, trend: float,
           f"(last {TAIL_FRACTION:.0%} improved {trend:.1%} < {FLAT_IMPROVEMENT:.0%}): it learned the words, "
           "not the reply contract"]
     ch: dict[str, Any] = {}
+    # The contract is learned late (after the words), so it needs as many more steps as underfitting.
+    length = _scale_length(config, 2.0)
+    # With epochs at the cap there are no more steps to give: escalate as for a repeat, or a run
+    # warm-started from a remembered config at the cap has no lever and stops.
+    stuck = bool(repeats) or "epochs" not in length
     low = LOW_ADAPTER_LR if config.method in ADAPTER_METHODS else LOW_FULL_LR
-    if config.learning_rate < low or repeats:
+    if config.learning_rate < low or stuck:
         lr = _raise_lr(config, 1.5)
         if lr is not None:
             ch["learning_rate"] = lr
@@ -280,14 +285,15 @@ def _format(config: TrainConfig, compliance: float, floor: float, trend: float,
     else:
         # Measured on the task-agent scenario: lr 4.5e-3 scored below 3e-3 at the same epochs.
         ev.append(f"learning_rate {config.learning_rate:.3g} kept: already >= {low:g}; more steps first")
-    # The contract is learned late (after the words), so it needs as many more steps as underfitting.
-    length = _scale_length(config, 2.0)
     ch.update(length)
-    ev.append(f"epochs {config.epochs} -> {length.get('epochs', config.epochs)} (x2, cap {MAX_EPOCHS:g})")
+    if "epochs" in length:
+        ev.append(f"epochs {config.epochs} -> {length['epochs']} (x2, cap {MAX_EPOCHS:g})")
+    else:
+        ev.append(f"epochs {config.epochs} already at cap {MAX_EPOCHS:g}")
     if config.method == "lora" and not config.train_embeddings:
         ch["train_embeddings"] = True
         ev.append("train_embeddings False -> True: format tokens may need their embeddings trained")
-    if repeats:
+    if stuck:
         if not config.completion_only_loss:
             ch["completion_only_loss"] = True
             ev.append("completion_only_loss False -> True: loss on prompts dilutes the reply format")
