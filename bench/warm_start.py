@@ -6,8 +6,12 @@
 Two related task-agent projects, the same crew (offline provider), the same base model:
 
 - first:  the task agent as shipped: five intent kinds (add, list, summarize, complete, small talk);
-- second: "task-agent-tools", a tool-only agent: only the rows whose reply calls add_task, list_tasks or
-  complete_task, from data generated with another seed (other titles, names and phrasings).
+- second, `--variant next-dataset` (default): the same task on the next dataset, generated with another
+  seed (other titles, names, users and dates), as a team's second project of the same kind would be;
+- second, `--variant tools`: "task-agent-tools", a tool-only agent: only the rows whose reply calls
+  add_task, list_tasks or complete_task, from data generated with another seed. It is an easier task
+  than the first (3 of the 5 kinds): the cold run's probe often reaches the target at once, so memory
+  has no attempt to save there and its longer remembered config costs wall time.
 
 For each seed the first project runs with an empty memory; its attempts are exported from that
 memory and imported into a new one (the `tunecrew memory export/import` path: records, re-embedded).
@@ -15,10 +19,15 @@ Then the second project runs twice with the same seed and budget: with an empty 
 with the first project's memory (warm). Printed per seed: attempts until the target (primary metric
 and gates, i.e. the Planner's diagnosis "good") and wall seconds of each run, and the ratios.
 
---quick uses the tests' model size (2 layers, 64 wide, ~0.1M parameters), which tops out near 0.8
-tool accuracy and 0.85 format compliance on this data, so its target is 0.8 with a format gate of
-0.8 (the scenario's: 0.95 and 0.95). Training runs are not time-capped by default: a cap turns
-"more epochs" into "as many steps as the machine's load allows", which is noise, not a config.
+--quick uses the tests' model size (2 layers, 64 wide, ~0.1M parameters). On this data it plateaus
+at 0.75-0.85 trained-phrasing tool accuracy (16-20 epochs) and scores 0.2-0.45 after the cold probe's
+8 epochs, so its target is 0.7 with a format gate of 0.8 (the scenario's: 0.95 and 0.95): below the
+plateau, above the probe. A target at the plateau (0.8, the first version of this bench) makes
+"reached" a coin toss per attempt: the same config scored 0.78 and 0.84 on two data seeds, and the
+attempt counts measured that toss, not memory. --quick also scores 128 held-out rows (64 trained
+phrasings: one prompt = 1.6 points, not 6.25 as with 32). Training runs are not time-capped by
+default: a cap turns "more epochs" into "as many steps as the machine's load allows", which is
+noise, not a config.
 """
 
 from __future__ import annotations
@@ -51,6 +60,19 @@ def first_data(n_train: int, n_heldout: int):
         d = generate(seed=seed, n_train=n_train, n_heldout=n_heldout)
         return ScenarioData(train=d.train, heldout=d.heldout,
                             heldout_split=f"task-agent-heldout(seed={seed},n={n_heldout})")
+
+    return build
+
+
+def next_dataset(n_train: int, n_heldout: int):
+    """The same five-kind task agent, generated with another seed: the next dataset of the same kind."""
+    from tunecrew.scenarios.base import ScenarioData
+    from tunecrew.scenarios.task_agent.data import generate
+
+    def build(seed: int) -> ScenarioData:
+        d = generate(seed=seed + SECOND_SEED_OFFSET, n_train=n_train, n_heldout=n_heldout)
+        return ScenarioData(train=d.train, heldout=d.heldout,
+                            heldout_split=f"task-agent-heldout(seed={seed + SECOND_SEED_OFFSET},n={n_heldout})")
 
     return build
 
@@ -131,8 +153,10 @@ def fmt_attempts(n: int | None, budget: int) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
-                   help="tiny model (2 layers, 64 wide), 240 train rows, 32 held-out, 3 attempts, target 0.8, "
+                   help="tiny model (2 layers, 64 wide), 240 train rows, 128 held-out, 3 attempts, target 0.7, "
                         "format gate 0.8")
+    p.add_argument("--variant", choices=("next-dataset", "tools"), default="next-dataset",
+                   help="the second project: the same task on another seed's data (default), or tool calls only")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--n-train", type=int, help="train rows per project (default 480; --quick 240)")
     p.add_argument("--n-heldout", type=int, help="held-out rows per project (default 64; --quick 32)")
@@ -146,8 +170,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="keep runs and memories here (default: a temporary dir)")
     args = p.parse_args()
     if args.quick:
-        args.n_train, args.n_heldout = args.n_train or 240, args.n_heldout or 32
-        args.max_attempts, args.target = args.max_attempts or 3, args.target or 0.8
+        args.n_train, args.n_heldout = args.n_train or 240, args.n_heldout or 128
+        args.max_attempts, args.target = args.max_attempts or 3, args.target or 0.7
         args.format_gate = args.format_gate or 0.8
     args.n_train, args.n_heldout = args.n_train or 480, args.n_heldout or 64
     args.max_attempts = args.max_attempts or 4
@@ -162,14 +186,19 @@ def main() -> None:
     gates = {**SCENARIO.gates, **({"format_compliance": args.format_gate} if args.format_gate else {})}
     first = replace(SCENARIO, build_data=first_data(args.n_train, args.n_heldout), max_attempts=args.max_attempts,
                     gates=gates)
-    second = replace(SCENARIO, name="task-agent-tools", build_data=second_data(args.n_train, args.n_heldout),
-                     description="A tool-only task agent (add, list, complete) in the strict <analysis>/<action> "
-                                 "contract.", max_attempts=args.max_attempts, gates=gates)
+    if args.variant == "tools":
+        second = replace(SCENARIO, name="task-agent-tools", build_data=second_data(args.n_train, args.n_heldout),
+                         description="A tool-only task agent (add, list, complete) in the strict "
+                                     "<analysis>/<action> contract.", max_attempts=args.max_attempts, gates=gates)
+    else:  # the same scenario name: a team's next dataset of the same kind
+        second = replace(SCENARIO, build_data=next_dataset(args.n_train, args.n_heldout),
+                         max_attempts=args.max_attempts, gates=gates)
     base_model = args.base_model or build_base_model(out / "base_model", args)
 
     print(f"machine: {_common.machine()}")
-    print(f"warm start: first = task-agent ({args.n_train} train rows), second = task-agent-tools "
-          f"({args.n_train} tool-call rows, data seed + {SECOND_SEED_OFFSET}); base model {base_model}; "
+    what = "task-agent-tools (tool-call rows only" if args.variant == "tools" else "task-agent (the next dataset"
+    print(f"warm start: first = task-agent ({args.n_train} train rows), second = {what}, {args.n_train} rows, "
+          f"data seed + {SECOND_SEED_OFFSET}); base model {base_model}; held-out {args.n_heldout} rows; "
           f"max {args.max_attempts} attempts, target {args.target or SCENARIO.target} + gates {gates}, "
           f"attempt cap {args.attempt_seconds} s, threads {args.threads}", flush=True)
     rows, ratios, wall_ratios, both = [], [], [], []
@@ -213,7 +242,8 @@ def build_base_model(out_dir: Path, args) -> str:
     from tunecrew.tools.domain import DOMAINS
     from tunecrew.tools.tinymodel import TinyModelSpec, create_tiny_model
 
-    builders = (first_data(args.n_train, args.n_heldout), second_data(args.n_train, args.n_heldout))
+    builders = (first_data(args.n_train, args.n_heldout), second_data(args.n_train, args.n_heldout),
+                next_dataset(args.n_train, args.n_heldout))
     texts = [m["content"] for build in builders for row in build(0).train for m in row["messages"]]
     texts += [d.persona for d in DOMAINS] + [INSTRUCTION]
     spec = TINY_SPEC
