@@ -183,6 +183,10 @@ def test_format_with_epochs_at_cap_escalates_like_a_repeat() -> None:
     assert d.suggested_changes["lora_rank"] == 64 and d.suggested_changes["lora_alpha"] == 128
     assert any("already at cap" in e for e in d.evidence)
     valid(cfg, d)
+    # A step cap that can still grow is more training, not a stuck run: only the steps change.
+    capped = cfg.with_changes({"max_steps": 100})
+    d = diagnose(capped, ok_result(curve=flat()), report(0.75, fmt=0.78), TARGET)
+    assert d.suggested_changes == {"max_steps": 200}
 
 
 def test_format_qlora_never_trains_embeddings() -> None:

@@ -273,7 +273,7 @@ def _format(config: TrainConfig, compliance: float, floor: float, trend: float,
     length = _scale_length(config, 2.0)
     # With epochs at the cap there are no more steps to give: escalate as for a repeat, or a run
     # warm-started from a remembered config at the cap has no lever and stops.
-    stuck = bool(repeats) or "epochs" not in length
+    stuck = bool(repeats) or not length
     low = LOW_ADAPTER_LR if config.method in ADAPTER_METHODS else LOW_FULL_LR
     if config.learning_rate < low or stuck:
         lr = _raise_lr(config, 1.5)
@@ -342,9 +342,9 @@ def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | Non
     if adapter and config.lora_rank < MIN_UNDERFIT_RANK:
         ch.update(_raise_rank(config))
         ev.append(f"lora_rank {config.lora_rank} -> {ch['lora_rank']} (below {MIN_UNDERFIT_RANK}), alpha {ch['lora_alpha']}")
-    if repeats or "epochs" not in length:
+    if repeats or not length:
         # More of the same training is not available (the last change did not move the score, or
-        # epochs are already at the cap): add capacity/step size instead. Without this, an attempt
+        # the training length is already at its cap): add capacity/step size instead. Without this, an attempt
         # warm-started from a remembered config at the epoch cap had no lever and the run stopped.
         if "learning_rate" not in ch:
             lr = _raise_lr(config, 2.0 if adapter else 1.5)
