@@ -159,10 +159,10 @@ def main() -> None:
                    help="the second project: the same task on another seed's data (default), or tool calls only")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--n-train", type=int, help="train rows per project (default 480; --quick 240)")
-    p.add_argument("--n-heldout", type=int, help="held-out rows per project (default 64; --quick 32)")
+    p.add_argument("--n-heldout", type=int, help="held-out rows per project (default 64; --quick 128)")
     p.add_argument("--base-model", help="a model dir to use for every run (default: a tiny model built once)")
     p.add_argument("--max-attempts", type=int, help="attempt budget of every run (default 4; --quick 3)")
-    p.add_argument("--target", type=float, help="primary-metric target (default: the scenario's 0.95; --quick 0.8)")
+    p.add_argument("--target", type=float, help="primary-metric target (default: the scenario's 0.95; --quick 0.7)")
     p.add_argument("--format-gate", type=float, help="minimum format_compliance (default: the scenario's 0.95; "
                                                        "--quick 0.8)")
     p.add_argument("--attempt-seconds", type=float, help="wall cap per training run (default: none)")
