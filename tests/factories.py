@@ -7,7 +7,7 @@ few unrelated domains, so tests can check that memory keeps them apart.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunecrew.tools.contracts import (
     AttemptRecord,
@@ -23,6 +23,9 @@ from tunecrew.tools.contracts import (
     TrainConfig,
     TrainResult,
 )
+
+if TYPE_CHECKING:
+    from tunecrew.scenarios.base import ScenarioData
 
 TASK_VOCAB = [
     "task", "due", "priority", "project", "assign", "reminder", "deadline", "create_task", "list_tasks",
@@ -176,3 +179,25 @@ def make_domain_record(kind: str, **kwargs: Any) -> AttemptRecord:
     }
     base.update(kwargs)
     return make_record(**base)
+
+
+def as_remembered_success(record: AttemptRecord, run_id: str, primary_metric: str,
+                          **config_changes: Any) -> AttemptRecord:
+    """`record` as another project's attempt that reached its target with `config_changes` applied:
+    what a later run's Tuner should start from."""
+    return record.model_copy(update={
+        "run_id": run_id,
+        "eval": record.eval.model_copy(update={"metrics": {**record.eval.metrics, primary_metric: 1.0}}),
+        "diagnosis": Diagnosis(label="good", evidence=["target reached"]),
+        "decision": Decision(action="stop", reason="target reached"),
+        "config": record.config.with_changes(config_changes),
+    })
+
+
+def small_task_agent_data(seed: int) -> ScenarioData:
+    """120 train / 16 held-out task-agent rows: a crew run in tens of seconds."""
+    from tunecrew.scenarios.base import ScenarioData
+    from tunecrew.scenarios.task_agent.data import generate
+
+    data = generate(seed=seed, n_train=120, n_heldout=16)
+    return ScenarioData(train=data.train, heldout=data.heldout, heldout_split=f"small-heldout(seed={seed})")

@@ -8,19 +8,12 @@ from dataclasses import replace
 
 import pytest
 
+from factories import as_remembered_success, small_task_agent_data
 from tunecrew.agents.crew import ROLES
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
-from tunecrew.scenarios.base import ScenarioData
 from tunecrew.scenarios.runner import RunOptions, run
-from tunecrew.scenarios.task_agent.data import generate
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
-from tunecrew.tools.contracts import Decision, Diagnosis
-
-
-def small_data(seed: int) -> ScenarioData:
-    data = generate(seed=seed, n_train=120, n_heldout=16)
-    return ScenarioData(train=data.train, heldout=data.heldout, heldout_split=f"small-heldout(seed={seed})")
 
 
 @pytest.mark.slow
@@ -28,7 +21,7 @@ def test_crew_retries_with_a_changed_config_then_a_new_project_recalls_it(tmp_pa
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    scenario = replace(SCENARIO, build_data=small_data, max_attempts=2, target=1.0)
+    scenario = replace(SCENARIO, build_data=small_task_agent_data, max_attempts=2, target=1.0)
     memory_dir = str(tmp_path / "memory")
     options = RunOptions(scenario=scenario, base_model=str(tiny_model), runs_dir=tmp_path / "runs",
                          memory=memory_dir, quiet=True, attempt_seconds=8, run_id="first")
@@ -65,14 +58,8 @@ def test_crew_retries_with_a_changed_config_then_a_new_project_recalls_it(tmp_pa
     assert memory.count() == 2
 
     # A later project on similar data: a remembered success is the Tuner's starting point.
-    worked = second.model_copy(update={
-        "run_id": "earlier-project",
-        "eval": second.eval.model_copy(update={"metrics": {**second.eval.metrics, scenario.primary_metric: 1.0}}),
-        "diagnosis": Diagnosis(label="good", evidence=["target reached"]),
-        "decision": Decision(action="stop", reason="target reached"),
-        "config": second.config.with_changes({"epochs": 7.5, "learning_rate": 2.5e-3}),
-    })
-    memory.remember(worked)
+    memory.remember(as_remembered_success(second, "earlier-project", scenario.primary_metric, epochs=7.5,
+                                          learning_rate=2.5e-3))
     again = run(replace(options, run_id="second", max_attempts=1))
     recalled = Ledger(again.run_dir / "ledger.jsonl").read()[0]
     assert recalled.config.epochs == 7.5 and recalled.config.learning_rate == 2.5e-3

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from test_crew import small_data
+from factories import small_task_agent_data
 from tunecrew.agents.review import parse_review
 from tunecrew.memory.ledger import Ledger
 from tunecrew.scenarios.runner import RunOptions, resume, run
@@ -50,7 +50,7 @@ class Person:
 @pytest.mark.slow
 def test_a_person_edits_extends_and_stops_the_run(tmp_path, tiny_model, tunecrew_home):
     person = Person("make it better please", "lr 2e-3, epochs 4", "+1", "stop")
-    options = RunOptions(scenario=replace(SCENARIO, build_data=small_data, max_attempts=2, target=1.0),
+    options = RunOptions(scenario=replace(SCENARIO, build_data=small_task_agent_data, max_attempts=2, target=1.0),
                          base_model=str(tiny_model), runs_dir=tmp_path / "runs", use_memory=False, quiet=True,
                          attempt_seconds=4, run_id="steered", threads=1, interactive=True, input_func=person)
     outcome = run(options)

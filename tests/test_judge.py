@@ -286,18 +286,13 @@ def test_report_shows_judges_base_and_attempt_side_by_side_with_counts_and_agree
 
 @pytest.mark.slow
 def test_an_offline_crew_run_writes_judge_files_and_the_report_table(tmp_path, tiny_model, tunecrew_home):
-    from tunecrew.scenarios.base import ScenarioData
+    from factories import small_task_agent_data
     from tunecrew.scenarios.runner import RunOptions
     from tunecrew.scenarios.runner import run as run_crew
-    from tunecrew.scenarios.task_agent.data import generate
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
     from tunecrew.tools.contracts import EvalReport, JudgeReport
 
-    def small_data(seed: int) -> ScenarioData:
-        data = generate(seed=seed, n_train=120, n_heldout=16)
-        return ScenarioData(train=data.train, heldout=data.heldout, heldout_split=f"small-heldout(seed={seed})")
-
-    scenario = replace(SCENARIO, build_data=small_data, max_attempts=1, target=1.0)
+    scenario = replace(SCENARIO, build_data=small_task_agent_data, max_attempts=1, target=1.0)
     outcome = run_crew(RunOptions(scenario=scenario, base_model=str(tiny_model), runs_dir=tmp_path / "runs",
                                   use_memory=False, quiet=True, attempt_seconds=5, run_id="judged", threads=1))
     attempt = outcome.run_dir / "attempts" / "1"

@@ -12,12 +12,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from factories import make_domain_record, make_record
+from factories import as_remembered_success, make_domain_record, make_record, small_task_agent_data
+from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory, MemoryStoreError
 from tunecrew.scenarios.cli import main
+from tunecrew.scenarios.runner import RunOptions, run
+from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
 CHROMA = "import sys; from chromadb.cli.cli import app; sys.argv[0] = 'chroma'; sys.exit(app())"
 
@@ -28,11 +34,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def chroma_server(data: Path) -> Iterator[str]:
+    """`chroma run` on a free 127.0.0.1 port with its data under `data`; yields its URL."""
     import chromadb
 
-    data = tmp_path_factory.mktemp("chroma_server")
     port = _free_port()
     log = open(data / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-c", CHROMA, "run", "--path", str(data / "db"), "--host", "127.0.0.1",
@@ -56,6 +62,12 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with chroma_server(tmp_path_factory.mktemp("chroma_server")) as url:
+        yield url
 
 
 def test_remember_and_recall_through_a_chroma_server(chroma_url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,3 +96,25 @@ def test_an_unreachable_server_is_a_clear_error() -> None:
     with pytest.raises(MemoryStoreError, match="cannot reach the Chroma server"):
         AttemptMemory(f"http://127.0.0.1:{_free_port()}")
 
+
+
+@pytest.mark.slow
+def test_two_crews_share_one_memory_through_a_chroma_server(tmp_path: Path, tiny_model: str, tunecrew_home: Path) -> None:
+    """Alice's run writes its attempt to the team's server; a teammate's remembered success there
+    is where Bob's next run starts. Both runs are the real crew; nothing tunecrew is on the server."""
+    with chroma_server(tmp_path) as url:
+        scenario = replace(SCENARIO, build_data=small_task_agent_data, max_attempts=1)
+        alice = run(RunOptions(scenario=scenario, base_model=tiny_model, runs_dir=tmp_path / "runs", memory=url,
+                               quiet=True, attempt_seconds=5, run_id="alice"))
+        attempt = Ledger(alice.run_dir / "ledger.jsonl").read()[0]
+        team = AttemptMemory(url)  # another process's view of the server
+        assert team.count() == 1 and team.get("alice:1") == attempt
+        assert '"memory": "' + url + '"' in (alice.run_dir / "run.json").read_text()
+
+        team.remember(as_remembered_success(attempt, "carol", scenario.primary_metric, epochs=7.5,
+                                            learning_rate=2.5e-3))
+        bob = run(RunOptions(scenario=scenario, base_model=tiny_model, runs_dir=tmp_path / "runs", memory=url,
+                             quiet=True, attempt_seconds=5, run_id="bob"))
+        started = Ledger(bob.run_dir / "ledger.jsonl").read()[0].config
+        assert (started.epochs, started.learning_rate) == (7.5, 2.5e-3)
+        assert team.count() == 3 and team.get("bob:1") is not None

@@ -10,21 +10,15 @@ from dataclasses import replace
 import pytest
 from autogen_core.models import UserMessage
 
+from factories import small_task_agent_data
 from fake_llm import Fault, ScriptedLLM
 from tunecrew.agents.crew import ROLES
 from tunecrew.agents.models import ProviderError, ProviderSpec, make_client, role_specs
 from tunecrew.memory.ledger import Ledger
-from tunecrew.scenarios.base import ScenarioData
 from tunecrew.scenarios.runner import RunOptions, run
-from tunecrew.scenarios.task_agent.data import generate
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
 SECRET = "sk-test-SECRET-4242"
-
-
-def small_data(seed: int) -> ScenarioData:
-    data = generate(seed=seed, n_train=120, n_heldout=16)
-    return ScenarioData(train=data.train, heldout=data.heldout, heldout_split=f"small-heldout(seed={seed})")
 
 
 class Faults:
@@ -61,7 +55,7 @@ def test_crew_runs_through_the_openai_client_and_survives_faults(tmp_path, tiny_
     with ScriptedLLM(faults) as llm:
         spec = ProviderSpec(provider="openai", model="scripted", base_url=llm.base_url, api_key=SECRET,
                             timeout=2.0, max_retries=2)
-        options = RunOptions(scenario=replace(SCENARIO, build_data=small_data, max_attempts=1),
+        options = RunOptions(scenario=replace(SCENARIO, build_data=small_task_agent_data, max_attempts=1),
                              base_model=str(tiny_model), provider=spec, runs_dir=tmp_path / "runs",
                              memory=str(tmp_path / "memory"), quiet=True, attempt_seconds=6, run_id="llm")
         outcome = run(options)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tunecrew.scenarios.cli import main
-from tunecrew.scenarios.dataset import DatasetBuilder, parse_columns, score_reply, with_data
+from tunecrew.scenarios.dataset import parse_columns, score_reply, with_data
 from tunecrew.scenarios.legal_reasoning import sample_data as legal_sample
 from tunecrew.scenarios.medical_reasoning import sample_data as medical_sample
 from tunecrew.scenarios.registry import load_scenario

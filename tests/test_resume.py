@@ -3,7 +3,6 @@ outlive its crew, and the ledger and the memory store agree."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,8 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from tunecrew.scenarios.runner import RunOptions, run
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
-from test_crew import small_data
-run(RunOptions(scenario=replace(SCENARIO, build_data=small_data, max_attempts=2, target=1.0),
+from factories import small_task_agent_data
+run(RunOptions(scenario=replace(SCENARIO, build_data=small_task_agent_data, max_attempts=2, target=1.0),
                base_model={base!r}, runs_dir=Path({runs!r}), memory={memory!r}, quiet=True,
                attempt_seconds=8, run_id="victim", threads=1))
 """
@@ -96,11 +95,11 @@ def test_kill_9_during_training_then_resume(tmp_path, tiny_model, tunecrew_home)
 def test_a_trained_but_undecided_attempt_is_reused_not_retrained(tmp_path, tiny_model, tunecrew_home):
     from dataclasses import replace
 
-    from test_crew import small_data
+    from factories import small_task_agent_data
     from tunecrew.scenarios.runner import run
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
-    outcome = run(RunOptions(scenario=replace(SCENARIO, build_data=small_data, max_attempts=1),
+    outcome = run(RunOptions(scenario=replace(SCENARIO, build_data=small_task_agent_data, max_attempts=1),
                              base_model=str(tiny_model), runs_dir=tmp_path / "runs", use_memory=False, quiet=True,
                              attempt_seconds=5, run_id="undecided", threads=1))
     ledger_path = outcome.run_dir / "ledger.jsonl"
@@ -130,7 +129,7 @@ def test_a_ledger_that_cannot_be_written_stops_the_run_and_keeps_the_training(tm
                                                                               monkeypatch):
     from dataclasses import replace
 
-    from test_crew import small_data
+    from factories import small_task_agent_data
     from tunecrew.memory.ledger import LedgerError
     from tunecrew.scenarios.runner import run
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
@@ -139,7 +138,7 @@ def test_a_ledger_that_cannot_be_written_stops_the_run_and_keeps_the_training(tm
         raise LedgerError(f"{self.path}: no space left on device while writing attempt {record.attempt}")
 
     monkeypatch.setattr(Ledger, "append", disk_full)
-    options = RunOptions(scenario=replace(SCENARIO, build_data=small_data, max_attempts=2),
+    options = RunOptions(scenario=replace(SCENARIO, build_data=small_task_agent_data, max_attempts=2),
                          base_model=str(tiny_model), runs_dir=tmp_path / "runs", use_memory=False, quiet=True,
                          attempt_seconds=4, run_id="full-disk", threads=1)
     with pytest.raises(LedgerError, match="no space left"):
