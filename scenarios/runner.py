@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import os
 import re
 import secrets
@@ -181,6 +182,9 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # bitsandbytes (the qlora extra) logs on import, on CPUs with AVX512-BF16, that an optional hub
+    # kernel is missing; peft imports it whenever it is installed, so every run would print it.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def _memory_location(memory: str | None) -> str:
