@@ -68,7 +68,6 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    from tunecrew.agents.toolkit import Toolkit
     from tunecrew.scenarios import runner
     from tunecrew.scenarios.base import ScenarioData
     from tunecrew.scenarios.task_agent.data import generate

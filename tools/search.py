@@ -12,7 +12,6 @@ attempt): the other fields (method, embeddings, batch, sequence length, ...) are
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
