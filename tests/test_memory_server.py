@@ -97,9 +97,9 @@ def test_an_unreachable_server_is_a_clear_error() -> None:
         AttemptMemory(f"http://127.0.0.1:{_free_port()}")
 
 
-
 @pytest.mark.slow
-def test_two_crews_share_one_memory_through_a_chroma_server(tmp_path: Path, tiny_model: str, tunecrew_home: Path) -> None:
+def test_two_crews_share_one_memory_through_a_chroma_server(tmp_path: Path, tiny_model: str,
+                                                            tunecrew_home: Path) -> None:
     """Alice's run writes its attempt to the team's server; a teammate's remembered success there
     is where Bob's next run starts. Both runs are the real crew; nothing tunecrew is on the server."""
     with chroma_server(tmp_path) as url:
