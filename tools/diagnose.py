@@ -131,6 +131,13 @@ def _scale_length(config: TrainConfig, factor: float) -> dict[str, Any]:
     return changes
 
 
+def _doubled_epochs_evidence(config: TrainConfig, length: dict[str, Any]) -> str:
+    """What `_scale_length(config, 2.0)` did to epochs, in the words the evidence uses."""
+    if "epochs" in length:
+        return f"epochs {config.epochs} -> {length['epochs']} (x2, cap {MAX_EPOCHS:g})"
+    return f"epochs {config.epochs} already at cap {MAX_EPOCHS:g}"
+
+
 def _raise_rank(config: TrainConfig) -> dict[str, Any]:
     rank = min(config.lora_rank * 2, MAX_RANK)
     if rank <= config.lora_rank:
@@ -286,10 +293,7 @@ def _format(config: TrainConfig, compliance: float, floor: float, trend: float,
         # Measured on the task-agent scenario: lr 4.5e-3 scored below 3e-3 at the same epochs.
         ev.append(f"learning_rate {config.learning_rate:.3g} kept: already >= {low:g}; more steps first")
     ch.update(length)
-    if "epochs" in length:
-        ev.append(f"epochs {config.epochs} -> {length['epochs']} (x2, cap {MAX_EPOCHS:g})")
-    else:
-        ev.append(f"epochs {config.epochs} already at cap {MAX_EPOCHS:g}")
+    ev.append(_doubled_epochs_evidence(config, length))
     if config.method == "lora" and not config.train_embeddings:
         ch["train_embeddings"] = True
         ev.append("train_embeddings False -> True: format tokens may need their embeddings trained")
@@ -326,10 +330,7 @@ def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | Non
     ch: dict[str, Any] = {}
     length = _scale_length(config, 2.0)
     ch.update(length)
-    if "epochs" in length:
-        ev.append(f"epochs {config.epochs} -> {length['epochs']} (x2, cap {MAX_EPOCHS:g})")
-    else:
-        ev.append(f"epochs {config.epochs} already at cap {MAX_EPOCHS:g}")
+    ev.append(_doubled_epochs_evidence(config, length))
     if config.data.max_rows is not None:
         ch["data.max_rows"] = None
         ev.append(f"data.max_rows {config.data.max_rows} -> all rows")
