@@ -52,27 +52,16 @@ TOOLS = ("add_task", "list_tasks", "complete_task")  # the second project's agen
 SECOND_SEED_OFFSET = 1000  # the second project's data come from another generator seed
 
 
-def first_data(n_train: int, n_heldout: int):
+def task_agent_data(n_train: int, n_heldout: int, seed_offset: int = 0):
+    """The five-kind task agent as shipped; with `seed_offset` (the next dataset of the same kind)
+    generated with another seed: other titles, names, users and dates."""
     from tunecrew.scenarios.base import ScenarioData
     from tunecrew.scenarios.task_agent.data import generate
 
     def build(seed: int) -> ScenarioData:
-        d = generate(seed=seed, n_train=n_train, n_heldout=n_heldout)
+        d = generate(seed=seed + seed_offset, n_train=n_train, n_heldout=n_heldout)
         return ScenarioData(train=d.train, heldout=d.heldout,
-                            heldout_split=f"task-agent-heldout(seed={seed},n={n_heldout})")
-
-    return build
-
-
-def next_dataset(n_train: int, n_heldout: int):
-    """The same five-kind task agent, generated with another seed: the next dataset of the same kind."""
-    from tunecrew.scenarios.base import ScenarioData
-    from tunecrew.scenarios.task_agent.data import generate
-
-    def build(seed: int) -> ScenarioData:
-        d = generate(seed=seed + SECOND_SEED_OFFSET, n_train=n_train, n_heldout=n_heldout)
-        return ScenarioData(train=d.train, heldout=d.heldout,
-                            heldout_split=f"task-agent-heldout(seed={seed + SECOND_SEED_OFFSET},n={n_heldout})")
+                            heldout_split=f"task-agent-heldout(seed={seed + seed_offset},n={n_heldout})")
 
     return build
 
@@ -184,14 +173,14 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="tunecrew-warm-start-"))
     out.mkdir(parents=True, exist_ok=True)
     gates = {**SCENARIO.gates, **({"format_compliance": args.format_gate} if args.format_gate else {})}
-    first = replace(SCENARIO, build_data=first_data(args.n_train, args.n_heldout), max_attempts=args.max_attempts,
+    first = replace(SCENARIO, build_data=task_agent_data(args.n_train, args.n_heldout), max_attempts=args.max_attempts,
                     gates=gates)
     if args.variant == "tools":
         second = replace(SCENARIO, name="task-agent-tools", build_data=second_data(args.n_train, args.n_heldout),
                          description="A tool-only task agent (add, list, complete) in the strict "
                                      "<analysis>/<action> contract.", max_attempts=args.max_attempts, gates=gates)
     else:  # the same scenario name: a team's next dataset of the same kind
-        second = replace(SCENARIO, build_data=next_dataset(args.n_train, args.n_heldout),
+        second = replace(SCENARIO, build_data=task_agent_data(args.n_train, args.n_heldout, SECOND_SEED_OFFSET),
                          max_attempts=args.max_attempts, gates=gates)
     base_model = args.base_model or build_base_model(out / "base_model", args)
 
@@ -242,8 +231,8 @@ def build_base_model(out_dir: Path, args) -> str:
     from tunecrew.tools.domain import DOMAINS
     from tunecrew.tools.tinymodel import TinyModelSpec, create_tiny_model
 
-    builders = (first_data(args.n_train, args.n_heldout), second_data(args.n_train, args.n_heldout),
-                next_dataset(args.n_train, args.n_heldout))
+    builders = (task_agent_data(args.n_train, args.n_heldout), second_data(args.n_train, args.n_heldout),
+                task_agent_data(args.n_train, args.n_heldout, SECOND_SEED_OFFSET))
     texts = [m["content"] for build in builders for row in build(0).train for m in row["messages"]]
     texts += [d.persona for d in DOMAINS] + [INSTRUCTION]
     spec = TINY_SPEC
