@@ -7,8 +7,10 @@ few unrelated domains, so tests can check that memory keeps them apart.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tunecrew.scenarios.base import ScenarioData
+from tunecrew.scenarios.task_agent.data import generate
 from tunecrew.tools.contracts import (
     AttemptRecord,
     DatasetProfile,
@@ -23,9 +25,6 @@ from tunecrew.tools.contracts import (
     TrainConfig,
     TrainResult,
 )
-
-if TYPE_CHECKING:
-    from tunecrew.scenarios.base import ScenarioData
 
 TASK_VOCAB = [
     "task", "due", "priority", "project", "assign", "reminder", "deadline", "create_task", "list_tasks",
@@ -196,8 +195,5 @@ def as_remembered_success(record: AttemptRecord, run_id: str, primary_metric: st
 
 def small_task_agent_data(seed: int) -> ScenarioData:
     """120 train / 16 held-out task-agent rows: a crew run in tens of seconds."""
-    from tunecrew.scenarios.base import ScenarioData
-    from tunecrew.scenarios.task_agent.data import generate
-
     data = generate(seed=seed, n_train=120, n_heldout=16)
     return ScenarioData(train=data.train, heldout=data.heldout, heldout_split=f"small-heldout(seed={seed})")
