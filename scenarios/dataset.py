@@ -1,6 +1,6 @@
 """Scenarios backed by a dataset file or a hub id: load, map columns, split, score free-text answers.
 
-`DatasetBuilder` is a scenario's `build_data`: it reads a local .jsonl/.csv/.parquet or a hub
+`DatasetBuilder` is a scenario's `build_data`: it reads a local .jsonl/.json/.csv/.tsv/.parquet or a hub
 dataset with `tools/data.py`, detects (or takes) the column mapping, turns rows into chat
 messages, and splits them deterministically and leak-free. A scenario's default hub dataset falls
 back to the sample shipped with the scenario when the hub cannot be reached, at once rather than
@@ -23,16 +23,17 @@ from urllib.parse import urlparse
 
 from tunecrew.scenarios.base import Scenario, ScenarioData
 from tunecrew.tools.data import (
-    DataError, _columns, check_heldout, detect_format, format_from_mapping, leak_check, load_rows, split_rows,
-    to_messages,
+    SUPPORTED_SUFFIXES, AmbiguousColumns, DataError, _columns, brief_list, check_heldout, detect_format,
+    format_from_mapping, leak_check, load_rows, row_extras, split_rows, to_messages,
 )
 from tunecrew.tools.evaluate import SampleScore
 from tunecrew.tools.text_metrics import exact_match, extract_answer, rouge_l, token_f1, token_recall
 
 # Roles a --columns mapping may name (see tools/data.py format_from_mapping).
-ROLES = ("prompt", "response", "reasoning", "input", "system", "completion", "chosen", "rejected", "messages", "text")
+ROLES = ("prompt", "response", "reasoning", "input", "system", "completion", "chosen", "rejected", "messages", "text",
+         "tools")
 _ROLE_ORDER = {r: i for i, r in enumerate(("messages", "prompt", "input", "reasoning", "response", "completion",
-                                           "chosen", "rejected", "text", "system"))}
+                                           "chosen", "rejected", "text", "system", "tools"))}
 HELDOUT_FRACTION = 0.1
 MAX_HELDOUT = 64  # every held-out row is generated for at every attempt: cap the cost on a 20k-row dataset
 HUB_PROBE_SECONDS = 3.0  # how long to wait for the hub before using the shipped sample
@@ -77,7 +78,7 @@ def split_hub_config(source: str) -> tuple[str, str | None]:
 
 def _is_hub_id(source: str) -> bool:
     return not Path(source).exists() and bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source)) \
-        and Path(source).suffix.lower() not in (".jsonl", ".json", ".csv", ".parquet")
+        and Path(source).suffix.lower() not in SUPPORTED_SUFFIXES
 
 
 def hub_offline() -> bool:
@@ -125,12 +126,14 @@ class DatasetBuilder:
         try:
             fmt, cmap = format_from_mapping(self.columns, columns) if self.columns else \
                 detect_format(columns, rows[0])
+        except AmbiguousColumns as exc:  # already names the --columns mapping to pass
+            raise AmbiguousColumns(f"{label}: {exc}") from None
         except DataError as exc:
             raise DataError(f"{label}: {exc}; with tunecrew run pass --columns prompt=COL,response=COL"
                             "[,reasoning=COL]") from None
         if fmt == "text":
-            raise DataError(f"{label}: only a text column ({cmap['text']}) among {columns}; scoring needs a prompt "
-                            "and a reference answer: pass --columns prompt=COL,response=COL")
+            raise DataError(f"{label}: only a text column ({cmap['text']}) among {brief_list(columns)}; scoring needs "
+                            "a prompt and a reference answer: pass --columns prompt=COL,response=COL")
         ordered = sorted(cmap.items(), key=lambda kv: _ROLE_ORDER.get(kv[0], 99))
         shown = ", ".join(f"{role}={col}" for role, col in ordered)
         notes.append(f"columns: {fmt} ({shown}), {self.columns_origin if self.columns else 'detected'}")
@@ -138,7 +141,8 @@ class DatasetBuilder:
             keep = sorted(random.Random(seed).sample(range(len(rows)), self.max_rows))
             notes.append(f"using {self.max_rows} of {len(rows)} rows (sampled with seed {seed})")
             rows = [rows[i] for i in keep]
-        converted = [{"messages": _checked(to_messages(row, fmt, cmap, where=f"{label} row {i}"), f"{label} row {i}")}
+        converted = [{"messages": _checked(to_messages(row, fmt, cmap, where=f"{label} row {i}"), f"{label} row {i}"),
+                      **row_extras(row, cmap)}  # a chat row's `tools` ride along with its messages
                      for i, row in enumerate(rows)]
         n_heldout = self._heldout_rows(len(converted), label)
         train, heldout = split_rows(converted, n_heldout / len(converted), seed)
@@ -187,7 +191,7 @@ def _checked(messages: list[dict], where: str) -> list[dict]:
     """A scored row needs a prompt and ends with the reference answer."""
     if messages[-1]["role"] != "assistant" or not any(m["role"] == "user" for m in messages[:-1]):
         raise DataError(f"{where}: needs a user prompt followed by an assistant answer to be scored; "
-                        f"got roles {[m['role'] for m in messages]}")
+                        f"got roles {brief_list(m['role'] for m in messages)}")
     return messages
 
 

@@ -175,7 +175,9 @@ def test_hub_failure_is_a_data_error(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"question": "q", "answer": "a"}, "instruction", {"prompt": "question", "response": "answer"}),
         ({"Question": "q", "Complex_CoT": "because", "Response": "a"}, "instruction",
          {"prompt": "Question", "response": "Response", "reasoning": "Complex_CoT"}),
-        ({"text": "hello world", "label": 1}, "text", {"text": "text"}),
+        # text + label is a classification row (issue 15): the label is the answer to learn.
+        ({"text": "hello world", "label": 1}, "instruction", {"prompt": "text", "response": "label"}),
+        ({"text": "hello world", "source": "web"}, "text", {"text": "text"}),
         ({"sentence": "hello world"}, "text", {"text": "sentence"}),
         ({"system": "be nice", "prompt": "p", "completion": "c"}, "prompt_completion",
          {"prompt": "prompt", "completion": "completion", "system": "system"}),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import io
 import json
 import math
 import random
@@ -21,147 +20,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from tunecrew.tools.contracts import DatasetProfile, LeakCheck, TokenStats
+# Re-exported: callers import loading and layouts from here (tools/data_files.py, tools/data_layouts.py).
+from tunecrew.tools.data_files import (  # noqa: F401
+    SUPPORTED_SUFFIXES, DataError, brief_list, load_rows, sniff_delimiter,
+)
+from tunecrew.tools.data_layouts import (  # noqa: F401
+    FORMATS, AmbiguousColumns, Layout, cell_text, detect_format, detect_layout, format_from_mapping, message_list,
+    row_extras, to_messages,
+)
 
-SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-_HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-
-
-class DataError(ValueError):
-    """Bad dataset input; the message names the source (file, line or field) and the fix."""
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def load_rows(source: str | Path, split: str = "train", config: str | None = None) -> list[dict]:
-    """Rows of a local .jsonl/.json/.csv/.parquet file, or of a hub dataset `owner/name`
-    (`config` names the hub dataset's configuration, e.g. "en"; files ignore it).
-
-    A string that is not an existing path and looks like `owner/name` is a hub id; everything
-    else must be a file, so a typo in a local path is reported as a missing file, not as a hub
-    lookup that fails for an unrelated reason.
-    """
-    path = Path(source)
-    if not path.exists():
-        text = str(source)
-        if _HUB_ID_RE.fullmatch(text) and path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            return _load_hub(text, split, config)
-        raise DataError(f"{source}: file not found; check the path (or pass a hub id as owner/name)")
-    if path.is_dir():
-        raise DataError(f"{source}: is a directory; pass one {'/'.join(SUPPORTED_SUFFIXES)} file")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        rows = _load_parquet(path)
-    elif suffix in (".jsonl", ".json", ".csv"):
-        text = _read_utf8(path)
-        if not text.strip():
-            raise DataError(f"{path}: file is empty; it needs at least one row")
-        if suffix == ".jsonl":
-            rows = _parse_jsonl(text, path)
-        elif suffix == ".json":
-            rows = _parse_json(text, path, split)
-        else:
-            rows = _parse_csv(text, path)
-    else:
-        raise DataError(f"{path}: unsupported file type {suffix or '(none)'}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
-    if not rows:
-        raise DataError(f"{path}: no rows; the file needs at least one row")
-    return rows
-
-
-def _read_utf8(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); "
-            "re-save the file as UTF-8"
-        ) from None
-    return text.removeprefix("\ufeff")
-
-
-def _parse_jsonl(text: str, path: Path) -> list[dict]:
-    rows: list[dict] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno}); fix or delete that line"
-            ) from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{lineno}: a row must be a JSON object, got {type(row).__name__}")
-        rows.append(row)
-    return rows
-
-
-def _parse_json(text: str, path: Path, split: str) -> list[dict]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-    if isinstance(data, dict):
-        # {"train": [...], "test": [...]} or {"data": [...]}: take the requested split, else the
-        # only list in the object.
-        lists = {k: v for k, v in data.items() if isinstance(v, list)}
-        if split in lists:
-            data = lists[split]
-        elif len(lists) == 1:
-            data = next(iter(lists.values()))
-        else:
-            raise DataError(
-                f"{path}: a JSON object must hold the rows as a list under {split!r} (or a single list); "
-                f"found keys {sorted(data)}"
-            )
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of row objects, got {type(data).__name__}")
-    for i, row in enumerate(data):
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: row {i} must be a JSON object, got {type(row).__name__}")
-    return data
-
-
-def _parse_csv(text: str, path: Path) -> list[dict]:
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: CSV has no header or rows") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: malformed CSV ({exc}); check quoting and column counts") from None
-    if frame.empty:
-        raise DataError(f"{path}: CSV has a header ({', '.join(map(str, frame.columns))}) but no rows")
-    return frame.to_dict(orient="records")
-
-
-def _load_parquet(path: Path) -> list[dict]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{path}: not a readable parquet file ({exc}); re-export it") from None
-    return table.to_pylist()  # native lists and dicts, not numpy arrays
-
-
-def _load_hub(source: str, split: str, config: str | None = None) -> list[dict]:
-    try:
-        import datasets
-
-        dataset = datasets.load_dataset(source, config, split=split) if config else \
-            datasets.load_dataset(source, split=split)
-    except Exception as exc:  # offline, gated, wrong split, missing config: all end the same way
-        raise DataError(
-            f"{source}: could not load hub dataset split {split!r} ({type(exc).__name__}: {str(exc)[:300]}); "
-            "without network, download it first and pass a local .jsonl/.parquet file"
-        ) from None
-    return [dict(row) for row in dataset]
+# --------------------------------------------------------------------------- writing
 
 
 def write_jsonl(rows: Iterable[dict], path: str | Path) -> Path:
@@ -172,208 +40,6 @@ def write_jsonl(rows: Iterable[dict], path: str | Path) -> Path:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
-
-
-# --------------------------------------------------------------------------- layout
-
-
-_CHAT_COLUMNS = ("messages", "conversations", "conversation", "chat")
-_PROMPT_COLUMNS = ("question", "query", "problem", "prompt")
-_RESPONSE_COLUMNS = ("answer", "response", "output", "solution", "completion")
-_REASONING_HINTS = ("cot", "reasoning", "rationale", "thoughts", "think", "thinking", "explanation")
-_TEXT_COLUMNS = ("text", "content", "document", "body")
-
-
-def detect_format(columns: list[str], first_row: dict) -> tuple[str, dict[str, str]]:
-    """(format, role -> column) for a row layout; raises DataError listing the columns if unknown.
-
-    Column names match case-insensitively. Roles: chat `messages`; prompt_completion `prompt`,
-    `completion`; preference `prompt` (optional), `chosen`, `rejected`; instruction `prompt`,
-    `response`, optional `input`, `reasoning`; text `text`; any format may add `system`.
-    """
-    lower = {str(c).lower(): str(c) for c in columns}
-
-    def pick(*names: str) -> str | None:
-        return next((lower[n] for n in names if n in lower), None)
-
-    system = pick("system", "system_prompt")
-    extra = {"system": system} if system else {}
-
-    chat = pick(*_CHAT_COLUMNS)
-    if chat and isinstance(first_row.get(chat), list):
-        return "chat", {"messages": chat, **extra}
-
-    chosen, rejected = pick("chosen"), pick("rejected")
-    if chosen and rejected:
-        prompt = pick("prompt", "question", "instruction")
-        if prompt:
-            return "preference", {"prompt": prompt, "chosen": chosen, "rejected": rejected, **extra}
-        if isinstance(first_row.get(chosen), list):  # conversational pairs carry the prompt inside
-            return "preference", {"chosen": chosen, "rejected": rejected, **extra}
-
-    prompt, completion = pick("prompt"), pick("completion", "response")
-    if prompt and completion:
-        return "prompt_completion", {"prompt": prompt, "completion": completion, **extra}
-
-    instruction = pick("instruction")
-    response = pick("output", "response", "answer", "completion")
-    if not instruction:
-        instruction = pick(*_PROMPT_COLUMNS)
-        response = pick(*_RESPONSE_COLUMNS)
-    if instruction and response and instruction != response:
-        cmap = {"prompt": instruction, "response": response, **extra}
-        inp = pick("input", "context")
-        if inp:
-            cmap["input"] = inp
-        reasoning = _reasoning_column(columns, used=set(cmap.values()))
-        if reasoning:
-            cmap["reasoning"] = reasoning
-        return "instruction", cmap
-
-    text = pick(*_TEXT_COLUMNS)
-    if text is None:
-        strings = [str(c) for c in columns if isinstance(first_row.get(c), str)]
-        if len(columns) == 1 and len(strings) == 1:
-            text = strings[0]
-    if text:
-        return "text", {"text": text}
-
-    raise DataError(
-        f"cannot tell the row layout from columns {list(columns)}; pass a column mapping such as "
-        "{'prompt': '<question column>', 'response': '<answer column>'} "
-        "(or rename columns to messages / prompt+completion / instruction+output / text)"
-    )
-
-
-def _reasoning_column(columns: list[str], used: set[str]) -> str | None:
-    """A chain-of-thought column such as `Complex_CoT`, `reasoning` or `rationale`, if any."""
-    for column in columns:
-        name = str(column).lower()
-        words = set(re.split(r"[^a-z]+", name))
-        if str(column) not in used and (words & set(_REASONING_HINTS) or "reason" in name or "thought" in name):
-            return str(column)
-    return None
-
-
-def format_from_mapping(mapping: dict[str, str], columns: list[str]) -> tuple[str, dict[str, str]]:
-    """(format, mapping) for a user-given role -> column map; checks the columns exist.
-
-    The escape hatch that :func:`detect_format`'s error points to.
-    """
-    missing = [c for c in mapping.values() if c not in columns]
-    if missing:
-        raise DataError(f"column mapping names {missing}, which are not among the columns {list(columns)}")
-    roles = set(mapping) - {"system"}
-    for fmt, needed in (
-        ("chat", {"messages"}),
-        ("preference", {"chosen", "rejected"}),
-        ("prompt_completion", {"prompt", "completion"}),
-        ("instruction", {"prompt", "response"}),
-        ("text", {"text"}),
-    ):
-        if needed <= roles:
-            return fmt, dict(mapping)
-    raise DataError(
-        f"column mapping roles {sorted(mapping)} fit no format; use messages, prompt+completion, "
-        "prompt+response (+input, reasoning), prompt+chosen+rejected, or text"
-    )
-
-
-_ROLE_ALIASES = {
-    "user": "user", "human": "user", "prompter": "user",
-    "assistant": "assistant", "gpt": "assistant", "bot": "assistant", "model": "assistant",
-    "system": "system",
-}
-
-
-def to_messages(
-    row: dict, fmt: str, column_map: dict[str, str], *, where: str = "row", include_reasoning: bool = True
-) -> list[dict]:
-    """A row as chat messages: optional system, then user/assistant turns.
-
-    Chat rows keep all their turns (multi-turn stays multi-turn); ShareGPT `from`/`value` keys
-    and `human`/`gpt` roles are normalised. Instruction rows with a reasoning column put it
-    before the answer inside `<think>…</think>` (set `include_reasoning=False` to drop it).
-    Text rows have no prompt and become a single assistant message.
-    """
-
-    def field(role: str) -> Any:
-        column = column_map.get(role)
-        if column is None:
-            raise DataError(f"{where}: column map has no {role!r} role for format {fmt!r}")
-        if column not in row:
-            raise DataError(f"{where}: missing column {column!r} (role {role!r}); columns are {list(row)}")
-        return row[column]
-
-    def text(role: str) -> str:
-        value = field(role)
-        if value is None:
-            raise DataError(f"{where}: column {column_map[role]!r} is empty (null); drop or fill the row")
-        if isinstance(value, (list, dict)):
-            raise DataError(f"{where}: column {column_map[role]!r} holds a {type(value).__name__}, expected text")
-        return str(value)
-
-    def side(role: str, speaker: str) -> list[dict]:
-        value = field(role)
-        if isinstance(value, list):
-            return _normalise_chat(value, where, require_pair=False)
-        return [{"role": speaker, "content": text(role)}]
-
-    system = [{"role": "system", "content": text("system")}] if "system" in column_map else []
-
-    if fmt == "chat":
-        messages = _normalise_chat(field("messages"), where)
-        if system and not any(m["role"] == "system" for m in messages):
-            messages = system + messages
-        return messages
-    if fmt == "text":
-        return system + [{"role": "assistant", "content": text("text")}]
-    if fmt == "preference":
-        # The chosen answer is the SFT target; `rejected` only matters to DPO.
-        prompt_msgs = side("prompt", "user") if "prompt" in column_map else []
-        if isinstance(field("chosen"), list):  # conversational pair: the prompt may live inside `chosen`
-            return system + prompt_msgs + _normalise_chat(field("chosen"), where, require_pair=not prompt_msgs)
-        return system + prompt_msgs + [{"role": "assistant", "content": text("chosen")}]
-    if fmt == "prompt_completion":
-        # Either side may be a message list (TRL's conversational prompt-completion layout).
-        return system + side("prompt", "user") + side("completion", "assistant")
-    if fmt == "instruction":
-        user = text("prompt")
-        if "input" in column_map:
-            extra = row.get(column_map["input"])
-            if extra is not None and str(extra).strip():
-                user = f"{user}\n\n{extra}"
-        answer = text("response")
-        if include_reasoning and "reasoning" in column_map:
-            reasoning = row.get(column_map["reasoning"])
-            if reasoning is not None and str(reasoning).strip():
-                answer = f"<think>\n{str(reasoning).strip()}\n</think>\n{answer}"
-        return system + [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-    raise DataError(f"{where}: unknown format {fmt!r}; expected chat, prompt_completion, instruction, preference or text")
-
-
-def _normalise_chat(messages: Any, where: str, require_pair: bool = True) -> list[dict]:
-    if not isinstance(messages, list) or not messages:
-        raise DataError(f"{where}: messages must be a non-empty list of {{role, content}} objects")
-    out: list[dict] = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise DataError(f"{where}: message {i} must be an object, got {type(message).__name__}")
-        raw_role = message.get("role", message.get("from"))
-        content = message.get("content", message.get("value"))
-        role = _ROLE_ALIASES.get(str(raw_role).lower()) if raw_role is not None else None
-        if role is None:
-            raise DataError(
-                f"{where}: message {i} has role {raw_role!r}; use system, user or assistant (or human/gpt)"
-            )
-        if content is None or isinstance(content, (list, dict)):
-            raise DataError(f"{where}: message {i} ({role}) needs text content")
-        out.append({"role": role, "content": str(content)})
-    if require_pair:
-        roles = {m["role"] for m in out}
-        if "user" not in roles or "assistant" not in roles:
-            raise DataError(f"{where}: a conversation needs at least one user and one assistant message")
-    return out
 
 
 # --------------------------------------------------------------------------- identity and splits
@@ -505,8 +171,10 @@ def profile_rows(
     columns = _columns(rows)
     if column_map:
         fmt, cmap = format_from_mapping(column_map, columns)
+        layout_name = "mapped"
     else:
-        fmt, cmap = detect_format(columns, rows[0])
+        layout = detect_layout(columns, rows[0])
+        fmt, cmap, layout_name = layout.format, dict(layout.columns), layout.name
 
     prompts, responses = [], []
     seen: set[str] = set()
@@ -545,7 +213,7 @@ def profile_rows(
         duplicates=duplicates,
         language=guess_language(texts),
         vocabulary=top_words(texts),
-        extra={"multi_turn_rows": multi_turn, "system_prompt_rows": system_rows,
+        extra={"layout": layout_name, "multi_turn_rows": multi_turn, "system_prompt_rows": system_rows,
                "empty_responses": sum(not r.strip() for r in responses),
                **_response_balance(responses)},
         samples=[_truncate_value(r) for r in rows[:n_samples]],
