@@ -338,3 +338,25 @@ def test_errors_over_wide_data_stay_short() -> None:
 def test_profile_names_the_layout() -> None:
     rows = load_rows(FIXTURES / "pubmedqa.json")
     assert profile_rows(rows, "pubmedqa.json").extra["layout"] == "question-reasoning-answer"
+
+
+@pytest.mark.parametrize(("row", "name", "columns"), [
+    ({"instruction": "Summarise.", "context": "A long text.", "response": "Short.", "category": "summarization"},
+     "alpaca", {"prompt": "instruction", "input": "context", "response": "response"}),  # Dolly
+    ({"chosen": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+      "rejected": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "go away"}]},
+     "preference-chat", {"chosen": "chosen", "rejected": "rejected"}),
+    ({"Final Decision": "yes", "Question": "Is it?"}, "question-answer",
+     {"prompt": "Question", "response": "Final Decision"}),  # spaces read as underscores
+])
+def test_more_layouts_by_row(row: dict, name: str, columns: dict) -> None:
+    layout = detect_layout(list(row), row)
+    assert (layout.name, layout.columns) == (name, columns)
+    assert to_messages(row, layout.format, layout.columns)[-1]["role"] == "assistant"
+
+
+def test_csv_row_with_more_fields_than_the_header_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "extra.csv"
+    path.write_text("question,answer\nWhat is 2,5 plus 1?,3,5\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"extra\.csv: malformed CSV .*check quoting and column counts"):
+        load_rows(path)
