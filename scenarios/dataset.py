@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from tunecrew.scenarios.base import Scenario, ScenarioData
 from tunecrew.tools.data import (
-    SUPPORTED_SUFFIXES, AmbiguousColumns, DataError, _columns, brief_list, check_heldout, detect_format,
+    SUPPORTED_SUFFIXES, AmbiguousColumns, DataError, _columns, brief_list, check_heldout, detect_layout,
     format_from_mapping, leak_check, load_rows, row_extras, split_rows, to_messages,
 )
 from tunecrew.tools.evaluate import SampleScore
@@ -124,8 +124,8 @@ class DatasetBuilder:
         rows, label, notes = self._load()
         columns = _columns(rows)
         try:
-            fmt, cmap = format_from_mapping(self.columns, columns) if self.columns else \
-                detect_format(columns, rows[0])
+            layout = None if self.columns else detect_layout(columns, rows[0])
+            fmt, cmap = (layout.format, dict(layout.columns)) if layout else format_from_mapping(self.columns, columns)
         except AmbiguousColumns as exc:  # already names the --columns mapping to pass
             raise AmbiguousColumns(f"{label}: {exc}") from None
         except DataError as exc:
@@ -137,6 +137,8 @@ class DatasetBuilder:
         ordered = sorted(cmap.items(), key=lambda kv: _ROLE_ORDER.get(kv[0], 99))
         shown = ", ".join(f"{role}={col}" for role, col in ordered)
         notes.append(f"columns: {fmt} ({shown}), {self.columns_origin if self.columns else 'detected'}")
+        if layout is not None:
+            notes.append(f"layout: {layout.name} (docs/data-formats.md)")
         if self.max_rows is not None and len(rows) > self.max_rows:
             keep = sorted(random.Random(seed).sample(range(len(rows)), self.max_rows))
             notes.append(f"using {self.max_rows} of {len(rows)} rows (sampled with seed {seed})")

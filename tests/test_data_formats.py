@@ -182,7 +182,8 @@ def test_text_label_runs_as_a_scenario(tmp_path: Path) -> None:
     path = tmp_path / "reviews.jsonl"
     write_jsonl(rows, path)
     data = with_data(load_scenario("custom"), data=str(path)).build_data(0)
-    assert data.notes[1] == "columns: instruction (prompt=text, response=label), detected"
+    assert data.notes[1:3] == ["columns: instruction (prompt=text, response=label), detected",
+                               "layout: text-label (docs/data-formats.md)"]
     assert data.train[0]["messages"][-1]["content"] in {"pos", "neg"}
 
 
