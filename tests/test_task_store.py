@@ -178,3 +178,45 @@ def test_concurrent_writers_lose_nothing(store):
         t.join()
     assert not errors
     assert [len(store.list(f"user{n}")) for n in range(4)] == [10, 10, 10, 10]
+
+
+def test_store_files_are_owner_only(tmp_path):
+    """Tasks are personal: the folder a store creates is 0700, the database and its WAL files 0600
+    (whatever the umask), and an existing store that others could read is tightened."""
+    import os
+    import stat
+
+    old_umask = os.umask(0o022)  # the usual umask: without care, files come out 0644
+    try:
+        with TaskStore(tmp_path / "s") as store:
+            store.add("alice", "private")
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "s").iterdir()}
+            assert modes[DB_FILE] == 0o600 and modes[DB_FILE + "-wal"] == 0o600, modes
+            assert all(mode == 0o600 for mode in modes.values()), modes
+        assert stat.S_IMODE((tmp_path / "s").stat().st_mode) == 0o700
+        (tmp_path / "s" / DB_FILE).chmod(0o644)  # a store written before this check
+        with TaskStore(tmp_path / "s") as store:
+            assert [t["title"] for t in store.list("alice")] == ["private"]
+        assert stat.S_IMODE((tmp_path / "s" / DB_FILE).stat().st_mode) == 0o600
+    finally:
+        os.umask(old_umask)
+
+
+def test_a_path_that_cannot_hold_a_store_is_one_store_error(tmp_path):
+    from tunecrew.scenarios.task_agent.store import StoreError
+
+    not_db = tmp_path / "notes.txt"
+    not_db.write_text("just some notes\n" * 200)
+    with pytest.raises(StoreError, match=r"notes\.txt: not a SQLite database"):
+        TaskStore(not_db)
+    assert not_db.read_text().startswith("just some notes")  # left as it was
+    with pytest.raises(StoreError, match=r"notes\.txt/tasks: cannot create the task store there \(Not a directory\)"):
+        TaskStore(not_db / "tasks")
+    with sqlite3.connect(tmp_path / "other.db") as raw:
+        raw.execute("CREATE TABLE tasks (a INTEGER)")
+    with pytest.raises(StoreError, match=r"other\.db: its 'tasks' table is not a tunecrew task store"):
+        TaskStore(tmp_path / "other.db")
+    no_suffix = tmp_path / "plainfile"
+    no_suffix.write_bytes(b"")  # an existing file is the database, whatever its name (was: mkdir crashed)
+    with TaskStore(no_suffix) as store:
+        assert store.path == no_suffix

@@ -25,7 +25,9 @@ back to a single done one. Several candidates is an :class:`AmbiguousTask` error
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import os
 import re
 import sqlite3
 import threading
@@ -61,6 +63,11 @@ CREATE INDEX IF NOT EXISTS tasks_user_key ON tasks (user, title_key);
 
 class TaskError(ValueError):
     """A request the store refuses (bad value, no such task): the message says why."""
+
+
+class StoreError(ValueError):
+    """The store's file or folder cannot be used (not a database, not writable): the message names
+    the path and what to do. Raised when the store opens, never by a tool call."""
 
 
 class TaskNotFound(TaskError):
@@ -127,27 +134,17 @@ def _now() -> str:
 class TaskStore:
     """Tasks of every user in one SQLite file (WAL). Thread-safe: one connection behind a lock.
 
-    `path` is the database file (a name with a suffix, e.g. ``x.db``), or a directory (an existing
-    one, or a path without a suffix) that gets ``tasks.db``; missing directories are created.
+    `path` is the database file (an existing file, or a name with a suffix, e.g. ``x.db``), or a
+    directory (an existing one, or a path without a suffix) that gets ``tasks.db``; a missing
+    directory is created 0700 and the database file 0600 (owner only). A path that cannot hold a
+    store (not a database, read-only folder) raises :class:`StoreError` naming it.
     """
 
     def __init__(self, path: Path | str) -> None:
-        path = Path(path)
-        if path.is_dir() or not path.suffix:
-            path.mkdir(parents=True, exist_ok=True)
-            path = path / DB_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = _db_path(Path(path))
         self.path = path
         self._lock = threading.Lock()
-        # isolation_level=None: autocommit; writes open their own BEGIN IMMEDIATE below.
-        self._conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a process crash loses no commit and nothing can corrupt the file; only a
-            # power cut may drop the last commits. Fast enough to commit every tool call.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
+        self._conn = _open(path)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -250,6 +247,69 @@ class TaskStore:
 
     def _write(self) -> "_Transaction":
         return _Transaction(self)
+
+
+def _db_path(path: Path) -> Path:
+    """The database file for `path`: an existing file is the database whatever its name; a directory,
+    or a name without a suffix, holds ``tasks.db``."""
+    if path.is_file():
+        return path
+    if path.is_dir() or not path.suffix:
+        return path / DB_FILE
+    return path
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Create (owner-only) or open the database and its schema; StoreError naming `path` otherwise."""
+    try:
+        _owner_only_file(path)
+        # isolation_level=None: autocommit; writes open their own BEGIN IMMEDIATE below.
+        conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise _store_error(path, exc) from None
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a process crash loses no commit and nothing can corrupt the file; only a
+        # power cut may drop the last commits. Fast enough to commit every tool call.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        columns = {row["name"] for row in conn.execute("PRAGMA table_info(tasks)")}
+        missing = {"user", "title", "title_key", "due", "priority", "status"} - columns
+        if columns and missing:  # someone else's database with a 'tasks' table: do not touch it
+            raise StoreError(f"{path}: its 'tasks' table is not a tunecrew task store (no "
+                             f"{', '.join(sorted(missing))} column); give another file or folder")
+        conn.executescript(_SCHEMA)
+    except StoreError:
+        conn.close()
+        raise
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _store_error(path, exc) from None
+    return conn
+
+
+def _owner_only_file(path: Path) -> None:
+    """Create `path` 0600 (and a missing folder 0700) before SQLite opens it: tasks are personal,
+    and SQLite gives its -wal/-shm files the database file's mode. An existing store that others
+    can read is tightened to 0600 too."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a file in the way: FileExistsError
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+
+
+def _store_error(path: Path, exc: BaseException) -> StoreError:
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return StoreError(f"{path}: not a SQLite database; give a folder for the task store, or a .db file "
+                          "that tunecrew created")
+    if isinstance(exc, OSError):
+        where = exc.filename or path
+        return StoreError(f"{where}: cannot create the task store there ({exc.strerror or exc}); give a writable "
+                          "folder")
+    return StoreError(f"{path}: cannot open the task store ({exc}); give a writable folder or a tunecrew .db file")
 
 
 class _Transaction:
