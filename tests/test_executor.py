@@ -84,6 +84,55 @@ def test_ambiguous_delete_lists_candidates(store):
     assert len(store.list("u", "all")) == 2
 
 
+WATER = 'Add a task "water the plants" due 2026-12-01'
+
+
+def test_an_invented_write_is_not_executed_and_asks_for_confirmation(store):
+    """The tuned model answered WATER with another title (issue 16): with the user's message, a write
+    whose values it does not contain is held back and the reply asks to confirm."""
+    reply = act("add_task", title="buy coffee beans", due="2026-12-01")
+    r = execute(reply, store, "u", message=WATER)
+    assert (r.kind, r.tool, r.result, r.action) == ("confirm", "add_task", None, None)
+    assert r.proposed == {"tool": "add_task", "args": {"title": "buy coffee beans", "due": "2026-12-01"}}
+    assert "does not mention title 'buy coffee beans'" in r.final and "due" not in r.final.split("mention")[1]
+    assert store.list("u", "all") == []
+    payload = chat_payload(reply, r)
+    assert payload["kind"] == "confirm" and payload["action"] is None
+    assert payload["result"] == {"ok": False, "confirm": r.final, "proposed": r.proposed}
+
+    wrong_date = execute(act("add_task", title="water the plants", due="2026-12-02"), store, "u", message=WATER)
+    assert wrong_date.kind == "confirm" and "due '2026-12-02'" in wrong_date.final
+    ok = execute(act("add_task", title="Water the  PLANTS", due="2026-12-01"), store, "u", message=WATER)
+    assert ok.kind == "action" and ok.ok
+
+
+def test_delete_and_complete_must_name_a_title_from_the_message(store):
+    store.add("u", "call mom")
+    store.add("u", "pay rent")
+    deleted = execute(act("delete_task", title="pay rent"), store, "u", message="Delete the task call mom")
+    assert deleted.kind == "confirm" and len(store.list("u")) == 2
+    invented_add = execute(act("add_task", title="call dad"), store, "u", message="Delete the task call mom")
+    assert invented_add.kind == "confirm"  # the wrong tool with an invented title writes nothing either
+    done = execute(act("complete_task", title="call mom"), store, "u", message="I called Mom.")
+    assert done.kind == "confirm"  # "called" is not "call": whole words only
+    done = execute(act("complete_task", title="call mom"), store, "u", message="mark 'Call mom' as done")
+    assert done.kind == "action" and done.ok
+    # reads need no grounding; without a message (evaluation, old callers) nothing is checked
+    assert execute(act("list_tasks", status="all"), store, "u", message="what's on my plate?").kind == "action"
+    assert execute(act("delete_task", title="pay rent"), store, "u").ok
+
+
+@pytest.mark.parametrize(("message", "grounded"), [
+    ("due 2026-12-01", True), ("due 2026/12/01", True), ("due 12/01/2026", True), ("due 01.12.2026", True),
+    ("due December 1, 2026", True), ("due dec 1st 2026", True), ("due 1 December 2026", True),
+    ("due the 1st of Dec, 2026", True), ("due tomorrow", False), ("due 2026-12-11", False), ("due 2026", False),
+])
+def test_due_dates_are_grounded_in_any_common_form(message, grounded):
+    from tunecrew.scenarios.task_agent.executor import ungrounded
+
+    assert (ungrounded({"due": "2026-12-01"}, message) == {}) is grounded
+
+
 PWNED = Path("/tmp/tunecrew-executor-pwned")
 
 HOSTILE = [

@@ -11,11 +11,17 @@ on model text, no argument that the contract did not validate. What comes back i
 - ``kind="final"``: an answer to the user, nothing executed; ``final`` holds it.
 - ``kind="error"``: the reply breaks the contract; nothing executed; ``error`` says what is wrong
   (the parser's reason).
+- ``kind="confirm"``: a write (add, complete, delete) whose values the user's message does not
+  contain, when the caller passes that message: nothing executed; ``final`` asks the user to
+  confirm by naming the values. A small model invents plausible titles ("buy coffee beans" for
+  "water the plants"); a write must be grounded in what the user said, a read need not be.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import re
+import unicodedata
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -27,7 +33,7 @@ from .store import AmbiguousTask, TaskError, TaskStore
 class ExecutionResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["action", "final", "error"]
+    kind: Literal["action", "final", "error", "confirm"]
     analysis: str | None = None
     tool: str | None = None
     args: dict[str, str] = {}
@@ -43,6 +49,11 @@ class ExecutionResult(BaseModel):
     def action(self) -> dict[str, Any] | None:
         """``{"tool", "args"}`` of an action reply, else None."""
         return {"tool": self.tool, "args": dict(self.args)} if self.kind == "action" else None
+
+    @property
+    def proposed(self) -> dict[str, Any] | None:
+        """``{"tool", "args"}`` of a write held back for confirmation, else None."""
+        return {"tool": self.tool, "args": dict(self.args)} if self.kind == "confirm" else None
 
 
 Handler = Callable[[TaskStore, str, dict[str, str], "_dt.date | None"], dict[str, Any]]
@@ -60,9 +71,15 @@ if set(DISPATCH) != set(TOOLS):  # pragma: no cover - a programming error, caugh
     raise RuntimeError(f"executor.DISPATCH {sorted(DISPATCH)} differs from contract.TOOLS {sorted(TOOLS)}")
 
 
-def execute(reply_text: str, store: TaskStore, user: str, *, today: _dt.date | None = None) -> ExecutionResult:
+WRITE_TOOLS: tuple[str, ...] = ("add_task", "complete_task", "delete_task")
+"""Tools that change the store: their values must come from the user's message (see module doc)."""
+
+
+def execute(reply_text: str, store: TaskStore, user: str, *, today: _dt.date | None = None,
+            message: str | None = None) -> ExecutionResult:
     """Parse `reply_text` and, if it is a valid action, run it for `user`. Never raises for any
-    reply text; a bad `user` id is an error result too."""
+    reply text; a bad `user` id is an error result too. With the user's `message`, a write whose
+    values it does not contain is not run: a ``confirm`` result asks for them instead."""
     parsed = parse_reply(reply_text)
     if parsed.kind == "invalid":
         return ExecutionResult(kind="error", error=f"invalid reply: {parsed.error}")
@@ -73,6 +90,10 @@ def execute(reply_text: str, store: TaskStore, user: str, *, today: _dt.date | N
     if handler is None:  # unreachable while DISPATCH == TOOLS; refuse rather than guess
         return ExecutionResult(kind="error", analysis=parsed.analysis, error=f"tool {parsed.tool!r} has no handler")
     base = dict(kind="action", analysis=parsed.analysis, tool=parsed.tool, args=dict(parsed.args))
+    if message is not None and parsed.tool in WRITE_TOOLS:
+        invented = ungrounded(parsed.args, message)
+        if invented:
+            return ExecutionResult(**{**base, "kind": "confirm"}, final=confirmation(parsed.tool, invented))
     try:
         output = handler(store, user, parsed.args, today)
     except AmbiguousTask as exc:
@@ -83,13 +104,81 @@ def execute(reply_text: str, store: TaskStore, user: str, *, today: _dt.date | N
     return ExecutionResult(**base, result={"ok": True, **output})
 
 
+# --------------------------------------------------------------------------- grounding
+
+_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
+                                       "nov", "dec"), start=1)}
+_MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
+_YMD = re.compile(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b")
+_NUMERIC_DMY = re.compile(r"\b(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})\b")  # 12/01/2026: either order counts
+_MONTH_DAY_YEAR = re.compile(rf"\b{_MONTH}\s+{_DAY},?\s+(\d{{4}})\b")
+_DAY_MONTH_YEAR = re.compile(rf"\b{_DAY}\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b")
+
+
+def _words(text: str) -> str:
+    """Text compared word by word: NFKC, case-folded, every run of non-alphanumerics one space."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " " + " ".join(re.sub(r"[\W_]+", " ", folded).split()) + " "
+
+
+def _mentions(value: str, message: str) -> bool:
+    """`value` occurs in `message` as whole words, ignoring case, spacing and punctuation."""
+    words = _words(value)
+    if not words.strip():  # a value of punctuation only: compare it as it is
+        return value.strip().casefold() in message.casefold()
+    return words in _words(message)
+
+
+def dates_in(message: str) -> set[str]:
+    """ISO dates written in `message`: 2026-12-01, 2026/12/01, 12/01/2026 (both readings),
+    December 1, 2026, Dec 1st 2026, 1 December 2026."""
+    text = unicodedata.normalize("NFKC", message).casefold()
+    found: list[tuple[str, str, str]] = [m.groups() for m in _YMD.finditer(text)]
+    for a, b, year in _NUMERIC_DMY.findall(text):
+        found += [(year, a, b), (year, b, a)]
+    found += [(y, str(_MONTHS[mon]), d) for mon, d, y in _MONTH_DAY_YEAR.findall(text)]
+    found += [(y, str(_MONTHS[mon]), d) for d, mon, y in _DAY_MONTH_YEAR.findall(text)]
+    dates = set()
+    for year, month, day in found:
+        try:
+            dates.add(_dt.date(int(year), int(month), int(day)).isoformat())
+        except ValueError:
+            continue
+    return dates
+
+
+def ungrounded(args: dict[str, str], message: str) -> dict[str, str]:
+    """The values of a write call that `message` does not contain (a due date in any form
+    :func:`dates_in` reads; a text value as whole words, case, spacing and punctuation aside)."""
+    missing = {}
+    for name, value in args.items():
+        grounded = value in dates_in(message) if name == "due" else _mentions(value, message)
+        if not grounded:
+            missing[name] = value
+    return missing
+
+
+_VERBS = {"add_task": "add", "complete_task": "complete", "delete_task": "delete"}
+
+
+def confirmation(tool: str, invented: dict[str, str]) -> str:
+    """The question a held-back write gets: what was not in the message, and how to confirm."""
+    values = " and ".join(f"{name} {value!r}" for name, value in invented.items())
+    return (f"I did not {_VERBS.get(tool, tool)} anything: your message does not mention {values}. "
+            "If that is what you mean, say it again with the exact wording.")
+
+
 def chat_payload(reply: str, execution: ExecutionResult) -> dict[str, Any]:
-    """What a client sees: the raw `reply`, its `kind`, the `action` ({tool, args} or null) and the
-    `result` (the tool's output, ``{"ok": true, "final": …}``, or ``{"ok": false, "error": …}``)."""
+    """What a client sees: the raw `reply`, its `kind`, the `action` ({tool, args} or null; only what
+    ran) and the `result` (the tool's output, ``{"ok": true, "final": …}``, ``{"ok": false, "error":
+    …}``, or ``{"ok": false, "confirm": question, "proposed": {tool, args}}`` for a held-back write)."""
     if execution.kind == "action":
         result = execution.result or {}
     elif execution.kind == "final":
         result = {"ok": True, "final": execution.final}
+    elif execution.kind == "confirm":
+        result = {"ok": False, "confirm": execution.final, "proposed": execution.proposed}
     else:
         result = {"ok": False, "error": execution.error}
     return {"reply": reply, "kind": execution.kind, "action": execution.action, "result": result}
