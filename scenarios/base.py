@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tunecrew.tools.base_models import DEFAULT_BASE_MODEL
 from tunecrew.tools.evaluate import Scorer
 
 
@@ -27,11 +28,13 @@ class Scenario:
     target: float = 0.95  # stop once the primary metric reaches this on the held-out split
     gates: dict[str, float] = field(default_factory=dict)  # minimums on other metrics that must hold too
     max_attempts: int = 3
+    budget_minutes: float | None = None  # the whole run's default --budget; None: attempts are not sized by time
     max_new_tokens: int = 96  # generation budget per held-out prompt
     rubric_metrics: dict[str, str] = field(default_factory=dict)  # rubric criterion -> metric (offline judge)
     build_data: Callable[[int], ScenarioData] | None = None  # seed -> data
-    build_base_model: Callable[[Path, ScenarioData], str] | None = None  # offline default model, or None
-    default_base_model: str | None = None  # a hub id or path when no local builder is given
+    build_base_model: Callable[[Path, ScenarioData], str] | None = None  # builds `--base-model tiny` from the data
+    # A registry name (tools/base_models.py), hub id or path: a pretrained model that resolves offline.
+    default_base_model: str = DEFAULT_BASE_MODEL
     scorer: Scorer | None = None
     domain_hint: str | None = None  # what the scenario author knows the domain to be; evidence only
 
