@@ -28,6 +28,10 @@ RECALL_TRUST = 0.6  # a remembered success counts as a warm start above this sim
 # On small data the step estimate asks for many epochs; a probe stays short enough that the
 # Planner can still double it within the diagnosis' 20-epoch cap.
 MAX_PROBE_EPOCHS = 8.0
+# Under a --budget, the first attempt takes this share of the training time: the rest pays for a
+# retry that the first attempt's diagnosis can aim.
+FIRST_ATTEMPT_TIME_SHARE = 0.45
+MIN_STEPS = 10  # an attempt shorter than this measures nothing
 
 
 def seq_length_for(p95_tokens: float, max_tokens: int, max_positions: int | None) -> int:
@@ -45,7 +49,8 @@ def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
     if previous:
         changes = brief.get("planner_changes") or {}
         config = TrainConfig.model_validate(previous).with_changes(changes)
-        return _args(config), f"previous config with the Planner's changes {changes}"
+        config, timed = fit_to_time(config, brief, share=1.0)
+        return _args(config), f"previous config with the Planner's changes {changes}{timed}"
 
     extra = brief.get("system_prompt_tokens", 0) + 8  # persona + chat-template markup
     seq = seq_length_for(profile["total_tokens"]["p95"] + extra, profile["total_tokens"]["max"] + extra,
@@ -55,8 +60,9 @@ def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
         config = TrainConfig.model_validate(warm["config"]).with_changes(
             {"max_seq_length": seq, "data.max_rows": None, "seed": brief.get("seed", 0)}
         )
+        config, timed = fit_to_time(config, brief, share=1.0)
         return _args(config), (f"warm start from a remembered success (similarity {warm['similarity']:.2f}, "
-                               f"score {warm['score']}): {warm['summary']}")
+                               f"score {warm['score']}): {warm['summary']}{timed}")
 
     rows = max(1, profile["rows"])
     on_gpu = hardware["device"] == "cuda"
@@ -69,16 +75,43 @@ def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
         why = f"{params / 1e9:.1f}B params on CUDA: 4-bit QLoRA keeps it in memory"
     else:
         method, rank, lr, embeddings, steps = "lora", 16, PRETRAINED_LORA_LR, False, TARGET_STEPS_PRETRAINED
-        why = "pretrained base model: LoRA r=16 at a standard lr"
+        why = f"pretrained base model: LoRA r=16 at lr {PRETRAINED_LORA_LR:g}"
     batch = _batch_size(params, seq, on_gpu)
     steps_per_epoch = math.ceil(rows * 0.9 / batch)
     epochs = max(1.0, round(steps / steps_per_epoch, 1))
-    epochs = min(MAX_PROBE_EPOCHS, max(1.0, round(epochs * PROBE_SHARE, 1)))
+    # A pretrained model needs a share of an epoch, not several: its probe may stop mid-epoch.
+    low = 0.1 if not base.get("random_init") else 1.0
+    epochs = min(MAX_PROBE_EPOCHS, max(low, round(epochs * PROBE_SHARE, 2)))
     why += f"; no remembered success for similar data, so a probe of {epochs} epochs first"
     config = TrainConfig(method=method, lora_rank=rank, lora_alpha=2 * rank, learning_rate=lr,
                          train_embeddings=embeddings, epochs=epochs, batch_size=batch, max_seq_length=seq,
-                         warmup_ratio=0.05, lr_scheduler="cosine")
-    return _args(config), why + f"; batch {batch} and seq {seq} from {rows} rows of p95 {profile['total_tokens']['p95']:.0f} tokens"
+                         warmup_ratio=0.05, lr_scheduler="cosine", seed=brief.get("seed", 0))
+    config, timed = fit_to_time(config, brief, share=FIRST_ATTEMPT_TIME_SHARE)
+    return _args(config), why + timed + (f"; batch {batch} and seq {seq} from {rows} rows of p95 "
+                                         f"{profile['total_tokens']['p95']:.0f} tokens")
+
+
+def fit_to_time(config: TrainConfig, brief: dict[str, Any], share: float) -> tuple[TrainConfig, str]:
+    """Under a --budget, set max_steps to what the measured rate trains in `share` of the training
+    time left (after this attempt's evaluation and, for a first attempt, one more attempt's). A
+    config already inside that time is kept as it is. Returns the config and why, for the log."""
+    left, rate, per_row = brief.get("time_left_s"), brief.get("rate"), brief.get("tokens_per_row")
+    if left is None or not rate or not per_row:
+        return config, ""
+    reserve = brief.get("eval_reserve_s") or 0.0
+    evaluations = 2 if share < 1 else 1  # a first attempt leaves room for another one's evaluation
+    train_time = max(0.0, left - evaluations * reserve) * share - rate["startup_seconds"]
+    tokens_per_step = per_row * config.effective_batch
+    fit = int(max(0.0, train_time) * rate["tokens_per_second"] / tokens_per_step)
+    fit = max(MIN_STEPS, fit)
+    rows = brief["profile"]["rows"] * (1 - config.eval_fraction)
+    planned = config.max_steps if config.max_steps > 0 else math.ceil(rows * config.epochs / config.effective_batch)
+    if planned <= fit:
+        return config, f"; {planned} steps fit the time left ({left:.0f} s)"
+    steps_per_epoch = max(1.0, rows / config.effective_batch)
+    config = config.with_changes({"max_steps": fit, "epochs": round(max(0.01, fit / steps_per_epoch), 2)})
+    return config, (f"; {fit} steps ({config.epochs:g} epochs) fill {share:.0%} of the {left:.0f} s left at "
+                    f"{rate['tokens_per_second']:.0f} tokens/s ({rate['source']}) and {per_row:.0f} tokens a row")
 
 
 def _batch_size(params: int, seq: int, on_gpu: bool) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +36,19 @@ from tunecrew.tools.evaluate import load_model
 from tunecrew.tools.feasibility import check_feasibility
 from tunecrew.tools.judge import JudgePanel, compact, rubric_of, samples_from_rows
 from tunecrew.tools.search import suggest as search_suggest
+from tunecrew.tools.throughput import MeasuredRate, error_share, model_flops_utilization, rate_of
 from tunecrew.tools.train import TrainJob, run_training
 
 log = logging.getLogger("tunecrew")
 
 DOMAIN_EXPERT, TUNER, JUDGE, PLANNER, HUMAN = "DomainExpert", "Tuner", "Judge", "Planner", "Human"
 MAX_REJECTIONS = 3  # refused proposals before the offline policy's answer is used (and logged)
+# ChatML wraps each of a row's three turns in `<|im_start|>role\n ... <|im_end|>\n`: ~4 tokens each.
+CHAT_MARKUP_TOKENS = 12
+MIN_ATTEMPT_STEPS = 20  # fewer optimizer steps than this teach too little to be worth an attempt
+RATE_PROBE_STEPS = 4  # timed steps that measure the training rate when nothing else has
+# Before anything was evaluated: reserve this share of the budget for one evaluation.
+EVAL_RESERVE_SHARE = 0.12
 
 
 @dataclass
@@ -79,6 +88,14 @@ class RunContext:
     rejections: int = 0  # refused proposals/decisions in a row, for the offline fallback
     fatal: Exception | None = None  # a failure no agent can fix (e.g. the ledger cannot be written)
     notes: list[str] = field(default_factory=list)  # fallbacks and human edits, saved with the attempt
+    deadline: float | None = None  # time.monotonic() by which the whole run must end (--budget); None: no budget
+    rate: MeasuredRate | None = None  # how fast this machine trains this model: timed steps, an attempt, or memory
+    eval_seconds: float | None = None  # the last evaluation's wall time (model load included): reserved per attempt
+    estimate: float | None = None  # seconds the accepted config was estimated to train
+
+    @property
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
     @property
     def train_file(self) -> Path:
@@ -108,6 +125,7 @@ class TuningBrief(BaseModel):
     max_attempts: int
     target: float
     primary_metric: str
+    seed: int = 0  # --seed: every proposed config trains with it
     profile: dict[str, Any]
     system_prompt_tokens: int = 0  # the persona is prepended to every row: it counts toward seq length
     base_model: BaseModelInfo
@@ -117,6 +135,11 @@ class TuningBrief(BaseModel):
     planner_changes: dict[str, Any] = {}
     guidance: list[str] = []
     recalled: list[dict[str, Any]] = []
+    # Time: what is left of --budget, what one evaluation costs, and the measured training rate.
+    time_left_s: float | None = None
+    eval_reserve_s: float | None = None
+    tokens_per_row: float | None = None  # a training row's mean tokens, system prompt and chat markup included
+    rate: dict[str, Any] | None = None  # MeasuredRate: tokens_per_second, startup_seconds, source
 
 
 def _errors(exc: ValidationError) -> list[str]:
@@ -195,6 +218,7 @@ class Toolkit:
         if ctx.profile is None:
             return _dump({"error": "the Domain Expert has not profiled the data yet"})
         recalled: list[dict[str, Any]] = []
+        hits: list[Any] = []
         if ctx.memory is not None:
             text = recall_query(ctx.spec.scenario, ctx.profile, ctx.domain, ctx.base.name, ctx.base.family,
                                 ctx.base.params, ctx.hardware) + ("\n" + query if query else "")
@@ -209,7 +233,7 @@ class Toolkit:
         last = ctx.records[-1] if ctx.records else None
         brief = TuningBrief(
             attempt=ctx.attempt, max_attempts=ctx.spec.max_attempts, target=ctx.spec.target,
-            primary_metric=ctx.scenario.primary_metric,
+            primary_metric=ctx.scenario.primary_metric, seed=ctx.spec.seed,
             profile=ctx.profile.model_dump(include={"rows", "format", "total_tokens", "response_tokens", "token_unit",
                                                     "duplicates", "language"}),
             system_prompt_tokens=len(ctx.tokenizer(ctx.system_prompt)["input_ids"]) if ctx.tokenizer else 0,
@@ -219,7 +243,64 @@ class Toolkit:
                               f"{last.diagnosis.label if last.diagnosis else None}") if last else None,
             planner_changes=ctx.pending_changes, guidance=ctx.guidance, recalled=recalled,
         )
+        if ctx.deadline is not None:
+            if ctx.rate is None:
+                ctx.rate = self._remembered_rate(hits) or self._timed_steps(brief)
+            brief.time_left_s = round(ctx.time_left or 0.0, 1)
+            brief.eval_reserve_s = round(self._eval_reserve(), 1)
+        brief.tokens_per_row = round(self._tokens_per_row(), 1)
+        if ctx.rate is not None:
+            brief.rate = {"tokens_per_second": round(ctx.rate.tokens_per_second, 1),
+                          "startup_seconds": round(ctx.rate.startup_seconds, 1), "source": ctx.rate.source}
         return brief.model_dump_json(exclude_none=True)
+
+    def _tokens_per_row(self) -> float:
+        ctx = self.ctx
+        assert ctx.profile is not None
+        mean = ctx.profile.total_tokens.mean or 0.0
+        return mean + self._extra_tokens_per_row()
+
+    def _extra_tokens_per_row(self) -> int:
+        ctx = self.ctx
+        system = len(ctx.tokenizer(ctx.system_prompt)["input_ids"]) if ctx.tokenizer else 0
+        return system + CHAT_MARKUP_TOKENS
+
+    def _eval_reserve(self) -> float:
+        """Seconds one evaluation takes: measured once one ran; before that, a share of the budget
+        (the first evaluation also scores the base model, so it is reserved twice)."""
+        ctx = self.ctx
+        if ctx.eval_seconds is not None:
+            return ctx.eval_seconds
+        budget = ctx.spec.budget_s or 0.0
+        return EVAL_RESERVE_SHARE * budget * (1 if ctx.baseline is not None else 2)
+
+    def _remembered_rate(self, hits: list[Any]) -> MeasuredRate | None:
+        """A rate an earlier attempt measured for this model on this machine (memory), if any."""
+        ctx = self.ctx
+        for hit in hits:
+            rec = hit.record
+            if (rec.model_params == ctx.base.params and rec.hardware.device_name == ctx.hardware.device_name
+                    and rec.hardware.cpu_count == ctx.hardware.cpu_count):
+                rate = rate_of(rec.result, f"memory: run {rec.run_id} attempt {rec.attempt}")
+                if rate is not None:
+                    return rate
+        return None
+
+    def _timed_steps(self, brief: TuningBrief) -> MeasuredRate | None:
+        """Measure the training rate with a few timed steps of the policy's own config shape."""
+        ctx = self.ctx
+        args, _ = policy.initial_config(json.loads(brief.model_dump_json()))
+        config = policy.config_of(args).model_copy(update={"max_steps": RATE_PROBE_STEPS, "eval_fraction": 0.0})
+        out = ctx.run_dir / "rate_probe"
+        job = TrainJob(config=config, base_model=ctx.base.name, train_file=str(ctx.train_file), output_dir=str(out),
+                       system_prompt=ctx.system_prompt, threads=ctx.threads, python=ctx.train_python)
+        result = run_training(job)
+        shutil.rmtree(out, ignore_errors=True)
+        rate = rate_of(result, f"timed steps ({result.steps})")
+        if rate is not None:
+            log.info("measured %.0f tokens/s, start-up %.0f s (%s)", rate.tokens_per_second, rate.startup_seconds,
+                     rate.source)
+        return rate
 
     def propose_config(
         self,
@@ -271,15 +352,25 @@ class Toolkit:
             return self._refuse_config([f"max_seq_length={config.max_seq_length} is over the base model's "
                                         f"{ctx.base.max_positions} positions: set max_seq_length <= "
                                         f"{ctx.base.max_positions} (longer rows are truncated)"])
-        assert ctx.profile is not None
-        feas = check_feasibility(config, ctx.hardware, ctx.base.params, ctx.profile)
+        feas = self._feasibility(config)
         if not feas.fits:
             return self._refuse_config([feas.reason], estimate=feas.__dict__)
         return self._accept_config(config, feas.__dict__)
 
+    def _feasibility(self, config: TrainConfig) -> Any:
+        """Memory and time on this machine; time from the measured rate, against what is left of the
+        budget once this attempt's evaluation is reserved."""
+        ctx = self.ctx
+        assert ctx.profile is not None
+        left = ctx.time_left
+        return check_feasibility(config, ctx.hardware, ctx.base.params, ctx.profile, rate=ctx.rate,
+                                 time_budget_s=None if left is None else max(0.0, left - self._eval_reserve()),
+                                 extra_tokens_per_row=self._extra_tokens_per_row())
+
     def _accept_config(self, accepted: TrainConfig, estimate: dict[str, Any], /, **extra: Any) -> str:
         ctx = self.ctx
         ctx.config = accepted
+        ctx.estimate = estimate.get("est_seconds")
         ctx.rejections = 0
         _write(ctx.attempt_dir / "config.json", accepted)
         return _dump({"accepted": True, "attempt": ctx.attempt, "estimate": estimate, **extra})
@@ -296,9 +387,8 @@ class Toolkit:
                 f"the offline policy's config was used ({why})")
         ctx.notes.append(note)
         log.warning(note)
-        assert ctx.profile is not None
-        feas = check_feasibility(config, ctx.hardware, ctx.base.params, ctx.profile)
-        return self._accept_config(config, feas.__dict__, fallback=note, config=config.model_dump())
+        return self._accept_config(config, self._feasibility(config).__dict__, fallback=note,
+                                   config=config.model_dump())
 
     def train(self) -> str:
         """Train the accepted config in a separate process. Returns status (ok/oom/nan/diverged/error),
@@ -315,13 +405,29 @@ class Toolkit:
             return _dump({"attempt": ctx.attempt, "status": "error", "error": str(exc)})
         job = TrainJob(config=ctx.config, base_model=ctx.base.name, train_file=str(train_file),
                        output_dir=str(ctx.attempt_dir), system_prompt=ctx.system_prompt, threads=ctx.threads,
-                       max_wall_seconds=ctx.spec.attempt_budget_s, python=ctx.train_python)
-        ctx.result = run_training(job, on_event=ctx.on_train_event)
-        r = ctx.result
+                       max_wall_seconds=self._wall_cap(), python=ctx.train_python)
+        result = run_training(job, on_event=ctx.on_train_event)
+        ctx.result = r = result.model_copy(update={
+            "estimated_seconds": ctx.estimate,
+            "model_flops_utilization": model_flops_utilization(result.tokens_per_second, ctx.base.params,
+                                                               ctx.config.method, ctx.hardware)})
+        ctx.rate = rate_of(r, f"attempt {ctx.attempt}") or ctx.rate
+        off = error_share(r.estimated_seconds, r.wall_seconds)
         return _dump({"attempt": ctx.attempt, "status": r.status, "steps": r.steps,
                       "first_loss": r.loss_curve[0].loss if r.loss_curve else None, "train_loss": r.train_loss,
                       "eval_loss": r.eval_loss, "tokens_per_second": r.tokens_per_second,
-                      "wall_seconds": round(r.wall_seconds, 1), "error": r.error})
+                      "model_flops_utilization": r.model_flops_utilization,
+                      "wall_seconds": round(r.wall_seconds, 1), "estimated_seconds": r.estimated_seconds,
+                      "estimate_error": None if off is None else f"{off:+.0%}", "error": r.error})
+
+    def _wall_cap(self) -> float | None:
+        """Training stops (keeping what it learned) at --attempt-seconds, or when the budget must
+        still pay for this attempt's evaluation, whichever comes first."""
+        ctx = self.ctx
+        caps = [c for c in (ctx.spec.attempt_budget_s,) if c]
+        if ctx.time_left is not None:
+            caps.append(max(1.0, ctx.time_left - self._eval_reserve()))
+        return min(caps) if caps else None
 
     def search_config(
         self,
@@ -405,9 +511,11 @@ class Toolkit:
                 ctx.judge_baseline = self._judge(base_replies, "base model", ctx.run_dir / "judge_baseline.json")
                 ctx.baseline = self._with_rubric(ctx.baseline, ctx.judge_baseline)
             _write(ctx.run_dir / "baseline_eval.json", ctx.baseline)
+        started = time.monotonic()
         ctx.report, replies = self._score(load_model(ctx.base.name, ctx.result.adapter_path, threads=ctx.threads))
         judged = self._judge(replies, f"attempt {ctx.attempt}", ctx.attempt_dir / "judge.json") if judging else None
         ctx.report = self._with_rubric(ctx.report, judged)
+        ctx.eval_seconds = time.monotonic() - started
         _write(ctx.attempt_dir / "eval.json", ctx.report)
         r = ctx.report
         return _dump({"split": r.split, "samples": r.samples, "seed": r.seed, "metrics": r.metrics,
@@ -487,7 +595,17 @@ class Toolkit:
         return _dump({"attempt": ctx.attempt, "max_attempts": ctx.spec.max_attempts, "target": ctx.spec.target,
                       "score": ctx.report.score if ctx.report else None,
                       "best_so_far": {"attempt": best.attempt, "score": best.score} if best else None,
-                      "diagnosis": ctx.diagnosis.model_dump(), "guidance": ctx.guidance})
+                      "diagnosis": ctx.diagnosis.model_dump(), "guidance": ctx.guidance,
+                      **({"time_left_s": round(ctx.time_left or 0.0, 1), "min_attempt_s": round(self._min_attempt(), 1)}
+                         if ctx.deadline is not None else {})})
+
+    def _min_attempt(self) -> float:
+        """The least time another attempt needs to be worth training: start-up, a few dozen steps
+        and its evaluation."""
+        ctx = self.ctx
+        train = ctx.rate.seconds_for(MIN_ATTEMPT_STEPS * self._tokens_per_row() * (ctx.config.effective_batch
+                                     if ctx.config else 1)) if ctx.rate else 0.0
+        return train + self._eval_reserve()
 
     def decide(
         self,
@@ -505,6 +623,9 @@ class Toolkit:
         if action == "retry":
             if ctx.attempt >= ctx.spec.max_attempts:
                 errors.append(f"budget exhausted: attempt {ctx.attempt} of {ctx.spec.max_attempts}; stop instead")
+            elif ctx.deadline is not None and (ctx.time_left or 0.0) < self._min_attempt():
+                errors.append(f"time budget spent: {max(0.0, ctx.time_left or 0.0):.0f} s left, another attempt "
+                              f"needs ~{self._min_attempt():.0f} s; stop instead")
             if not changes:
                 errors.append("a retry needs at least one change: the same config and seed repeat the same result")
             else:
@@ -616,6 +737,7 @@ class Toolkit:
         ctx.pending_changes = changes
         ctx.attempt += 1
         ctx.config = ctx.result = ctx.report = ctx.diagnosis = None
+        ctx.estimate = None
 
     def tools_for(self, role: str) -> list[FunctionTool]:
         names = {

@@ -37,11 +37,17 @@ def parser() -> argparse.ArgumentParser:
                      help="column mapping when detection fails, e.g. prompt=Question,response=Response,reasoning=Complex_CoT")
     run.add_argument("--heldout", type=float, metavar="N",
                      help="held-out rows to score on (N >= 1) or a fraction (< 1); default 10%%, at most 64")
-    run.add_argument("--base-model", help="local model folder or hub id (default: the scenario's local tiny model)")
+    run.add_argument("--base-model", metavar="NAME_PATH_OR_HUB_ID",
+                     help="a name from `tunecrew models` (default smollm2-135m, a pretrained model that resolves "
+                          "offline; tiny: a random-init model built from the data, for tests), a local model "
+                          "folder or a hub id")
     _crew_args(run)
     run.add_argument("--max-attempts", type=int, help="training attempts at most (default: the scenario's, 3)")
     run.add_argument("--target", type=float, help="stop when the primary metric reaches this (0-1)")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--budget", type=float, metavar="MINUTES",
+                     help="wall-clock minutes for the whole run: each attempt is sized from the measured training "
+                          "rate to fit (default: the scenario's, 10 for task-agent)")
     run.add_argument("--attempt-seconds", type=float, help="wall-clock cap per training run (keeps what it learned)")
     run.add_argument("--judge", action="append", default=[], metavar="PROVIDER[:MODEL]",
                      help="an LLM judge of held-out replies, e.g. openai:gpt-4.1-mini (repeatable: agreement is "
@@ -64,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--add-attempts", type=int, default=0, help="extend the attempt budget")
     _crew_args(chat)
     sub.add_parser("scenarios", help="list the scenarios")
+    models = sub.add_parser("models", help="the named base models: size, licence, source, cache state")
+    models.add_argument("action", nargs="?", choices=["list", "pull"], default="list")
+    models.add_argument("name", nargs="?", help="with pull: the model to fetch and convert now")
     from .task_agent import cli_commands as task_agent_commands  # serve, agent: the trained task agent
 
     task_agent_commands.add_parsers(sub)
@@ -98,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in sorted(SCENARIOS):
             print(f"{name:18} {load_scenario(name).description}")
         return 0
+    if args.command == "models":
+        return _models(args)
     if args.command in ("serve", "agent"):
         from .task_agent.cli_commands import main as task_agent_main
 
@@ -107,6 +118,25 @@ def main(argv: list[str] | None = None) -> int:
 
         return memory_main(args)
     return _run(args)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from tunecrew.tools.base_models import REGISTRY, listing, resolve
+    from tunecrew.tools.model_info import ModelNotFound
+
+    if args.action == "pull":
+        if args.name not in REGISTRY:
+            print(f"tunecrew: models pull takes one of: {', '.join(REGISTRY)} (got {args.name!r})", file=sys.stderr)
+            return 2
+        try:
+            print(resolve(args.name))
+        except ModelNotFound as exc:
+            print(f"tunecrew: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    for row in listing():
+        print(f"{row.name:14} {row.params:>7}  {row.licence:10}  {row.source}\n{'':14} cache: {row.cache}")
+    return 0
 
 
 def run_dir_of(run: str, runs_dir: Path) -> Path:
@@ -143,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
                 data=args.data, columns=parse_columns(args.columns) if args.columns else None, heldout=args.heldout,
                 agents=args.agent, max_attempts=args.max_attempts, target=args.target, seed=args.seed,
                 memory=args.memory, use_memory=not args.no_memory, embedder=args.embedder, runs_dir=args.runs_dir,
-                threads=args.threads, quiet=args.quiet, attempt_seconds=args.attempt_seconds,
+                threads=args.threads, quiet=args.quiet, attempt_seconds=args.attempt_seconds, budget_minutes=args.budget,
                 interactive=args.interactive, judges=args.judge, judge_samples=args.judge_samples,
                 train_python=args.train_python,
             ))
@@ -174,6 +204,8 @@ def _check_run_flags(args: argparse.Namespace) -> str | None:
             return str(exc)
     if args.heldout is not None and (args.heldout <= 0 or (args.heldout >= 1 and args.heldout != int(args.heldout))):
         return f"--heldout {args.heldout} must be a row count (1, 2, ...) or a fraction in (0, 1)"
+    if args.budget is not None and not 1 <= args.budget <= 10_000:
+        return f"--budget {args.budget} must be minutes between 1 and 10000"
     if args.judge_samples < 1:
         return f"--judge-samples {args.judge_samples} must be at least 1"
     return None

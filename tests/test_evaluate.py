@@ -81,7 +81,7 @@ def test_task_agent_scorer_on_canonical_and_broken_replies(task_data):
     rows = task_data.heldout[:4]
     expected = [r["messages"][-1]["content"] for r in rows]
     perfect = score_replies(rows, expected, score, split="s", seed=0, primary_metric="tool_accuracy")
-    assert perfect.metrics == {"format_compliance": 1.0, "tool_accuracy": 1.0, "args_exact_match": 1.0}
+    assert perfect.metrics == {"format_compliance": 1.0, "tool_accuracy": 1.0, "action_exact_match": 1.0}
     broken = score_replies(rows, ["hello"] * 4, score, split="s", seed=0, primary_metric="tool_accuracy")
     assert broken.metrics["format_compliance"] == 0.0 and len(broken.failures) == 4
 
@@ -112,7 +112,7 @@ def test_evaluate_untrained_model_on_heldout(base, task_data):
     report = evaluate(base, rows, score, system_prompt=SYSTEM, split="task-agent-heldout(seed=0)", seed=0,
                       primary_metric=SCENARIO.primary_metric, max_new_tokens=24, batch_size=8)
     assert report.samples == 8 and report.split == "task-agent-heldout(seed=0)" and report.seed == 0
-    assert set(report.metrics) >= {"format_compliance", "tool_accuracy", "args_exact_match", SCENARIO.primary_metric}
+    assert set(report.metrics) >= {"format_compliance", "tool_accuracy", "action_exact_match", SCENARIO.primary_metric}
     assert all(0.0 <= v <= 1.0 for v in report.metrics.values())
     assert report.score is not None
     assert sum(g.samples for g in report.groups.values()) == 8

@@ -95,8 +95,8 @@ def test_refused_proposals_are_repaired_only_when_the_refusal_says_how():
 
 def test_rubric_follows_the_metrics_and_names_the_common_failure():
     rubric = policy.rubric_from_metrics(
-        {"format_compliance": 1.0, "tool_accuracy": 0.5, "args_exact_match": 0.0},
-        {"accuracy": "args_exact_match", "reasoning": "tool_accuracy", "completeness": "format_compliance",
+        {"format_compliance": 1.0, "tool_accuracy": 0.5, "action_exact_match": 0.0},
+        {"accuracy": "action_exact_match", "reasoning": "tool_accuracy", "completeness": "format_compliance",
          "clarity": "format_compliance"},
         [{"reason": "args differ: title"}, {"reason": "args differ: due"}, {"reason": "invalid reply: x"}],
     )

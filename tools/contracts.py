@@ -205,7 +205,13 @@ class TrainResult(_Model):
     train_loss: float | None = Field(None, description="Mean loss over the last 10% of logged steps.")
     eval_loss: float | None = None
     steps: int = 0
-    tokens_per_second: float | None = None
+    tokens_per_second: float | None = Field(None, description="Tokens trained on (padding excluded) per second of "
+                                            "the training loop; loading and tokenising excluded.")
+    tokens: int | None = Field(None, description="Tokens trained on: with train_seconds, what the next estimate uses.")
+    train_seconds: float | None = Field(None, description="The training loop alone; wall_seconds - this = start-up.")
+    model_flops_utilization: float | None = Field(
+        None, description="Model FLOPs/s over the device's peak (tools/throughput.py says how both are counted).")
+    estimated_seconds: float | None = Field(None, description="What the Tuner's estimate said before training.")
     peak_memory_mb: float | None = None
     wall_seconds: float = 0.0
     trainable_params: int | None = None
@@ -383,6 +389,9 @@ class RunSpec(_Model):
     memory: str
     memory_embedder: str = Field("hashing", description="--embedder of the memory store; resume reopens it with this.")
     heldout_split: str = Field("", description="Name of the held-out split every score is reported under.")
+    budget_s: float | None = Field(
+        None, gt=0, description="--budget: wall-clock seconds for the whole run; attempts are sized to fit it."
+    )
     attempt_budget_s: float | None = Field(
         None, gt=0, description="Wall-clock cap per training run; training stops there and keeps what it learned."
     )

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 from tunecrew.tools.contracts import DatasetProfile, Hardware, TrainConfig
+from tunecrew.tools.throughput import MeasuredRate
 
 _GB = 1024**3
 
@@ -73,11 +74,17 @@ class Feasibility:
 
 
 def check_feasibility(config: TrainConfig, hardware: Hardware, model_params: int, profile: DatasetProfile,
-                      time_budget_s: float | None = None, has_bitsandbytes: bool | None = None) -> Feasibility:
+                      time_budget_s: float | None = None, has_bitsandbytes: bool | None = None,
+                      rate: MeasuredRate | None = None, extra_tokens_per_row: int = 0) -> Feasibility:
     """Estimate memory and time for `config` and refuse what cannot run here, naming the fix.
-    `has_bitsandbytes`: whether 4-bit QLoRA can load (None: look for the installed package)."""
+    `has_bitsandbytes`: whether 4-bit QLoRA can load (None: look for the installed package).
+    `rate`: a measured training rate; without one, time comes from the FLOP model below.
+    `extra_tokens_per_row`: what every row carries beyond the profile's (system prompt, chat markup)."""
     memory = estimate_memory_gb(config, hardware, model_params)
-    seconds = estimate_seconds(config, hardware, model_params, profile)
+    if rate is not None:
+        seconds = rate.seconds_for(estimate_tokens(config, profile, extra_tokens_per_row))
+    else:
+        seconds = estimate_seconds(config, hardware, model_params, profile, extra_tokens_per_row)
     budget, budget_name = memory_budget_gb(hardware)
     problems: list[str] = []
     if has_bitsandbytes is None:
@@ -97,8 +104,9 @@ def check_feasibility(config: TrainConfig, hardware: Hardware, model_params: int
             f"batch_size={config.batch_size} or max_seq_length={config.max_seq_length}"
             f"{_LIGHTER.get(config.method, '')}, or use a smaller base model")
     if time_budget_s is not None and seconds > time_budget_s:
-        problems.append(f"estimated {seconds:.0f} s > time budget {time_budget_s:.0f} s: lower "
-                        f"epochs={config.epochs:g} or set data.max_rows")
+        what = f"max_steps={config.max_steps}" if config.max_steps > 0 else f"epochs={config.epochs:g}"
+        problems.append(f"estimated {seconds:.0f} s > time budget left {time_budget_s:.0f} s: lower {what}"
+                        f"{'' if config.max_steps > 0 else ' or set data.max_rows'}")
     if problems:
         return Feasibility(False, round(memory, 3), round(seconds, 1), "; ".join(problems))
     return Feasibility(True, round(memory, 3), round(seconds, 1),
@@ -136,12 +144,13 @@ def estimate_memory_gb(config: TrainConfig, hardware: Hardware, model_params: in
     return (weights + activations) / _GB + OVERHEAD_GB[hardware.device]
 
 
-def estimate_tokens(config: TrainConfig, profile: DatasetProfile) -> float:
+def estimate_tokens(config: TrainConfig, profile: DatasetProfile, extra_tokens_per_row: int = 0) -> float:
     """Tokens processed: rows (after eval split and max_rows) x epochs x mean row length (capped by
     max_seq_length); or max_steps x effective batch x row length when max_steps is set."""
     mean = profile.total_tokens.mean or (profile.prompt_tokens.mean + profile.response_tokens.mean)
     if profile.token_unit == "words":
         mean *= WORDS_TO_TOKENS
+    mean += extra_tokens_per_row
     per_row = min(mean if mean > 0 else config.max_seq_length / 2, config.max_seq_length)
     per_row *= DPO_SEQUENCE_FACTOR if config.method == "dpo" else 1
     if config.max_steps > 0:
@@ -161,5 +170,7 @@ def throughput_flops(hardware: Hardware) -> float:
     return CPU_FLOPS_PER_CORE * hardware.cpu_count
 
 
-def estimate_seconds(config: TrainConfig, hardware: Hardware, model_params: int, profile: DatasetProfile) -> float:
-    return FLOPS_PER_PARAM_TOKEN * model_params * estimate_tokens(config, profile) / throughput_flops(hardware)
+def estimate_seconds(config: TrainConfig, hardware: Hardware, model_params: int, profile: DatasetProfile,
+                     extra_tokens_per_row: int = 0) -> float:
+    tokens = estimate_tokens(config, profile, extra_tokens_per_row)
+    return FLOPS_PER_PARAM_TOKEN * model_params * tokens / throughput_flops(hardware)

@@ -309,8 +309,13 @@ def _attempt_details(rec: AttemptRecord, previous: AttemptRecord | None) -> list
     train = [f"status={r.status}, steps={r.steps}, wall={r.wall_seconds:.1f} s",
              f"train loss {_num(r.train_loss)}, eval loss {_num(r.eval_loss)}, "
              f"{len(r.loss_curve)} train / {len(r.eval_curve)} eval loss points"]
+    if r.estimated_seconds:
+        train.append(f"estimated {r.estimated_seconds:.0f} s before training, took {r.wall_seconds:.0f} s "
+                     f"({(r.wall_seconds - r.estimated_seconds) / r.estimated_seconds:+.0%})")
     if r.tokens_per_second is not None:
-        train.append(f"{r.tokens_per_second:.0f} tokens/s")
+        mfu = (f", model FLOPs utilisation {r.model_flops_utilization:.1%} of the device's peak"
+               if r.model_flops_utilization is not None else "")
+        train.append(f"{r.tokens_per_second:.0f} tokens/s{mfu}")
     if r.peak_memory_mb is not None:
         train.append(f"peak memory {r.peak_memory_mb:.0f} MB")
     if r.trainable_params is not None and r.total_params:

@@ -335,6 +335,8 @@ def train(job: TrainJob) -> TrainResult:
         eval_loss=state["eval"][-1].loss if state["eval"] else None,
         steps=trainer.state.global_step,
         tokens_per_second=float(tokens) / train_seconds if tokens else None,
+        tokens=int(tokens) if tokens else None,
+        train_seconds=train_seconds,
         peak_memory_mb=_peak_memory_mb(use_cuda),
         wall_seconds=time.monotonic() - started,
         trainable_params=params_trainable,

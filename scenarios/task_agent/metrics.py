@@ -2,7 +2,8 @@
 
 The three metrics are nested (args_ok implies tool_ok implies format_ok), so a drop from one to
 the next tells the Diagnostician where the model fails: the format, the choice of tool, or the
-copying of values.
+copying of values. `action_exact_match` (args_ok) is what a user needs: the right tool with every
+argument right, or a final answer where one is due; the task agent's target is set on it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from tunecrew.scenarios.task_agent.contract import ParsedReply, parse_reply
 
-METRICS = ("format_compliance", "tool_accuracy", "args_exact_match")
+METRICS = ("format_compliance", "tool_accuracy", "action_exact_match")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The offline task-agent scenario: a model learns the strict `<analysis>/<action>/<final>` contract
 of a task-management agent (add, list, summarize, complete tasks).
 
-Everything is local: the data is generated (fixed seed), the base model is a tiny Llama built from
-the data's own text, and scoring parses replies with the same parser the agent runtime uses.
+Everything is local: the data is generated (fixed seed), the base model is SmolLM2-135M-Instruct
+from the model registry (or, with `--base-model tiny`, a random-init Llama built from the data's
+own text), and scoring parses replies with the same parser the agent runtime uses.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def score(expected: str, got: str) -> SampleScore:
     s = metrics.score_sample(expected, got)
     return SampleScore(
         values={"format_compliance": float(s.format_ok), "tool_accuracy": float(s.tool_ok),
-                "args_exact_match": float(s.args_ok)},
+                "action_exact_match": float(s.args_ok)},
         reason=s.reason,
     )
 
@@ -56,12 +57,15 @@ SCENARIO = Scenario(
     name="task-agent",
     description="A task-management agent that answers in a strict <analysis>/<action>/<final> tool-call contract.",
     instruction=INSTRUCTION,
-    primary_metric="trained_phrasing/tool_accuracy",  # the bar: seen phrasings, unseen titles
-    target=0.95,
-    gates={"format_compliance": 0.95},  # every held-out reply, novel phrasings included, keeps the contract
+    # What a user needs: the right action (tool and every argument, or a final reply where one is
+    # due) for requests phrased in ways training never showed, with titles it never saw.
+    primary_metric="novel_phrasing/action_exact_match",
+    target=0.90,
+    gates={"format_compliance": 0.98},  # every held-out reply, both groups, keeps the contract
     max_attempts=3,
+    budget_minutes=10,
     max_new_tokens=64,
-    rubric_metrics={"accuracy": "args_exact_match", "reasoning": "tool_accuracy",
+    rubric_metrics={"accuracy": "action_exact_match", "reasoning": "tool_accuracy",
                     "completeness": "format_compliance", "clarity": "format_compliance"},
     build_data=build_data,
     build_base_model=build_base_model,

@@ -1,0 +1,110 @@
+"""Throughput arithmetic: model FLOPs per token, the device's peak, utilisation, and how long an
+attempt takes from a measured rate. Pure functions; the numbers they need are measured elsewhere.
+
+Model FLOPs utilisation (MFU) = model FLOPs per token x tokens/s / the device's peak FLOP/s.
+- Model FLOPs per token count the matrix multiplies of the weights only (attention scores are
+  small at these sequence lengths): forward 2N; backward 2N for the activation gradients, plus 2N
+  for the weight gradients when the weights train (full fine-tuning). Adapters (LoRA, QLoRA, DPO's
+  LoRA) freeze the base weights, so 4N; full fine-tuning 6N, as in Kaplan et al. / PaLM's MFU.
+- Peak: on a CPU, cores x clock x fp32 FLOPs per cycle of the widest vector FMA the CPU has
+  (AVX-512: 2 units x 16 lanes x 2 = 64; AVX2+FMA: 32; otherwise 8). On a GPU, the dense bf16
+  tensor-core peak of the named card (fp32 without bf16 support: a quarter of it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .contracts import Hardware, TrainResult
+
+ADAPTER_METHODS = ("lora", "qlora", "dpo")
+CPU_FLOPS_PER_CYCLE = {"avx512f": 64, "avx2": 32}
+CPU_FLOPS_PER_CYCLE_DEFAULT = 8
+# Dense bf16 tensor-core peaks (vendor data sheets, no sparsity).
+GPU_PEAK_FLOPS = {"h200": 989e12, "h100": 989e12, "a100": 312e12, "l40": 181e12, "a10": 125e12,
+                  "l4": 121e12, "4090": 165e12, "3090": 71e12, "v100": 125e12, "t4": 65e12}
+GPU_PEAK_DEFAULT = 100e12
+MPS_PEAK_FLOPS = 10e12
+CLOCK_HZ_DEFAULT = 2.5e9
+
+
+def flops_per_token(params: int, method: str) -> float:
+    return (4.0 if method in ADAPTER_METHODS else 6.0) * params
+
+
+def peak_flops(hardware: Hardware) -> float:
+    if hardware.device == "cuda":
+        name = hardware.device_name.lower()
+        peak = next((v for k, v in GPU_PEAK_FLOPS.items() if k in name), GPU_PEAK_DEFAULT)
+        return peak if hardware.bf16 else peak / 4
+    if hardware.device == "mps":
+        return MPS_PEAK_FLOPS
+    flags, clock = _cpu_flags_and_clock()
+    per_cycle = next((v for k, v in CPU_FLOPS_PER_CYCLE.items() if k in flags), CPU_FLOPS_PER_CYCLE_DEFAULT)
+    return hardware.cpu_count * clock * per_cycle
+
+
+def model_flops_utilization(tokens_per_second: float | None, params: int, method: str,
+                            hardware: Hardware) -> float | None:
+    if not tokens_per_second:
+        return None
+    return flops_per_token(params, method) * tokens_per_second / peak_flops(hardware)
+
+
+def _cpu_flags_and_clock() -> tuple[set[str], float]:
+    """The first CPU's flags and its nominal clock (the '@ 2.60GHz' of its name, else cpu MHz)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set(), CLOCK_HZ_DEFAULT
+    flags: set[str] = set()
+    clock = 0.0
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "flags" and not flags:
+            flags = set(value.split())
+        elif key == "model name" and "GHz" in value and not clock:
+            try:
+                clock = float(value.rsplit("@", 1)[-1].strip().removesuffix("GHz")) * 1e9
+            except ValueError:
+                pass
+        elif key == "cpu MHz" and not clock:
+            clock = float(value) * 1e6
+    return flags, clock or CLOCK_HZ_DEFAULT
+
+
+# --------------------------------------------------------------------------- time from a measured rate
+
+# A start-up the rate does not cover (interpreter, imports, loading weights, tokenising), used only
+# until one is measured.
+STARTUP_SECONDS_DEFAULT = 15.0
+
+
+@dataclass(frozen=True)
+class MeasuredRate:
+    """How fast this machine trains this model, measured, not assumed: what attempts are sized by."""
+
+    tokens_per_second: float  # tokens trained per second of the training loop
+    startup_seconds: float  # wall time outside that loop: start, load, tokenise, save
+    source: str  # where it was measured: "attempt 1", "timed steps (4)", "memory: run R attempt N"
+
+    def seconds_for(self, tokens: float) -> float:
+        return self.startup_seconds + tokens / self.tokens_per_second
+
+    def tokens_in(self, seconds: float) -> float:
+        return max(0.0, seconds - self.startup_seconds) * self.tokens_per_second
+
+
+def rate_of(result: TrainResult, source: str) -> MeasuredRate | None:
+    """The rate a finished training run measured; None when it trained too little to tell."""
+    if not result.tokens or not result.train_seconds or result.train_seconds <= 0:
+        return None
+    return MeasuredRate(tokens_per_second=result.tokens / result.train_seconds,
+                        startup_seconds=max(0.0, result.wall_seconds - result.train_seconds), source=source)
+
+
+def error_share(estimated: float | None, actual: float) -> float | None:
+    """(actual - estimated) / estimated: +0.10 means it took 10% longer than estimated."""
+    return (actual - estimated) / estimated if estimated else None
