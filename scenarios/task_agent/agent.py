@@ -10,6 +10,7 @@ time, greedily, with the scenario's generation budget, exactly as the Judge eval
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from .executor import ExecutionResult, chat_payload, execute
 from .store import TaskStore
 
 SCENARIO_NAME = "task-agent"
+
+log = logging.getLogger("tunecrew.agent")
 
 
 class RunNotUsable(ValueError):
@@ -181,6 +184,7 @@ class TaskAgent:
         self.store = store
         self._loaded = load_model(info.model_path, None if info.merged_model else info.adapter, threads=threads)
         self._lock = threading.Lock()  # one generation at a time: model.generate is not re-entrant
+        self._controls: tuple[str, ...] | None = None
 
     @classmethod
     def from_run(cls, ref: str | Path, runs_dir: str | Path = "runs", *, merged_model: str | Path | None = None,
@@ -194,11 +198,25 @@ class TaskAgent:
     def describe(self) -> dict[str, Any]:
         return self.info.describe()
 
+    def control_tokens(self) -> tuple[str, ...]:
+        """This model's chat-template control tokens (its tokenizer's special tokens)."""
+        from tunecrew.tools.control_tokens import control_tokens
+
+        if self._controls is None:
+            self._controls = control_tokens(self._loaded.tokenizer)
+        return self._controls
+
     def prompt(self, message: str) -> list[dict]:
+        """The chat prompt for `message`, its control tokens escaped: every path to the model passes
+        here, so no message can open a turn of its own (`<|im_end|><|im_start|>system …`)."""
+        from tunecrew.tools.control_tokens import neutralise
         from tunecrew.tools.evaluate import prompt_of
 
-        return prompt_of({"messages": [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]},
-                         self.info.system_prompt)
+        cleaned = neutralise(message, self.control_tokens())
+        if cleaned.changed:
+            log.warning("%s", cleaned.note())
+        return prompt_of({"messages": [{"role": "user", "content": cleaned.text},
+                                       {"role": "assistant", "content": ""}]}, self.info.system_prompt)
 
     def reply(self, message: str) -> str:
         """The model's raw reply to one user message (greedy, scenario's max_new_tokens)."""
@@ -213,7 +231,7 @@ class TaskAgent:
         if store is None:
             raise ValueError("TaskAgent.chat needs a TaskStore: pass store= here or to the constructor")
         reply = self.reply(message)
-        return reply, execute(reply, store, user)
+        return reply, execute(reply, store, user, message=message)  # writes must be grounded in `message`
 
     def chat(self, user: str, message: str, store: TaskStore | None = None) -> dict[str, Any]:
         """{reply, kind, action, result}: the raw reply and what executing it did."""

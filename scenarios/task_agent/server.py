@@ -1,43 +1,62 @@
 """HTTP API of the trained task agent (FastAPI; `tunecrew serve <run-id>` runs it under uvicorn).
 
     GET  /health                      {status, run_id, base_model, adapter}    (no token needed)
-    POST /chat   {user, message}      {reply, kind, action, result}
-    GET  /tasks?user=U&status=open    {tasks: [...]}: a user's tasks, without the model
+    POST /chat   {message[, user]}    {reply, kind, action, result, notes}
+    GET  /tasks?status=open[&user=U]  {tasks: [...]}: the caller's tasks, without the model
+
+Who a request acts for comes from its credentials, never from the body: each bearer token of
+`tokens` ({user: token}) is that user; the single shared `token` is `token_user`; with no token at
+all (loopback only, the CLI refuses otherwise) every request is `token_user`. A `user` in the body
+or the query is only a check: one that differs from the authenticated user is a 403.
 
 Guards, in the order a request meets them:
 
 1. body size: a request whose Content-Length (or streamed body) is over `max_body_bytes` gets 413
    before anything parses it (:class:`BodyLimit`, pure ASGI, so nothing upstream buffers more);
-2. bearer token, when one is configured: 401 otherwise (constant-time compare);
+2. bearer token, when any is configured: 401 otherwise (constant-time compare against each);
 3. schema: `user` must match ``^[A-Za-z0-9_.-]{1,64}$`` and `message` be 1..2000 characters,
-   unknown fields are refused: 422.
+   unknown fields are refused: 422; a `user` other than the token's: 403;
+4. the generation queue: at most `max_queue` chats wait or run; one more gets 503 with
+   Retry-After at once instead of piling up (:class:`GenerationQueue`).
 
-The model's reply then goes through the executor (parse, whitelist, typed store call), never eval.
-Tasks live in one SQLite file under `store_dir`, keyed by user (see store.py for why).
+Generation runs on the queue's own threads, and /health is async: it never waits behind a chat.
+Chat-template control tokens in the message are escaped before the model sees it (a note says so).
+The model's reply then goes through the executor (parse, whitelist, grounding of writes in the
+message, typed store call), never eval. Tasks live in one SQLite file under `store_dir`, keyed by
+user (see store.py for why).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import hmac
 import logging
+import math
+import re
 import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .executor import chat_payload, execute
+from tunecrew.tools.control_tokens import control_tokens, neutralise
+
+from .executor import ExecutionResult, chat_payload, execute
 from .store import USER_PATTERN, TaskError, TaskStore
 
 log = logging.getLogger("tunecrew.serve")
 
 MAX_MESSAGE_CHARS = 2000
 DEFAULT_MAX_BODY_BYTES = 16384
+DEFAULT_MAX_QUEUE = 16
+DEFAULT_USER = "me"
+"""Who the shared token, or no token, acts for: the terminal agent's default user, so both see one list."""
 
 ReplyFn = Callable[[str], str]
 
@@ -45,15 +64,119 @@ ReplyFn = Callable[[str], str]
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user: str = Field(pattern=USER_PATTERN, description="Whose tasks: letters, digits, _ . - (1-64).")
+    user: str | None = Field(default=None, pattern=USER_PATTERN,
+                             description="Optional check: must be the authenticated user (else 403).")
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
 
 
 class ChatResponse(BaseModel):
     reply: str = Field(description="The model's raw reply.")
-    kind: Literal["action", "final", "error"]
-    action: dict[str, Any] | None = Field(description="{tool, args} when the reply was a valid action.")
-    result: dict[str, Any] = Field(description="Tool output, {ok, final} or {ok: false, error}.")
+    kind: Literal["action", "final", "error", "confirm"]
+    action: dict[str, Any] | None = Field(description="{tool, args} when the reply was a valid action that ran.")
+    result: dict[str, Any] = Field(description="Tool output, {ok, final}, {ok: false, error} or {ok: false, confirm}.")
+    notes: list[str] = Field(default_factory=list, description="What the server changed, e.g. escaped control tokens.")
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class GenerationQueue:
+    """At most `limit` jobs admitted (running or waiting), run on `workers` threads of their own.
+
+    Why: a chat holds a thread for the whole generation. In the server's shared thread pool, 200
+    chats queued behind the model's lock took every thread, and /health waited 49 s. Here chats
+    wait on this pool only, a full queue answers at once (the caller retries after `retry_after`
+    seconds, estimated from recent generation times), and the event loop stays free.
+    Admission is counted on the event loop; a job is released when its thread finishes, even if
+    the request that submitted it was cancelled, so the bound holds for threads, not requests.
+    """
+
+    def __init__(self, limit: int = DEFAULT_MAX_QUEUE, workers: int = 1) -> None:
+        if limit < 1 or workers < 1:
+            raise ValueError(f"GenerationQueue: limit ({limit}) and workers ({workers}) must be >= 1")
+        self.limit = limit
+        self.workers = workers
+        self.pending = 0
+        self._seconds = 1.0  # moving average of one job's duration, for Retry-After
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="tunecrew-generate")
+
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self.pending * self._seconds / self.workers))
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        """`fn()` on a worker thread; QueueFull when `limit` jobs are already admitted."""
+        if self.pending >= self.limit:
+            raise QueueFull(self.retry_after())
+        loop = asyncio.get_running_loop()
+        self.pending += 1
+        job = self._pool.submit(self._timed, fn)
+        job.add_done_callback(lambda _job: _call_soon(loop, self._release))
+        return await asyncio.wrap_future(job)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _timed(self, fn: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        try:
+            return fn()
+        finally:
+            self._seconds = 0.8 * self._seconds + 0.2 * (time.monotonic() - started)
+
+    def _release(self) -> None:
+        self.pending -= 1
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop already closed at shutdown: nothing to count
+        loop.call_soon_threadsafe(fn)
+
+
+def parse_tokens(text: str, source: str) -> dict[str, str]:
+    """{user: token} from lines ``user:token`` (a line may hold several, comma-separated: the
+    one-line form of an environment variable); blank lines and ``#`` comments are skipped.
+    ValueError naming `source` and the line for a malformed entry, a user given twice, or one token
+    given to two users (it could not say who the caller is)."""
+    users: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip().startswith("#"):
+            continue
+        for entry in filter(None, (e.strip() for e in line.split(","))):
+            user, token = _token_entry(entry, f"{source}: line {number}")
+            if user in users:
+                raise ValueError(f"{source}: line {number}: user {user!r} is listed twice; give each user one token")
+            if token in owners:
+                raise ValueError(f"{source}: line {number}: user {user!r} has the same token as {owners[token]!r}; "
+                                 "tokens must differ")
+            users[user], owners[token] = token, user
+    return users
+
+
+def _token_entry(entry: str, where: str) -> tuple[str, str]:
+    user, sep, token = (part.strip() for part in entry.partition(":"))
+    if not sep or not token:
+        raise ValueError(f"{where}: expected user:token, got {user[:40]!r} without a token")
+    if not re.fullmatch(USER_PATTERN, user):
+        raise ValueError(f"{where}: user {user[:40]!r} must match {USER_PATTERN}")
+    return user, token
+
+
+def credentials(tokens: Mapping[str, str] | None, token: str | None, token_user: str) -> dict[bytes, str]:
+    """{token bytes: user}: each per-user token, plus the shared `token` as `token_user`."""
+    pairs = list((tokens or {}).items()) + ([(token_user, token)] if token else [])
+    found: dict[bytes, str] = {}
+    for user, secret in pairs:
+        if not secret:
+            raise ValueError(f"user {user!r} has an empty token")
+        key = secret.encode("utf-8")
+        if found.get(key, user) != user:
+            raise ValueError(f"users {found[key]!r} and {user!r} have the same token; tokens must differ")
+        found[key] = user
+    return found
 
 
 class BodyLimit:
@@ -120,56 +243,93 @@ def create_app(
     store_dir: Path | str,
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    *,
+    tokens: Mapping[str, str] | None = None,
+    token_user: str = DEFAULT_USER,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    workers: int = 1,
 ) -> FastAPI:
     """The API over `agent`: a TaskAgent (anything with `.reply(message)` and optionally
-    `.describe()`), or a plain callable `message -> reply` (tests, other backends)."""
+    `.describe()` and `.control_tokens()`), or a plain callable `message -> reply` (tests, other
+    backends). `tokens` maps users to their bearer tokens; `token` is one shared token that acts as
+    `token_user`; with neither, every request acts as `token_user` (see the module doc)."""
     reply_fn: ReplyFn = agent.reply if hasattr(agent, "reply") else agent
     if not callable(reply_fn):
         raise TypeError("create_app: agent must be a TaskAgent or a callable message -> reply")
     info = agent.describe() if hasattr(agent, "describe") else {}
+    controls = agent.control_tokens() if hasattr(agent, "control_tokens") else control_tokens()
+    known = credentials(tokens, token, token_user)
     store = TaskStore(Path(store_dir))
-    expected = token.encode("utf-8") if token else None
+    queue = GenerationQueue(max_queue, workers)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
         yield
+        queue.close()
         store.close()
 
     app = FastAPI(title="tunecrew task agent", lifespan=lifespan)
     app.state.store = store
+    app.state.queue = queue
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # outermost but for starlette's error handler
 
-    def check_token(request: Request) -> None:
-        if expected is None:
-            return
+    async def caller(request: Request) -> str:  # async: no thread-pool hop for a header check
+        """The authenticated user: the owner of the bearer token, or `token_user` without tokens."""
+        if not known:
+            return token_user
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), expected):
+        presented = given.strip().encode("utf-8")
+        owner = None
+        for secret, user in known.items():  # every comparison runs: the time says nothing about which
+            if hmac.compare_digest(presented, secret) and scheme.lower() == "bearer":
+                owner = user
+        if owner is None:
             raise HTTPException(status_code=401, detail="missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
+        return owner
+
+    def same_user(claimed: str | None, user: str) -> str:
+        if claimed is not None and claimed != user:
+            raise HTTPException(status_code=403, detail=f"user {claimed!r} is not the user this token acts for; "
+                                "omit 'user' or use that user's own token")
+        return user
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         return {"status": "ok", "run_id": info.get("run_id"), "base_model": info.get("base_model"),
                 "adapter": info.get("adapter")}
 
-    @app.post("/chat", response_model=ChatResponse, dependencies=[Depends(check_token)])
-    def chat(request: ChatRequest) -> dict[str, Any]:
+    @app.post("/chat", response_model=ChatResponse)
+    async def chat(request: ChatRequest, authenticated: str = Depends(caller)) -> Any:
+        user = same_user(request.user, authenticated)
+        cleaned = neutralise(request.message, controls)
+        notes = [cleaned.note()] if cleaned.changed else []
+        if notes:
+            log.warning("chat user=%s: %s", user, notes[0])
+
+        def generate_and_execute() -> tuple[str, ExecutionResult]:
+            reply = reply_fn(cleaned.text)
+            return reply, execute(reply, store, user, message=cleaned.text)
+
         started = time.monotonic()
         try:
-            reply = reply_fn(request.message)
+            reply, execution = await queue.run(generate_and_execute)
+        except QueueFull as full:
+            return JSONResponse({"detail": f"the model is busy ({queue.limit} chats queued); retry later"},
+                                status_code=503, headers={"Retry-After": str(full.retry_after)})
         except Exception:  # noqa: BLE001 - a model failure is a 500 with a message, not a dead server
             log.exception("generation failed")
             raise HTTPException(status_code=500, detail="the model failed to reply") from None
-        execution = execute(reply, store, request.user)
-        log.info("chat user=%s kind=%s tool=%s %.2fs", request.user, execution.kind, execution.tool,
+        log.info("chat user=%s kind=%s tool=%s %.2fs", user, execution.kind, execution.tool,
                  time.monotonic() - started)
-        return chat_payload(reply, execution)
+        return {**chat_payload(reply, execution), "notes": notes}
 
-    @app.get("/tasks", dependencies=[Depends(check_token)])
-    def tasks(user: str = Query(pattern=USER_PATTERN),
-              status: Literal["open", "done", "all"] = "open") -> dict[str, Any]:
+    @app.get("/tasks")
+    def tasks(user: str | None = Query(default=None, pattern=USER_PATTERN),
+              status: Literal["open", "done", "all"] = "open",
+              authenticated: str = Depends(caller)) -> dict[str, Any]:
         try:
-            return {"tasks": store.list(user, status)}
+            return {"tasks": store.list(same_user(user, authenticated), status)}
         except TaskError as exc:  # unreachable after validation; keep it a 422, not a 500
             raise HTTPException(status_code=422, detail=str(exc)) from None
 
