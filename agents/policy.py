@@ -131,7 +131,7 @@ def _args(config: TrainConfig) -> dict[str, Any]:
     d = config.model_dump()
     keep = ["method", "learning_rate", "epochs", "batch_size", "max_seq_length", "lora_rank", "lora_alpha",
             "lora_dropout", "train_embeddings", "grad_accum", "warmup_ratio", "lr_scheduler", "weight_decay",
-            "packing", "seed"]
+            "packing", "seed", "max_steps"]
     args = {k: d[k] for k in keep}
     args["max_rows"] = d["data"]["max_rows"]
     if d["data"]["negatives"] != "none":  # a recipe the Planner asked for must survive the next proposal

@@ -318,6 +318,8 @@ class Toolkit:
         warmup_ratio: float = 0.05,
         lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine",
         weight_decay: float = 0.0,
+        max_steps: Annotated[int, "-1: train `epochs`; else stop at this optimizer step (how a time budget "
+                             "sizes an attempt)"] = -1,
         packing: bool = False,
         max_rows: Annotated[int | None, "train on the first N rows only (a quick probe); null for all"] = None,
         seed: int = 0,
@@ -338,7 +340,7 @@ class Toolkit:
                    max_seq_length=max_seq_length, lora_rank=lora_rank, lora_alpha=lora_alpha,
                    lora_dropout=lora_dropout, train_embeddings=train_embeddings, grad_accum=grad_accum,
                    warmup_ratio=warmup_ratio, lr_scheduler=lr_scheduler, weight_decay=weight_decay,
-                   packing=packing, seed=seed, backend=backend,
+                   max_steps=max_steps, packing=packing, seed=seed, backend=backend,
                    data={"max_rows": max_rows, "negatives": negatives, "negative_ratio": negative_ratio,
                          "synthetic_ratio": synthetic_ratio})
         try:

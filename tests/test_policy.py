@@ -160,3 +160,29 @@ def test_config_args_round_trip_keeps_recipe_and_backend() -> None:
     for config in (TrainConfig(), TrainConfig(backend="unsloth", data={"negatives": "nat", "synthetic_ratio": 0.5,
                                                                        "max_rows": 40})):
         assert config_of(_args(config)) == config
+
+
+@pytest.mark.parametrize("recalled", [(), ({"worked": True, "similarity": 0.9, "score": 0.97, "summary": "s",
+                                            "config": TrainConfig(seed=0, epochs=3).model_dump()},)],
+                         ids=["no memory", "warm start"])
+def test_the_run_seed_reaches_the_proposed_config(recalled):
+    """The seed bug: the policy read brief['seed'], which the brief never carried, so every run (warm
+    start or not) trained with seed 0 whatever --seed said."""
+    args, _ = policy.initial_config({**brief(recalled=recalled), "seed": 7})
+    assert args["seed"] == 7
+
+
+def test_a_time_budget_sizes_the_first_attempt_from_the_measured_rate():
+    timed = {**brief(rows=960, params=134_000_000, random_init=False), "time_left_s": 500.0, "eval_reserve_s": 60.0,
+             "tokens_per_row": 100.0, "rate": {"tokens_per_second": 200.0, "startup_seconds": 10.0, "source": "t"}}
+    args, why = policy.initial_config(timed)
+    # (500 - 2 x 60) x 0.45 - 10 s of start-up = 161 s; at 200 tokens/s and 4 rows of 100 tokens a step: 80 steps
+    assert args["max_steps"] == 80 and args["batch_size"] == 4
+    assert "80 steps" in why and "200 tokens/s" in why
+    # A retry takes all that is left after its own evaluation: (500 - 60) - 10 = 430 s -> 215 steps
+    retry, _ = policy.initial_config({**timed, "previous_config": policy.config_of(args).model_dump(),
+                                      "planner_changes": {"max_steps": 1000}})
+    assert retry["max_steps"] == 215
+    # Less time than a few steps need: the floor keeps an attempt measurable
+    short, _ = policy.initial_config({**timed, "time_left_s": 100.0})
+    assert short["max_steps"] == policy.MIN_STEPS
