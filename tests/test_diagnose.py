@@ -344,3 +344,31 @@ def test_repeated_unstable_cuts_lr_harder() -> None:
     new = valid(cfg, d)
     assert new.learning_rate == pytest.approx(1e-4)
     assert new.warmup_ratio == 0.2
+
+
+def grouped(novel: float, trained: float, fmt: float = 1.0) -> EvalReport:
+    """The task agent's shape: the target is the novel-phrasing group's action exact match."""
+    from tunecrew.tools.contracts import GroupMetrics
+
+    groups = {"trained_phrasing": GroupMetrics(samples=64, metrics={"action_exact_match": trained}),
+              "novel_phrasing": GroupMetrics(samples=64, metrics={"action_exact_match": novel})}
+    return EvalReport(split="heldout", samples=128, seed=0, primary_metric="novel_phrasing/action_exact_match",
+                      metrics={"format_compliance": fmt, "action_exact_match": (novel + trained) / 2,
+                               "novel_phrasing/action_exact_match": novel,
+                               "trained_phrasing/action_exact_match": trained}, groups=groups)
+
+
+def test_a_gap_between_seen_and_unseen_phrasings_is_diagnosed_as_generalisation():
+    low_loss = ok_result(flat(level=0.05))
+    half_epoch = TrainConfig(learning_rate=1e-3, max_steps=60, batch_size=8, epochs=0.5)
+    d = diagnose(half_epoch, low_loss.model_copy(update={"loss_curve": [
+        p.model_copy(update={"epoch": 0.5 * (i + 1) / 20}) for i, p in enumerate(low_loss.loss_curve)]}),
+        grouped(novel=0.53, trained=0.83), TARGET)
+    assert d.label == "generalize"
+    assert "novel_phrasing/action_exact_match=0.530 vs trained_phrasing/action_exact_match=0.830" in d.evidence[0]
+    new = valid(half_epoch, d)
+    assert new.max_steps == 120 and new.data.synthetic_ratio == 0.5  # every row, and rephrased rows
+    # The same gap while the loss is still high is underfitting, not a generalisation problem
+    assert diagnose(half_epoch, ok_result(falling(start=4.0, rate=0.01)), grouped(0.2, 0.5), TARGET).label == "underfit"
+    # A small gap is not a generalisation problem either
+    assert diagnose(half_epoch, low_loss, grouped(0.6, 0.7), TARGET).label == "underfit"

@@ -328,7 +328,7 @@ class JudgeReport(_Model):
 # --------------------------------------------------------------------------- decisions
 
 
-DiagnosisLabel = Literal["underfit", "overfit", "format", "oom", "unstable", "data", "error", "good"]
+DiagnosisLabel = Literal["underfit", "overfit", "generalize", "format", "oom", "unstable", "data", "error", "good"]
 
 
 class Diagnosis(_Model):

@@ -12,7 +12,10 @@ Rules run in a fixed order; the first that matches wins:
   4. primary >= target     -> good
   5. eval loss turned up   -> overfit
   6. format low, loss flat -> format    (it learned the words, not the contract: more steps, higher lr)
-  7. otherwise             -> underfit
+  7. primary group far below another group, train loss low
+                           -> generalize (it learned the seen phrasings, not the task: every row, more
+                              varied rows, a gentler lr)
+  8. otherwise             -> underfit
 `history` turns a repeated label whose score did not move into an escalation, so the crew does
 not pay for the same failing change twice.
 """
@@ -65,6 +68,13 @@ MIN_SEQ_LENGTH = 64
 UNSTABLE_LR_DIVISOR = 4.0
 MIN_WARMUP = 0.1
 ESCALATED_WARMUP = 0.2
+
+# Generalisation gap: the primary metric is a group's (e.g. novel_phrasing/...) and another group
+# scores this much higher on the same metric while the training loss is already low.
+GENERALIZATION_GAP = 0.15
+LOW_TRAIN_LOSS = 0.3
+SYNTHETIC_RATIO_STEP = 0.5  # rephrased rows added per row (tools/recipes.py filters them)
+MAX_SYNTHETIC_RATIO = 1.0
 
 # History: a change "worked" if the primary metric rose by at least this much.
 MIN_IMPROVEMENT = 0.02
@@ -365,6 +375,48 @@ def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | Non
     return ev, ch
 
 
+def generalization_gap(report: EvalReport | None) -> tuple[str, float, float] | None:
+    """(best other group, its value, the primary group's value) when the primary metric is one
+    group's and another group beats it on the same metric by GENERALIZATION_GAP or more."""
+    if report is None or "/" not in report.primary_metric:
+        return None
+    group, metric = report.primary_metric.split("/", 1)
+    mine = report.groups.get(group)
+    if mine is None or metric not in mine.metrics:
+        return None
+    others = [(g, m.metrics[metric]) for g, m in report.groups.items() if g != group and metric in m.metrics]
+    if not others:
+        return None
+    best, value = max(others, key=lambda kv: kv[1])
+    return (best, value, mine.metrics[metric]) if value - mine.metrics[metric] >= GENERALIZATION_GAP else None
+
+
+def _generalize(config: TrainConfig, report: EvalReport, gap: tuple[str, float, float], train: float,
+                rows_seen: float, repeats: int) -> tuple[list[str], dict[str, Any]]:
+    other, value, mine = gap
+    group, metric = report.primary_metric.split("/", 1)
+    ev = [f"{group}/{metric}={mine:.3f} vs {other}/{metric}={value:.3f} (gap {value - mine:.3f} >= "
+          f"{GENERALIZATION_GAP}) at train loss {train:.3f} < {LOW_TRAIN_LOSS}: it learned the seen phrasings, "
+          "not the task"]
+    ch: dict[str, Any] = {}
+    if rows_seen < 1.0:  # part of the data was never seen: every row first
+        ch.update(_scale_length(config, min(2.0, 1.0 / max(rows_seen, 0.05))))
+        ev.append(f"{rows_seen:.2f} of an epoch trained: train on every row ({ch})")
+    if config.data.max_rows is not None:
+        ch["data.max_rows"] = None
+        ev.append(f"data.max_rows {config.data.max_rows} -> all rows: more phrasings")
+    ratio = min(MAX_SYNTHETIC_RATIO, config.data.synthetic_ratio + SYNTHETIC_RATIO_STEP)
+    if ratio > config.data.synthetic_ratio:
+        ch["data.synthetic_ratio"] = ratio
+        ev.append(f"data.synthetic_ratio {config.data.synthetic_ratio:g} -> {ratio:g}: rephrased requests, "
+                  "filtered against train and held-out rows")
+    if repeats or not ch:
+        lr = _sig(config.learning_rate / 2)
+        ch["learning_rate"] = lr
+        ev.append(f"learning_rate {config.learning_rate:.3g} -> {lr:.3g} (/2): fit the seen phrasings less hard")
+    return ev, ch
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -436,9 +488,23 @@ def diagnose(config: TrainConfig, result: TrainResult, report: EvalReport | None
         ev, ch = _format(config, compliance, format_floor, trend, n)
         return done("format", gate_lines + ev, ch, n)
 
+    gap = generalization_gap(report)
+    train = _final(result.train_loss, result.loss_curve)
+    if gap is not None and train is not None and train < LOW_TRAIN_LOSS:
+        assert report is not None
+        n = repeats("generalize")
+        ev, ch = _generalize(config, report, gap, train, epochs_trained(config, result), n)
+        return done("generalize", gate_lines + ev, ch, n)
+
     n = repeats("underfit")
     ev, ch = _underfit(config, result, report, target, trend, n)
     return done("underfit", gate_lines + ev, ch, n)
+
+
+def epochs_trained(config: TrainConfig, result: TrainResult) -> float:
+    """Passes over the data the run made: the last logged epoch, else the config's."""
+    logged = [p.epoch for p in result.loss_curve if p.epoch is not None]
+    return logged[-1] if logged else config.epochs
 
 
 def _current(config: TrainConfig, key: str) -> Any:
