@@ -17,6 +17,11 @@ from tunecrew.tools.contracts import DataRecipe, TrainConfig
 # embeddings. Measured on the task-agent scenario (3.7M params): lr 3e-3 with rank 32.
 RANDOM_INIT_LR = 3e-3
 PRETRAINED_LORA_LR = 2e-4
+# Sub-billion pretrained models take a higher adapter lr. Measured on SmolLM2-135M-Instruct, task
+# agent, seed 0, 60 steps of 8: lr 1e-3 reached train loss 0.03 and novel-phrasing action exact
+# match 0.58 (n=64); at 2e-4 the loss was still near 2.0 after 6 steps.
+SMALL_PRETRAINED_LORA_LR = 1e-3
+SMALL_MODEL_PARAMS = 1e9
 FULL_LR = 2e-5
 # Optimizer steps a task of this kind needs, by model state (measured on the task-agent scenario).
 TARGET_STEPS_RANDOM_INIT = 360
@@ -74,8 +79,9 @@ def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
         method, rank, lr, embeddings, steps = "qlora", 16, PRETRAINED_LORA_LR, False, TARGET_STEPS_PRETRAINED
         why = f"{params / 1e9:.1f}B params on CUDA: 4-bit QLoRA keeps it in memory"
     else:
-        method, rank, lr, embeddings, steps = "lora", 16, PRETRAINED_LORA_LR, False, TARGET_STEPS_PRETRAINED
-        why = f"pretrained base model: LoRA r=16 at lr {PRETRAINED_LORA_LR:g}"
+        lr = SMALL_PRETRAINED_LORA_LR if params < SMALL_MODEL_PARAMS else PRETRAINED_LORA_LR
+        method, rank, embeddings, steps = "lora", 16, False, TARGET_STEPS_PRETRAINED
+        why = f"pretrained base model of {params / 1e6:.0f}M params: LoRA r=16 at lr {lr:g}"
     batch = _batch_size(params, seq, on_gpu)
     steps_per_epoch = math.ceil(rows * 0.9 / batch)
     epochs = max(1.0, round(steps / steps_per_epoch, 1))
@@ -118,7 +124,7 @@ def _batch_size(params: int, seq: int, on_gpu: bool) -> int:
     if on_gpu:
         return 16 if params < 2e9 else 8 if params < 8e9 else 4
     # CPU: small batches keep steps short; tiny models can afford more rows per step.
-    return 16 if params < 5e7 and seq <= 512 else 4 if params < 5e8 else 1
+    return 16 if params < 5e7 and seq <= 512 else 8 if params < 2e8 and seq <= 512 else 4 if params < 5e8 else 1
 
 
 def _best_recalled(recalled: list[dict[str, Any]]) -> dict[str, Any] | None:

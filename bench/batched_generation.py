@@ -29,6 +29,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base-model", default="smollm2-135m",
+                   help="a `tunecrew models` name (default smollm2-135m), tiny, or a model folder")
     args = p.parse_args()
 
     import torch
@@ -38,15 +40,20 @@ def main() -> None:
 
     data = _common.task_rows(args.seed, n_train=480, n_heldout=args.prompts)
     tmp = Path(tempfile.mkdtemp(prefix="tunecrew-bench-gen-"))
-    texts = [m["content"] for r in data.train for m in r["messages"]] + [INSTRUCTION]
-    model = _common.tiny_model(tmp / "model", texts)
+    if args.base_model == "tiny":
+        texts = [m["content"] for r in data.train for m in r["messages"]] + [INSTRUCTION]
+        model, label = _common.tiny_model(tmp / "model", texts), "tiny llama (random init: every reply runs to max_new_tokens)"
+    else:
+        from tunecrew.tools.base_models import resolve
+
+        model, label = resolve(args.base_model), f"{args.base_model} (pretrained, untuned: replies run long)"
     loaded = load_model(model, threads=args.threads)
     torch.manual_seed(args.seed)
     system = "You are a task-management assistant. " + INSTRUCTION
     prompts = [prompt_of(r, system) for r in data.heldout]
     params = sum(p.numel() for p in loaded.model.parameters())
     print(f"machine: {_common.machine()}")
-    print(f"model: tiny llama {params / 1e6:.2f}M params (random init: every reply runs to max_new_tokens); "
+    print(f"model: {label}, {params / 1e6:.2f}M params; "
           f"prompts={len(prompts)} max_new_tokens={args.max_new_tokens} threads={args.threads} seed={args.seed}")
 
     generate(loaded, prompts[:2], max_new_tokens=4, batch_size=2)  # warm-up: first-call allocations

@@ -39,7 +39,9 @@ def test_never_trained_model_gets_trained_embeddings_and_high_lr():
 def test_pretrained_models_get_standard_lora_or_qlora_by_size_and_device():
     small_cpu, _ = policy.initial_config(brief(params=500_000_000, random_init=False))
     assert small_cpu["method"] == "lora" and small_cpu["train_embeddings"] is False
-    assert small_cpu["learning_rate"] == policy.PRETRAINED_LORA_LR and small_cpu["batch_size"] == 1
+    assert small_cpu["learning_rate"] == policy.SMALL_PRETRAINED_LORA_LR and small_cpu["batch_size"] == 1
+    mid_cpu, _ = policy.initial_config(brief(params=1_500_000_000, random_init=False))
+    assert mid_cpu["learning_rate"] == policy.PRETRAINED_LORA_LR
     big_gpu, why = policy.initial_config(brief(params=8_000_000_000, random_init=False, device="cuda"))
     assert big_gpu["method"] == "qlora" and "QLoRA" in why
 
@@ -176,13 +178,13 @@ def test_a_time_budget_sizes_the_first_attempt_from_the_measured_rate():
     timed = {**brief(rows=960, params=134_000_000, random_init=False), "time_left_s": 500.0, "eval_reserve_s": 60.0,
              "tokens_per_row": 100.0, "rate": {"tokens_per_second": 200.0, "startup_seconds": 10.0, "source": "t"}}
     args, why = policy.initial_config(timed)
-    # (500 - 2 x 60) x 0.45 - 10 s of start-up = 161 s; at 200 tokens/s and 4 rows of 100 tokens a step: 80 steps
-    assert args["max_steps"] == 80 and args["batch_size"] == 4
-    assert "80 steps" in why and "200 tokens/s" in why
-    # A retry takes all that is left after its own evaluation: (500 - 60) - 10 = 430 s -> 215 steps
+    # (500 - 2 x 60) x 0.45 - 10 s of start-up = 161 s; at 200 tokens/s and 8 rows of 100 tokens a step: 40 steps
+    assert args["max_steps"] == 40 and args["batch_size"] == 8
+    assert "40 steps" in why and "200 tokens/s" in why
+    # A retry takes all that is left after its own evaluation: (500 - 60) - 10 = 430 s -> 107 steps
     retry, _ = policy.initial_config({**timed, "previous_config": policy.config_of(args).model_dump(),
                                       "planner_changes": {"max_steps": 1000}})
-    assert retry["max_steps"] == 215
+    assert retry["max_steps"] == 107
     # Less time than a few steps need: the floor keeps an attempt measurable
     short, _ = policy.initial_config({**timed, "time_left_s": 100.0})
     assert short["max_steps"] == policy.MIN_STEPS

@@ -209,6 +209,7 @@ class TrainResult(_Model):
                                             "the training loop; loading and tokenising excluded.")
     tokens: int | None = Field(None, description="Tokens trained on: with train_seconds, what the next estimate uses.")
     train_seconds: float | None = Field(None, description="The training loop alone; wall_seconds - this = start-up.")
+    eval_loss_seconds: float = Field(0.0, ge=0, description="Of train_seconds, the eval-loss passes.")
     model_flops_utilization: float | None = Field(
         None, description="Model FLOPs/s over the device's peak (tools/throughput.py says how both are counted).")
     estimated_seconds: float | None = Field(None, description="What the Tuner's estimate said before training.")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from tunecrew.tools.contracts import DatasetProfile, Hardware, TrainConfig
 from tunecrew.tools.throughput import MeasuredRate
+from tunecrew.tools.train import EVAL_POINTS, eval_rows
 
 _GB = 1024**3
 
@@ -153,11 +154,13 @@ def estimate_tokens(config: TrainConfig, profile: DatasetProfile, extra_tokens_p
     mean += extra_tokens_per_row
     per_row = min(mean if mean > 0 else config.max_seq_length / 2, config.max_seq_length)
     per_row *= DPO_SEQUENCE_FACTOR if config.method == "dpo" else 1
-    if config.max_steps > 0:
-        return config.max_steps * config.effective_batch * per_row
     rows = profile.rows if config.data.max_rows is None else min(profile.rows, config.data.max_rows)
-    rows *= 1 - config.eval_fraction
-    return rows * config.epochs * per_row
+    held_back = eval_rows(rows, config.eval_fraction)
+    # The eval-loss passes: forward only, about a third of a training token's work.
+    evals = EVAL_POINTS * held_back * per_row / 3
+    if config.max_steps > 0:
+        return config.max_steps * config.effective_batch * per_row + evals
+    return (rows - held_back) * config.epochs * per_row + evals
 
 
 def throughput_flops(hardware: Hardware) -> float:

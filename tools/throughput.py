@@ -99,9 +99,10 @@ class MeasuredRate:
 
 def rate_of(result: TrainResult, source: str) -> MeasuredRate | None:
     """The rate a finished training run measured; None when it trained too little to tell."""
-    if not result.tokens or not result.train_seconds or result.train_seconds <= 0:
+    training = (result.train_seconds or 0.0) - result.eval_loss_seconds
+    if not result.tokens or training <= 0:
         return None
-    return MeasuredRate(tokens_per_second=result.tokens / result.train_seconds,
+    return MeasuredRate(tokens_per_second=result.tokens / training,
                         startup_seconds=max(0.0, result.wall_seconds - result.train_seconds), source=source)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .contracts import LossPoint, TrainConfig, TrainResult
-from .train import RESULT_FILE, TrainJob, looks_like_oom
+from .train import EVAL_POINTS, RESULT_FILE, TrainJob, eval_rows, looks_like_oom
 
 ADAPTER_DIR = "adapter"
 # A loss this many times the first logged loss (after warmup) means the run blew up.
@@ -160,7 +160,7 @@ def _common_args(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bo
         # the Progress callback must see the NaN to stop the run and report it.
         logging_nan_inf_filter=False,
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=max(1, total_steps // 8) if has_eval else None,
+        eval_steps=max(1, total_steps // EVAL_POINTS) if has_eval else None,
         save_strategy="no",
         report_to="none",
         use_cpu=use_cpu,
@@ -262,7 +262,7 @@ def train(job: TrainJob) -> TrainResult:
         tokenizer.pad_token = tokenizer.eos_token
 
     dataset = Dataset.from_list(rows).shuffle(seed=config.seed)
-    n_eval = int(len(rows) * config.eval_fraction)
+    n_eval = eval_rows(len(rows), config.eval_fraction)
     train_ds, eval_ds = (dataset.select(range(n_eval, len(rows))), dataset.select(range(n_eval))) if n_eval else (dataset, None)
     steps_per_epoch = math.ceil(len(train_ds) / (config.batch_size * config.grad_accum))
 
@@ -288,6 +288,8 @@ def train(job: TrainJob) -> TrainResult:
                     state["status"] = "diverged"
                     state["error"] = f"loss rose to {loss:.3f} at step {step}, over {DIVERGENCE_FACTOR}x its early {state['first']:.3f}"
                     control.should_training_stop = True
+            if "eval_runtime" in logs:
+                state["eval_seconds"] = state.get("eval_seconds", 0.0) + float(logs["eval_runtime"])
             if "eval_loss" in logs:
                 eval_loss = float(logs["eval_loss"])
                 emit("eval", step=step, eval_loss=eval_loss)
@@ -334,9 +336,11 @@ def train(job: TrainJob) -> TrainResult:
         train_loss=sum(p.loss for p in tail) / len(tail) if tail else None,
         eval_loss=state["eval"][-1].loss if state["eval"] else None,
         steps=trainer.state.global_step,
-        tokens_per_second=float(tokens) / train_seconds if tokens else None,
+        # Eval-loss passes are timed apart, so the rate is training's own.
+        tokens_per_second=float(tokens) / max(1e-9, train_seconds - state.get("eval_seconds", 0.0)) if tokens else None,
         tokens=int(tokens) if tokens else None,
         train_seconds=train_seconds,
+        eval_loss_seconds=state.get("eval_seconds", 0.0),
         peak_memory_mb=_peak_memory_mb(use_cuda),
         wall_seconds=time.monotonic() - started,
         trainable_params=params_trainable,

@@ -19,9 +19,14 @@ from . import metrics
 from .contract import TAGS
 from .data import generate
 
-# Short on purpose: the system prompt is in every training row, and on a tiny model it is most of
-# each sequence. The persona comes first (the Domain Expert's), then this.
-INSTRUCTION = "Answer <analysis>…</analysis> then <action>tool(…)</action> or <final>…</final>."
+# The contract in full: a pretrained model scored zero-shot (the prompt-only baseline) must be told
+# the tools and their arguments, and the tuned model keeps that map in front of it for requests
+# phrased in ways training never showed (measured on SmolLM2-135M, 60 steps of 8, seed 0, n=64 per
+# group: novel-phrasing action exact match 0.578 with this text vs 0.531 with a one-line
+# instruction; trained phrasings 0.766 vs 0.688). It costs ~60 tokens a row.
+INSTRUCTION = ('Reply as <analysis>one sentence</analysis> then <action>TOOL(arg="value", ...)</action> or '
+               '<final>short reply</final>. Tools: add_task(title, due="YYYY-MM-DD", priority="low|medium|high"), '
+               'list_tasks(status="open|done|all"), summarize_tasks(), complete_task(title), delete_task(title).')
 TINY_SPEC = TinyModelSpec(added_tokens=tuple(t for name in TAGS for t in (f"<{name}>", f"</{name}>")))
 
 
