@@ -45,7 +45,6 @@ DOMAIN_EXPERT, TUNER, JUDGE, PLANNER, HUMAN = "DomainExpert", "Tuner", "Judge", 
 MAX_REJECTIONS = 3  # refused proposals before the offline policy's answer is used (and logged)
 # ChatML wraps each of a row's three turns in `<|im_start|>role\n ... <|im_end|>\n`: ~4 tokens each.
 CHAT_MARKUP_TOKENS = 12
-MIN_ATTEMPT_STEPS = 20  # fewer optimizer steps than this teach too little to be worth an attempt
 RATE_PROBE_STEPS = 4  # timed steps that measure the training rate when nothing else has
 # Before anything was evaluated: reserve this share of the budget for one evaluation.
 EVAL_RESERVE_SHARE = 0.12
@@ -109,6 +108,12 @@ class RunContext:
     def system_prompt(self) -> str:
         persona = self.domain.persona if self.domain else ""
         return self.scenario.system_prompt(persona)
+
+    @property
+    def baseline_system_prompt(self) -> str:
+        """The prompt-only baseline's: the persona and the contract spelled out for the untuned model."""
+        persona = self.domain.persona if self.domain else ""
+        return self.scenario.system_prompt(persona, baseline=True)
 
     @property
     def best(self) -> AttemptRecord | None:
@@ -508,7 +513,8 @@ class Toolkit:
         judging = ctx.judge_panel is not None
         if ctx.baseline is None or (judging and ctx.judge_baseline is None):
             # What the attempts are measured against: the untuned model, scored and judged once per run.
-            ctx.baseline, base_replies = self._score(load_model(ctx.base.name, None, threads=ctx.threads))
+            ctx.baseline, base_replies = self._score(load_model(ctx.base.name, None, threads=ctx.threads),
+                                                     system_prompt=ctx.baseline_system_prompt)
             if judging:
                 ctx.judge_baseline = self._judge(base_replies, "base model", ctx.run_dir / "judge_baseline.json")
                 ctx.baseline = self._with_rubric(ctx.baseline, ctx.judge_baseline)
@@ -530,10 +536,11 @@ class Toolkit:
                           "llm_judge_base_model": compact(ctx.judge_baseline) if ctx.judge_baseline else None}
                          if judged else {})})
 
-    def _score(self, loaded: Any) -> tuple[EvalReport, list[str]]:
+    def _score(self, loaded: Any, system_prompt: str | None = None) -> tuple[EvalReport, list[str]]:
         ctx = self.ctx
         assert ctx.scenario.scorer is not None
-        return evaluate_with_replies(loaded, ctx.data.heldout, ctx.scenario.scorer, system_prompt=ctx.system_prompt,
+        return evaluate_with_replies(loaded, ctx.data.heldout, ctx.scenario.scorer,
+                                     system_prompt=system_prompt or ctx.system_prompt,
                                      split=ctx.data.heldout_split, seed=ctx.spec.seed,
                                      primary_metric=ctx.scenario.primary_metric, leak_check=ctx.leak,
                                      max_new_tokens=ctx.scenario.max_new_tokens)
@@ -602,10 +609,10 @@ class Toolkit:
                          if ctx.deadline is not None else {})})
 
     def _min_attempt(self) -> float:
-        """The least time another attempt needs to be worth training: start-up, a few dozen steps
-        and its evaluation."""
+        """The least time another attempt needs to be worth training: start-up, the policy's
+        fewest steps and its evaluation."""
         ctx = self.ctx
-        train = ctx.rate.seconds_for(MIN_ATTEMPT_STEPS * self._tokens_per_row() * (ctx.config.effective_batch
+        train = ctx.rate.seconds_for(policy.MIN_STEPS * self._tokens_per_row() * (ctx.config.effective_batch
                                      if ctx.config else 1)) if ctx.rate else 0.0
         return train + self._eval_reserve()
 

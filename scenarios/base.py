@@ -38,5 +38,10 @@ class Scenario:
     scorer: Scorer | None = None
     domain_hint: str | None = None  # what the scenario author knows the domain to be; evidence only
 
-    def system_prompt(self, persona: str) -> str:
-        return f"{persona.strip()} {self.instruction.strip()}".strip()
+    # The output contract spelled out for a model that never saw it: the base model's prompt-only
+    # baseline is scored with this (None: with `instruction`, like the tuned model).
+    baseline_instruction: str | None = None
+
+    def system_prompt(self, persona: str, baseline: bool = False) -> str:
+        instruction = (self.baseline_instruction if baseline else None) or self.instruction
+        return f"{persona.strip()} {instruction.strip()}".strip()

@@ -74,7 +74,8 @@ class CrewConsole:
         """One row per attempt; scores carry their split, sample count and seed in the title."""
         n = ctx.records[-1].eval.samples if ctx.records and ctx.records[-1].eval else 0
         table = Table(title=f"attempts · held-out {ctx.data.heldout_split}, n={n}, seed {ctx.spec.seed}")
-        metrics = sorted({k for r in ctx.records if r.eval for k in r.eval.metrics})
+        metrics = summary_metrics(ctx.scenario.primary_metric, ctx.spec.gates,
+                                  {k for r in ctx.records if r.eval for k in r.eval.metrics})
         table.add_column("#")
         table.add_column("config")
         table.add_column("status")
@@ -102,3 +103,11 @@ class CrewConsole:
         best = ctx.best
         if best is not None and best.result.adapter_path:
             self.console.print(f"best adapter: {best.result.adapter_path} (attempt {best.attempt})")
+
+
+def summary_metrics(primary: str, gates: dict[str, float], present: set[str]) -> list[str]:
+    """The columns a terminal has room for: the target's metric, the same metric on the other
+    groups (e.g. trained vs novel phrasings), and the gates; report.md has every metric."""
+    group, _, name = primary.rpartition("/")
+    same = sorted(m for m in present if group and m != primary and m.rpartition("/")[2] == name and "/" in m)
+    return [m for m in [primary, *same, *gates] if m in present]

@@ -152,10 +152,11 @@ def score_replies(
             examples.append(sample)
     n = len(rows)
     metrics = {k: v / n for k, v in totals.items()} if n else {}
-    if "/" in primary_metric and n:  # a group's metric, e.g. "trained_phrasing/tool_accuracy"
-        group, name = primary_metric.split("/", 1)
-        if group in group_sizes and name in groups.get(group, {}):
-            metrics[primary_metric] = groups[group][name] / group_sizes[group]
+    if "/" in primary_metric and n:  # a group's metric, e.g. "novel_phrasing/action_exact_match"
+        name = primary_metric.split("/", 1)[1]
+        for group, size in group_sizes.items():  # every group's, so the gap between them is in view
+            if name in groups.get(group, {}):
+                metrics[f"{group}/{name}"] = groups[group][name] / size
     if primary_metric not in metrics and n:
         raise ValueError(f"primary metric {primary_metric!r} is not among the scorer's metrics {sorted(metrics)}")
     return EvalReport(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from tunecrew.tools.contracts import DatasetProfile, Hardware, TrainConfig
 from tunecrew.tools.throughput import MeasuredRate
-from tunecrew.tools.train import EVAL_POINTS, eval_rows
+from tunecrew.tools.train import EVAL_POINTS, FORWARD_SHARE, eval_rows
 
 _GB = 1024**3
 
@@ -155,9 +155,8 @@ def estimate_tokens(config: TrainConfig, profile: DatasetProfile, extra_tokens_p
     per_row = min(mean if mean > 0 else config.max_seq_length / 2, config.max_seq_length)
     per_row *= DPO_SEQUENCE_FACTOR if config.method == "dpo" else 1
     rows = profile.rows if config.data.max_rows is None else min(profile.rows, config.data.max_rows)
-    held_back = eval_rows(rows, config.eval_fraction)
-    # The eval-loss passes: forward only, about a third of a training token's work.
-    evals = EVAL_POINTS * held_back * per_row / 3
+    held_back = eval_rows(rows, config)
+    evals = EVAL_POINTS * held_back * per_row * FORWARD_SHARE  # the eval-loss passes: forward only
     if config.max_steps > 0:
         return config.max_steps * config.effective_batch * per_row + evals
     return (rows - held_back) * config.epochs * per_row + evals

@@ -50,11 +50,20 @@ ProgressFn = Callable[[dict[str, Any]], None]
 # split. Measured on SmolLM2-135M, 21 steps of batch 4: 8 evals of 96 rows cost 3x the training.
 EVAL_POINTS = 4
 MAX_EVAL_ROWS = 64
+MIN_EVAL_ROWS = 8
+EVAL_COST_SHARE = 0.1  # the eval passes may cost this share of the training's own work
+FORWARD_SHARE = 1 / 3  # a forward pass is about a third of a training step's work per token
 
 
-def eval_rows(rows: int, fraction: float) -> int:
-    """Train rows held back for the eval loss: `fraction` of them, at most MAX_EVAL_ROWS."""
-    return min(int(rows * fraction), MAX_EVAL_ROWS)
+def eval_rows(rows: int, config: TrainConfig) -> int:
+    """Train rows held back for the eval loss: `eval_fraction` of them, at most MAX_EVAL_ROWS, and
+    few enough that EVAL_POINTS passes over them cost about EVAL_COST_SHARE of the training."""
+    wanted = min(int(rows * config.eval_fraction), MAX_EVAL_ROWS)
+    if wanted == 0:
+        return 0
+    trained = rows * config.epochs if config.max_steps <= 0 else config.max_steps * config.effective_batch
+    affordable = int(EVAL_COST_SHARE * min(trained, rows * config.epochs) / (EVAL_POINTS * FORWARD_SHARE))
+    return min(wanted, max(MIN_EVAL_ROWS, affordable))
 
 # Children still training. The crew runs `run_training` in a worker thread, so a Ctrl-C reaches the
 # event loop, not this function: the CLI calls `kill_active()` so no orphan trainer is left behind.
@@ -183,7 +192,8 @@ def _collect(out: Path, code: int, stderr_tail: list[str], wall: float, memory_c
     result_path = out / RESULT_FILE
     if result_path.exists():
         try:
-            return TrainResult.model_validate_json(result_path.read_text())
+            # The wall time is the parent's: the child cannot see its own interpreter start and imports.
+            return TrainResult.model_validate_json(result_path.read_text()).model_copy(update={"wall_seconds": wall})
         except ValueError as exc:  # a child killed mid-write leaves half a file
             return TrainResult(status="error", wall_seconds=wall, error=f"unreadable {result_path}: {exc}")
     tail = "\n".join(stderr_tail[-12:])

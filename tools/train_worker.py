@@ -262,7 +262,7 @@ def train(job: TrainJob) -> TrainResult:
         tokenizer.pad_token = tokenizer.eos_token
 
     dataset = Dataset.from_list(rows).shuffle(seed=config.seed)
-    n_eval = eval_rows(len(rows), config.eval_fraction)
+    n_eval = eval_rows(len(rows), config)
     train_ds, eval_ds = (dataset.select(range(n_eval, len(rows))), dataset.select(range(n_eval))) if n_eval else (dataset, None)
     steps_per_epoch = math.ceil(len(train_ds) / (config.batch_size * config.grad_accum))
 
