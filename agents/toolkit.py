@@ -599,7 +599,7 @@ class Toolkit:
         if ctx.result is None or ctx.config is None:
             return _dump({"error": "nothing to diagnose: no attempt has been trained"})
         ctx.diagnosis = diagnose_attempt(ctx.config, ctx.result, ctx.report, ctx.spec.target, ctx.records,
-                                         gates=ctx.spec.gates)
+                                         gates=ctx.spec.gates, random_init=ctx.base.random_init)
         best = ctx.best
         return _dump({"attempt": ctx.attempt, "max_attempts": ctx.spec.max_attempts, "target": ctx.spec.target,
                       "score": ctx.report.score if ctx.report else None,

@@ -56,7 +56,7 @@ args = SFTConfig(output_dir=a["out"] + "/ckpt", per_device_train_batch_size=a["b
                  use_cpu=True, gradient_checkpointing=False, dataloader_num_workers=0, disable_tqdm=True,
                  **({} if a["bf16"] is None else {"bf16": a["bf16"]}))
 peft = LoraConfig(r=a["rank"], lora_alpha=2 * a["rank"], target_modules="all-linear",
-                  modules_to_save=["embed_tokens", "lm_head"], task_type="CAUSAL_LM")
+                  modules_to_save=["embed_tokens", "lm_head"] if a["embeddings"] else None, task_type="CAUSAL_LM")
 trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft)
 t0 = time.monotonic()
 trainer.train()
@@ -73,7 +73,7 @@ def tool_run(model: str, train_file: Path, out: Path, args, *, packing: bool, st
     from tunecrew.tools.contracts import TrainConfig
     from tunecrew.tools.train import TrainJob, run_training
 
-    config = TrainConfig(method="lora", lora_rank=8, lora_alpha=16, train_embeddings=True, learning_rate=3e-3,
+    config = TrainConfig(method="lora", lora_rank=8, lora_alpha=16, train_embeddings=args.embeddings, learning_rate=3e-3,
                          lr_scheduler="constant", warmup_ratio=0.0, batch_size=args.batch, max_steps=steps,
                          epochs=epochs, max_seq_length=seq, packing=packing, eval_fraction=0.0, seed=0,
                          data={"dedup": False})
@@ -93,7 +93,7 @@ def plain_run(model: str, train_file: Path, out: Path, args, *, steps: int, seq:
     log_every = max(1, steps // 40)  # what the train tool logs at
     spec = dict(model=model, train_file=str(train_file), out=str(out), threads=args.threads, batch=args.batch,
                 lr=3e-3, steps=steps, seq=seq, packing=False, rank=8, log_every=log_every, system=SYSTEM,
-                bf16=bf16)
+                bf16=bf16, embeddings=args.embeddings)
     spec_file = out.with_suffix(".json")
     out.mkdir(parents=True, exist_ok=True)
     spec_file.write_text(json.dumps(spec))
@@ -121,6 +121,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--small", action="store_true", help="the tests' 0.1M-param model instead of the demo's")
+    p.add_argument("--base-model", default="tiny",
+                   help="tiny (the demo's random-init model, embeddings trained) or a `tunecrew models` name / "
+                        "folder such as smollm2-135m (pretrained: adapters only)")
     p.add_argument("--skip-packing", action="store_true")
     p.add_argument("--skip-overhead", action="store_true")
     args = p.parse_args()
@@ -131,12 +134,18 @@ def main() -> None:
     var_rows = _common.variable_rows(data.train, args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="tunecrew-bench-train-"))
     texts = [m["content"] for r in data.train for m in r["messages"]] + [SYSTEM]
-    model = _common.tiny_model(tmp / "model", texts, small=args.small)
+    args.embeddings = args.base_model == "tiny"  # a random-init vocabulary must be trained; a pretrained one not
+    if args.base_model == "tiny":
+        model = _common.tiny_model(tmp / "model", texts, small=args.small)
+    else:
+        from tunecrew.tools.base_models import resolve
+
+        model = resolve(args.base_model)
     from tunecrew.tools.model_info import describe_base_model
 
     info = describe_base_model(model)
     print(f"machine: {_common.machine()}")
-    print(f"model: tiny llama {info.params / 1e6:.2f}M params; rows={args.rows} seed={args.seed} "
+    print(f"model: {args.base_model} {info.params / 1e6:.2f}M params; rows={args.rows} seed={args.seed} "
           f"batch={args.batch} threads={args.threads}")
 
     if not args.skip_overhead:
@@ -160,7 +169,8 @@ def main() -> None:
                  for i, t in enumerate(plain)]
         rows += [["plain TRL, SFTConfig defaults (bf16 autocast on CPU)", default["steps"], default["tokens_per_s"],
                   default["wall_s"]]]
-        print(f"\n## overhead ({args.steps} steps, max_seq_length=256, LoRA r=8 + embeddings)")
+        print(f"\n## overhead ({args.steps} steps, max_seq_length=256, LoRA r=8"
+              f"{' + embeddings' if args.embeddings else ''})")
         print(_common.table(["run", "steps", "tokens/s (train loop)", "process wall s"], rows))
         tps_t = statistics.median(t["tokens_per_s"] for t in tool)
         tps_p = statistics.median(t["tokens_per_s"] for t in plain)

@@ -372,3 +372,13 @@ def test_a_gap_between_seen_and_unseen_phrasings_is_diagnosed_as_generalisation(
     assert diagnose(half_epoch, ok_result(falling(start=4.0, rate=0.01)), grouped(0.2, 0.5), TARGET).label == "underfit"
     # A small gap is not a generalisation problem either
     assert diagnose(half_epoch, low_loss, grouped(0.6, 0.7), TARGET).label == "underfit"
+
+
+def test_a_pretrained_model_is_never_told_to_train_its_embeddings():
+    """A pretrained vocabulary already means something; training 49k x 576 embeddings is costly."""
+    pretrained = TrainConfig(learning_rate=1e-3, max_steps=16, batch_size=8, epochs=0.15)
+    fmt = diagnose(pretrained, ok_result(flat(level=0.3)), report(0.3, fmt=0.83), TARGET, random_init=False)
+    assert fmt.label == "format" and "train_embeddings" not in fmt.suggested_changes
+    assert fmt.suggested_changes.get("max_steps") == 32
+    scratch = diagnose(pretrained, ok_result(flat(level=0.3)), report(0.3, fmt=0.83), TARGET, random_init=True)
+    assert scratch.suggested_changes.get("train_embeddings") is True

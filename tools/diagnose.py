@@ -281,7 +281,7 @@ def _overfit(config: TrainConfig, repeats: int) -> tuple[list[str], dict[str, An
 
 
 def _format(config: TrainConfig, compliance: float, floor: float, trend: float,
-            repeats: int) -> tuple[list[str], dict[str, Any]]:
+            repeats: int, random_init: bool) -> tuple[list[str], dict[str, Any]]:
     ev = [f"{FORMAT_METRIC}={compliance:.3f} < {floor} while the loss flattened "
           f"(last {TAIL_FRACTION:.0%} improved {trend:.1%} < {FLAT_IMPROVEMENT:.0%}): it learned the words, "
           "not the reply contract"]
@@ -304,7 +304,7 @@ def _format(config: TrainConfig, compliance: float, floor: float, trend: float,
         ev.append(f"learning_rate {config.learning_rate:.3g} kept: already >= {low:g}; more steps first")
     ch.update(length)
     ev.append(_doubled_epochs_evidence(config, length))
-    if config.method == "lora" and not config.train_embeddings:
+    if config.method == "lora" and not config.train_embeddings and random_init:
         ch["train_embeddings"] = True
         ev.append("train_embeddings False -> True: format tokens may need their embeddings trained")
     if stuck:
@@ -320,7 +320,7 @@ def _format(config: TrainConfig, compliance: float, floor: float, trend: float,
 
 
 def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | None, target: float,
-              trend: float, repeats: int) -> tuple[list[str], dict[str, Any]]:
+              trend: float, repeats: int, random_init: bool) -> tuple[list[str], dict[str, Any]]:
     score = _score(report)
     train = _final(result.train_loss, result.loss_curve)
     ev: list[str] = []
@@ -367,7 +367,7 @@ def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | Non
             ch.update(rank)
             if rank:
                 ev.append(f"lora_rank {config.lora_rank} -> {rank['lora_rank']} (alpha {rank['lora_alpha']}, cap {MAX_RANK})")
-        if adapter and config.method == "lora" and not config.train_embeddings:
+        if adapter and config.method == "lora" and not config.train_embeddings and random_init:
             ch["train_embeddings"] = True
             ev.append("train_embeddings False -> True")
     if not ch:
@@ -429,11 +429,14 @@ def unmet_gates(report: EvalReport | None, gates: Mapping[str, float]) -> dict[s
 
 
 def diagnose(config: TrainConfig, result: TrainResult, report: EvalReport | None, target: float,
-             history: Sequence[AttemptRecord] = (), gates: Mapping[str, float] | None = None) -> Diagnosis:
+             history: Sequence[AttemptRecord] = (), gates: Mapping[str, float] | None = None,
+             random_init: bool = True) -> Diagnosis:
     """Label one attempt and suggest validated `TrainConfig` changes for the next one.
 
     `gates` are minimums on other metrics that must hold too (e.g. format_compliance >= 0.95): an
     attempt that reaches the target on its primary metric but misses a gate is not good yet.
+    `random_init`: the base model never trained, so its embeddings may need training; a
+    pretrained model's vocabulary already means something, and training it is costly.
     """
     score = _score(report)
     trend = loss_trend(result.loss_curve)
@@ -485,7 +488,7 @@ def diagnose(config: TrainConfig, result: TrainResult, report: EvalReport | None
     format_floor = max(FORMAT_THRESHOLD, (gates or {}).get(FORMAT_METRIC, 0.0))
     if compliance is not None and compliance < format_floor and trend < FLAT_IMPROVEMENT:
         n = repeats("format")
-        ev, ch = _format(config, compliance, format_floor, trend, n)
+        ev, ch = _format(config, compliance, format_floor, trend, n, random_init)
         return done("format", gate_lines + ev, ch, n)
 
     gap = generalization_gap(report)
@@ -497,7 +500,7 @@ def diagnose(config: TrainConfig, result: TrainResult, report: EvalReport | None
         return done("generalize", gate_lines + ev, ch, n)
 
     n = repeats("underfit")
-    ev, ch = _underfit(config, result, report, target, trend, n)
+    ev, ch = _underfit(config, result, report, target, trend, n, random_init)
     return done("underfit", gate_lines + ev, ch, n)
 
 
