@@ -377,8 +377,11 @@ def test_a_gap_between_seen_and_unseen_phrasings_is_diagnosed_as_generalisation(
 def test_a_pretrained_model_is_never_told_to_train_its_embeddings():
     """A pretrained vocabulary already means something; training 49k x 576 embeddings is costly."""
     pretrained = TrainConfig(learning_rate=1e-3, max_steps=16, batch_size=8, epochs=0.15)
-    fmt = diagnose(pretrained, ok_result(flat(level=0.3)), report(0.3, fmt=0.83), TARGET, random_init=False)
+    gates = {"format_compliance": 0.98}
+    fmt = diagnose(pretrained, ok_result(flat(level=0.3)), report(0.3, fmt=0.83), TARGET, gates=gates,
+                   random_init=False)
     assert fmt.label == "format" and "train_embeddings" not in fmt.suggested_changes
     assert fmt.suggested_changes.get("max_steps") == 32
-    scratch = diagnose(pretrained, ok_result(flat(level=0.3)), report(0.3, fmt=0.83), TARGET, random_init=True)
+    scratch = diagnose(pretrained, ok_result(flat(level=0.3)), report(0.3, fmt=0.83), TARGET, gates=gates,
+                       random_init=True)
     assert scratch.suggested_changes.get("train_embeddings") is True
