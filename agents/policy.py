@@ -53,17 +53,33 @@ def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
     previous = brief.get("previous_config")
     if previous:
         changes = brief.get("planner_changes") or {}
-        config = TrainConfig.model_validate(previous).with_changes(changes)
+        before = TrainConfig.model_validate(previous)
+        config = before.with_changes(changes)
+        why = f"previous config with the Planner's changes {changes}"
+        if continuable(config, before, brief):
+            # Keep the previous adapter training: the Planner's step count is a total from the base
+            # model, so only the difference is new; under a budget, the time left decides anyway.
+            done = brief.get("previous_steps") or 0
+            total = config.max_steps if config.max_steps > 0 else 0
+            extra = max(MIN_STEPS, total - done) if total else config.max_steps
+            config = config.with_changes({"continue_training": True, "max_steps": extra})
+            why += f"; continuing the previous adapter ({done} steps so far) rather than starting over"
+        elif config.continue_training:
+            config = config.with_changes({"continue_training": False})
         config, timed = fit_to_time(config, brief, share=1.0)
-        return _args(config), f"previous config with the Planner's changes {changes}{timed}"
+        return _args(config), why + timed
 
     extra = brief.get("system_prompt_tokens", 0) + 8  # persona + chat-template markup
     seq = seq_length_for(profile["total_tokens"]["p95"] + extra, profile["total_tokens"]["max"] + extra,
                          base.get("max_positions"))
     warm = _best_recalled(brief.get("recalled") or [])
     if warm is not None:
-        config = TrainConfig.model_validate(warm["config"]).with_changes(
-            {"max_seq_length": seq, "data.max_rows": None, "seed": brief.get("seed", 0)}
+        remembered = TrainConfig.model_validate(warm["config"])
+        config = remembered.with_changes(
+            {"max_seq_length": seq, "data.max_rows": None, "seed": brief.get("seed", 0), "continue_training": False,
+             # a remembered attempt that continued another one took all of its steps from the base model
+             **({"max_steps": warm["steps_from_base"]} if remembered.continue_training and warm.get("steps_from_base")
+                else {})}
         )
         config, timed = fit_to_time(config, brief, share=1.0)
         return _args(config), (f"warm start from a remembered success (similarity {warm['similarity']:.2f}, "
@@ -95,6 +111,13 @@ def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
     config, timed = fit_to_time(config, brief, share=FIRST_ATTEMPT_TIME_SHARE)
     return _args(config), why + timed + (f"; batch {batch} and seq {seq} from {rows} rows of p95 "
                                          f"{profile['total_tokens']['p95']:.0f} tokens")
+
+
+def continuable(config: TrainConfig, previous: TrainConfig, brief: dict[str, Any]) -> bool:
+    """A retry keeps training the previous adapter when it saved one, the adapter keeps its shape
+    and the method allows it: a fresh start would pay again for the steps the last attempt trained."""
+    return (bool(brief.get("previous_ok")) and not config.adapter_shape_changes(previous)
+            and config.method != "full" and config.backend == "hf")
 
 
 def fit_to_time(config: TrainConfig, brief: dict[str, Any], share: float) -> tuple[TrainConfig, str]:
@@ -137,7 +160,7 @@ def _args(config: TrainConfig) -> dict[str, Any]:
     d = config.model_dump()
     keep = ["method", "learning_rate", "epochs", "batch_size", "max_seq_length", "lora_rank", "lora_alpha",
             "lora_dropout", "train_embeddings", "grad_accum", "warmup_ratio", "lr_scheduler", "weight_decay",
-            "packing", "seed", "max_steps"]
+            "packing", "seed", "max_steps", "continue_training"]
     args = {k: d[k] for k in keep}
     args["max_rows"] = d["data"]["max_rows"]
     if d["data"]["negatives"] != "none":  # a recipe the Planner asked for must survive the next proposal

@@ -137,6 +137,8 @@ class TuningBrief(BaseModel):
     hardware: Hardware
     previous_config: TrainConfig | None = None
     previous_outcome: str | None = None
+    previous_steps: int | None = None  # optimizer steps from the base model to the previous attempt's adapter
+    previous_ok: bool = False  # the previous attempt saved an adapter that a retry can continue
     planner_changes: dict[str, Any] = {}
     guidance: list[str] = []
     recalled: list[dict[str, Any]] = []
@@ -233,6 +235,7 @@ class Toolkit:
                 warnings.warn(f"memory recall failed: {exc}")
                 hits = []
             recalled = [{"similarity": h.similarity, "worked": h.worked, "summary": h.summary,
+                         "steps_from_base": h.record.result.steps_from_base,
                          "config": h.record.config.model_dump(), "score": h.record.score,
                          "diagnosis": h.record.diagnosis.label if h.record.diagnosis else None} for h in hits]
         last = ctx.records[-1] if ctx.records else None
@@ -244,6 +247,8 @@ class Toolkit:
             system_prompt_tokens=len(ctx.tokenizer(ctx.system_prompt)["input_ids"]) if ctx.tokenizer else 0,
             base_model=ctx.base, hardware=ctx.hardware,
             previous_config=last.config if last else None,
+            previous_steps=(last.result.steps_from_base or last.result.steps) if last else None,
+            previous_ok=bool(last and last.result.status == "ok" and last.result.adapter_path),
             previous_outcome=(f"status={last.result.status} score={last.score} diagnosis="
                               f"{last.diagnosis.label if last.diagnosis else None}") if last else None,
             planner_changes=ctx.pending_changes, guidance=ctx.guidance, recalled=recalled,
@@ -335,6 +340,8 @@ class Toolkit:
                                    "duplicates or leaks a held-out prompt"] = 0.0,
         backend: Annotated[Literal["hf", "unsloth"], "hf (TRL+PEFT, everywhere) or unsloth (CUDA; its own "
                            "environment via --train-python)"] = "hf",
+        continue_training: Annotated[bool, "keep training the previous attempt's adapter (same method, rank, "
+                                     "alpha, embeddings) instead of starting from the base model"] = False,
     ) -> str:
         """Validate a training config for the next attempt (bounds, coherence, memory and time
         feasibility on this hardware). Accepted configs are trained by calling train()."""
@@ -346,6 +353,7 @@ class Toolkit:
                    lora_dropout=lora_dropout, train_embeddings=train_embeddings, grad_accum=grad_accum,
                    warmup_ratio=warmup_ratio, lr_scheduler=lr_scheduler, weight_decay=weight_decay,
                    max_steps=max_steps, packing=packing, seed=seed, backend=backend,
+                   continue_training=continue_training,
                    data={"max_rows": max_rows, "negatives": negatives, "negative_ratio": negative_ratio,
                          "synthetic_ratio": synthetic_ratio})
         try:
@@ -355,6 +363,8 @@ class Toolkit:
         if config.backend == "unsloth" and ctx.hardware.device != "cuda":
             return self._refuse_config([f"backend=unsloth needs a CUDA GPU; this machine trains on "
                                         f"{ctx.hardware.device}: use backend=hf"])
+        if config.continue_training and (problem := self._continue_problem(config)):
+            return self._refuse_config([problem])
         if ctx.base.max_positions and config.max_seq_length > ctx.base.max_positions:
             return self._refuse_config([f"max_seq_length={config.max_seq_length} is over the base model's "
                                         f"{ctx.base.max_positions} positions: set max_seq_length <= "
@@ -363,6 +373,21 @@ class Toolkit:
         if not feas.fits:
             return self._refuse_config([feas.reason], estimate=feas.__dict__)
         return self._accept_config(config, feas.__dict__)
+
+    def _continued(self) -> AttemptRecord | None:
+        """The attempt a continue_training config starts from: the last one that saved an adapter."""
+        return next((r for r in reversed(self.ctx.records) if r.result.status == "ok" and r.result.adapter_path
+                     and Path(r.result.adapter_path).exists()), None)
+
+    def _continue_problem(self, config: TrainConfig) -> str | None:
+        source = self._continued()
+        if source is None:
+            return "continue_training: no earlier attempt saved an adapter; set continue_training=false"
+        changed = config.adapter_shape_changes(source.config)
+        if changed:
+            return (f"continue_training from attempt {source.attempt} needs the same adapter shape, but "
+                    f"{'; '.join(changed)}: keep those, or set continue_training=false")
+        return None
 
     def _feasibility(self, config: TrainConfig) -> Any:
         """Memory and time on this machine; time from the measured rate, against what is left of the
@@ -410,12 +435,16 @@ class Toolkit:
         except ValueError as exc:  # e.g. no pair could be made: the Tuner can change the recipe
             ctx.result = TrainResult(status="error", error=str(exc))
             return _dump({"attempt": ctx.attempt, "status": "error", "error": str(exc)})
+        source = self._continued() if ctx.config.continue_training else None
         job = TrainJob(config=ctx.config, base_model=ctx.base.name, train_file=str(train_file),
                        output_dir=str(ctx.attempt_dir), system_prompt=ctx.system_prompt, threads=ctx.threads,
-                       max_wall_seconds=self._wall_cap(), python=ctx.train_python)
+                       max_wall_seconds=self._wall_cap(), python=ctx.train_python,
+                       init_adapter=source.result.adapter_path if source else None)
         result = run_training(job, on_event=ctx.on_train_event)
+        before = (source.result.steps_from_base or source.result.steps) if source else 0
         ctx.result = r = result.model_copy(update={
-            "estimated_seconds": ctx.estimate,
+            "estimated_seconds": ctx.estimate, "steps_from_base": before + result.steps,
+            "continued_from": source.attempt if source else None,
             "model_flops_utilization": model_flops_utilization(result.tokens_per_second, ctx.base.params,
                                                                ctx.config.method, ctx.hardware)})
         ctx.rate = rate_of(r, f"attempt {ctx.attempt}") or ctx.rate

@@ -188,3 +188,21 @@ def test_a_time_budget_sizes_the_first_attempt_from_the_measured_rate():
     # Less time than a few steps need: the floor keeps an attempt measurable
     short, _ = policy.initial_config({**timed, "time_left_s": 100.0})
     assert short["max_steps"] == policy.MIN_STEPS
+
+
+def test_a_retry_with_the_same_adapter_shape_continues_the_previous_adapter():
+    first, _ = policy.initial_config(brief(rows=960, params=134_000_000, random_init=False))
+    previous = policy.config_of({**first, "max_steps": 16}).model_dump()
+    retry, why = policy.initial_config({**brief(rows=960, params=134_000_000, random_init=False),
+                                        "previous_config": previous, "previous_ok": True, "previous_steps": 16,
+                                        "planner_changes": {"max_steps": 32}})
+    # The Planner asked for 32 steps from the base model; 16 are in the adapter already
+    assert retry["continue_training"] is True and retry["max_steps"] == 16 and "continuing" in why
+    # A new rank cannot reuse the old adapter, and a failed attempt left none to continue
+    reshaped, _ = policy.initial_config({**brief(rows=960, params=134_000_000, random_init=False),
+                                         "previous_config": previous, "previous_ok": True, "previous_steps": 16,
+                                         "planner_changes": {"lora_rank": 32, "lora_alpha": 64}})
+    failed, _ = policy.initial_config({**brief(rows=960, params=134_000_000, random_init=False),
+                                       "previous_config": previous, "previous_ok": False,
+                                       "planner_changes": {"max_steps": 32}})
+    assert reshaped["continue_training"] is False and failed["continue_training"] is False

@@ -126,3 +126,14 @@ def test_full_finetune_after_a_kill_in_the_same_dir(killed_then_full, tiny_model
     assert not (saved / "adapter_config.json").exists()
     model = AutoModelForCausalLM.from_pretrained(saved)
     assert model.config.model_type == "llama"
+
+
+def test_continue_training_keeps_training_the_previous_adapter(tiny_model, task_data, tmp_path, make_config):
+    first = run_training(_job(tiny_model, task_data.train_file, tmp_path / "a1", make_config(max_steps=6)))
+    assert first.status == "ok", first.error
+    job = _job(tiny_model, task_data.train_file, tmp_path / "a2", make_config(max_steps=6, continue_training=True))
+    second = run_training(job.model_copy(update={"init_adapter": first.adapter_path}))
+    assert second.status == "ok", second.error
+    # It starts where the first attempt ended, not from the base model's loss
+    assert second.loss_curve[0].loss < first.loss_curve[0].loss - 0.3, (first.loss_curve, second.loss_curve)
+    assert second.trainable_params == first.trainable_params  # the same adapter, not a second one on top

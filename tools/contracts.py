@@ -8,7 +8,7 @@ message that names the field, and the agent reads that message and corrects itse
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -146,6 +146,9 @@ class TrainConfig(_Model):
     packing: bool = Field(False, description="Pack short rows together: faster on variable-length data.")
     completion_only_loss: bool = Field(True, description="Loss on the response only, not on the prompt.")
     eval_fraction: float = Field(0.1, ge=0.0, le=0.5, description="Share of train rows held back for eval loss.")
+    continue_training: bool = Field(
+        False, description="Start from the previous attempt's adapter instead of the base model (same method, "
+        "rank, alpha, targets and embeddings): a retry keeps what was learned and max_steps counts the new steps.")
     seed: int = Field(0, ge=0)
     data: DataRecipe = Field(default_factory=DataRecipe)
 
@@ -170,6 +173,9 @@ class TrainConfig(_Model):
                              f"(method={self.method}): set method='dpo', or data.negatives='nat' for marked negatives")
         if self.data.negatives == "nat" and self.data.negative_ratio == 0:
             self.data = self.data.model_copy(update={"negative_ratio": 2.0})  # the NAT paper's 1:2
+        if self.continue_training and (self.method == "full" or self.backend != "hf"):
+            raise ValueError("continue_training keeps a LoRA adapter training with backend=hf: set "
+                             "continue_training=false")
         if self.backend == "unsloth" and self.method not in ("lora", "qlora"):
             raise ValueError(f"backend=unsloth trains method=lora or qlora here, not method={self.method}: "
                              "set backend='hf' for full fine-tuning or DPO")
@@ -178,6 +184,15 @@ class TrainConfig(_Model):
     @property
     def effective_batch(self) -> int:
         return self.batch_size * self.grad_accum
+
+    # What an adapter's weights are shaped by: continuing one needs these unchanged.
+    ADAPTER_SHAPE: ClassVar[tuple[str, ...]] = ("method", "lora_rank", "lora_alpha", "target_modules",
+                                                "train_embeddings", "backend")
+
+    def adapter_shape_changes(self, other: "TrainConfig") -> list[str]:
+        """The adapter-shaping fields where `other` differs: `field a -> b` each."""
+        return [f"{k} {getattr(other, k)} -> {getattr(self, k)}" for k in self.ADAPTER_SHAPE
+                if getattr(self, k) != getattr(other, k)]
 
     def with_changes(self, changes: dict[str, Any]) -> "TrainConfig":
         """A validated copy with `changes` applied (nested keys as `data.max_rows`)."""
@@ -210,6 +225,9 @@ class TrainResult(_Model):
     tokens: int | None = Field(None, description="Tokens trained on: with train_seconds, what the next estimate uses.")
     train_seconds: float | None = Field(None, description="The training loop alone; wall_seconds - this = start-up.")
     eval_loss_seconds: float = Field(0.0, ge=0, description="Of train_seconds, the eval-loss passes.")
+    steps_from_base: int | None = Field(
+        None, description="Optimizer steps from the base model, continued attempts included: what memory replays.")
+    continued_from: int | None = Field(None, description="The attempt whose adapter this training continued.")
     model_flops_utilization: float | None = Field(
         None, description="Model FLOPs/s over the device's peak (tools/throughput.py says how both are counted).")
     estimated_seconds: float | None = Field(None, description="What the Tuner's estimate said before training.")

@@ -306,7 +306,9 @@ def _attempt_details(rec: AttemptRecord, previous: AttemptRecord | None) -> list
         setup.append("changes from attempt {}: {}".format(previous.attempt, "; ".join(diff) if diff else "none"))
     blocks += [Heading(3, "Configuration"), Bullets(setup)]
 
-    train = [f"status={r.status}, steps={r.steps}, wall={r.wall_seconds:.1f} s",
+    train = [f"status={r.status}, steps={r.steps}, wall={r.wall_seconds:.1f} s"
+             + (f", continued attempt {r.continued_from}'s adapter ({r.steps_from_base} steps from the base model)"
+                if r.continued_from else ""),
              f"train loss {_num(r.train_loss)}, eval loss {_num(r.eval_loss)}, "
              f"{len(r.loss_curve)} train / {len(r.eval_curve)} eval loss points"]
     if r.estimated_seconds:

@@ -40,6 +40,8 @@ class TrainJob(BaseModel):
     system_prompt: str = Field("", description="The Domain Expert's persona, prepended to every prompt.")
     threads: int = Field(2, ge=1, le=256, description="torch threads: these machines are shared, 2 cores.")
     max_wall_seconds: float | None = Field(None, gt=0, description="Stop training (keeping what was learned) after this.")
+    init_adapter: str | None = Field(None, description="config.continue_training: the adapter folder to keep "
+                                     "training, instead of a fresh adapter on the base model.")
     python: str | None = Field(None, description="Interpreter that runs the worker, e.g. an Unsloth venv's; "
                                "default: $TUNECREW_TRAIN_PYTHON, else this one.")
 

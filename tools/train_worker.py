@@ -258,6 +258,10 @@ def train(job: TrainJob) -> TrainResult:
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
     dtype = torch.bfloat16 if bf16 else torch.float32
     model, tokenizer = _load_unsloth(fast, job, config) if fast else _load_hf(job, config, dtype)
+    if job.init_adapter:  # continue_training: the previous attempt's adapter, trainable, instead of a new one
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, job.init_adapter, is_trainable=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
@@ -311,7 +315,8 @@ def train(job: TrainJob) -> TrainResult:
         eval_dataset=eval_ds,
         processing_class=tokenizer,
         # Unsloth's model carries its adapter already; full fine-tuning has none.
-        peft_config=lora_config(config) if config.method in ("lora", "qlora", "dpo") and fast is None else None,
+        peft_config=(lora_config(config) if config.method in ("lora", "qlora", "dpo") and fast is None
+                     and not job.init_adapter else None),
         callbacks=[Progress()],
     )
     emit("start", max_steps=trainer.args.max_steps if trainer.args.max_steps > 0 else steps_per_epoch * config.epochs,
