@@ -19,14 +19,16 @@ from . import metrics
 from .contract import TAGS
 from .data import generate
 
-# The contract in full: a pretrained model scored zero-shot (the prompt-only baseline) must be told
-# the tools and their arguments, and the tuned model keeps that map in front of it for requests
-# phrased in ways training never showed (measured on SmolLM2-135M, 60 steps of 8, seed 0, n=64 per
-# group: novel-phrasing action exact match 0.578 with this text vs 0.531 with a one-line
-# instruction; trained phrasings 0.766 vs 0.688). It costs ~60 tokens a row.
-INSTRUCTION = ('Reply as <analysis>one sentence</analysis> then <action>TOOL(arg="value", ...)</action> or '
-               '<final>short reply</final>. Tools: add_task(title, due="YYYY-MM-DD", priority="low|medium|high"), '
-               'list_tasks(status="open|done|all"), summarize_tasks(), complete_task(title), delete_task(title).')
+# What the tuned model is trained and served with: one line, because the system prompt is in every
+# training row and the model learns the contract from the replies. Measured on SmolLM2-135M (seed 0,
+# n=64 per group, 60 steps of 8): novel-phrasing action exact match 0.531 with this line vs 0.578
+# with CONTRACT below, but each step costs ~1.7x more with CONTRACT (161 vs ~75 tokens a row), so
+# under a time budget this line trains about twice the steps.
+INSTRUCTION = "Answer <analysis>…</analysis> then <action>tool(…)</action> or <final>…</final>."
+# The contract spelled out, for the prompt-only baseline: the untuned model has to be told the tools.
+CONTRACT = ('Reply as <analysis>one sentence</analysis> then <action>TOOL(arg="value", ...)</action> or '
+            '<final>short reply</final>. Tools: add_task(title, due="YYYY-MM-DD", priority="low|medium|high"), '
+            'list_tasks(status="open|done|all"), summarize_tasks(), complete_task(title), delete_task(title).')
 TINY_SPEC = TinyModelSpec(added_tokens=tuple(t for name in TAGS for t in (f"<{name}>", f"</{name}>")))
 
 
@@ -62,6 +64,7 @@ SCENARIO = Scenario(
     name="task-agent",
     description="A task-management agent that answers in a strict <analysis>/<action>/<final> tool-call contract.",
     instruction=INSTRUCTION,
+    baseline_instruction=CONTRACT,
     # What a user needs: the right action (tool and every argument, or a final reply where one is
     # due) for requests phrased in ways training never showed, with titles it never saw.
     primary_metric="novel_phrasing/action_exact_match",
