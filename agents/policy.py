@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from tunecrew.tools.contracts import DataRecipe, TrainConfig
+from tunecrew.tools.train import EVAL_COST_SHARE
 
 # A never-trained model learns everything from this data: it needs a high lr and trained
 # embeddings. Measured on the task-agent scenario (3.7M params): lr 3e-3 with rank 32.
@@ -37,6 +38,7 @@ MAX_PROBE_EPOCHS = 8.0
 # retry that the first attempt's diagnosis can aim.
 FIRST_ATTEMPT_TIME_SHARE = 0.45
 MIN_STEPS = 10  # an attempt shorter than this measures nothing
+TIME_FIT_MARGIN = 0.95
 
 
 def seq_length_for(p95_tokens: float, max_tokens: int, max_positions: int | None) -> int:
@@ -130,7 +132,9 @@ def fit_to_time(config: TrainConfig, brief: dict[str, Any], share: float) -> tup
     reserve = brief.get("eval_reserve_s") or 0.0
     evaluations = 2 if share < 1 else 1  # a first attempt leaves room for another one's evaluation
     train_time = max(0.0, left - evaluations * reserve) * share - rate["startup_seconds"]
-    tokens_per_step = per_row * config.effective_batch
+    # The eval-loss passes cost up to EVAL_COST_SHARE more, and the proposal is checked a moment
+    # after this brief was written: leave both as margin, so the check accepts what this sizes.
+    tokens_per_step = per_row * config.effective_batch * (1 + EVAL_COST_SHARE) / TIME_FIT_MARGIN
     fit = int(max(0.0, train_time) * rate["tokens_per_second"] / tokens_per_step)
     fit = max(MIN_STEPS, fit)
     rows = brief["profile"]["rows"] * (1 - config.eval_fraction)

@@ -137,3 +137,10 @@ def test_continue_training_keeps_training_the_previous_adapter(tiny_model, task_
     # It starts where the first attempt ended, not from the base model's loss
     assert second.loss_curve[0].loss < first.loss_curve[0].loss - 0.3, (first.loss_curve, second.loss_curve)
     assert second.trainable_params == first.trainable_params  # the same adapter, not a second one on top
+
+
+def test_a_noisy_batch_on_a_low_loss_is_not_a_divergence():
+    from tunecrew.tools.train_worker import diverged
+
+    assert not diverged(0.35, 0.10)  # a continued adapter's noisy batch: 3.5x, but a quarter of a nat
+    assert diverged(6.0, 1.5) and diverged(2.5, 0.1)  # blown up from a normal or from a low loss
