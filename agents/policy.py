@@ -9,6 +9,7 @@ memory and its decisions change; nothing here is a canned answer.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from tunecrew.tools.contracts import DataRecipe, TrainConfig
@@ -188,7 +189,12 @@ def shrink_for_errors(args: dict[str, Any], errors: list[str]) -> dict[str, Any]
     """Repair a refused proposal when the refusal says how (memory/time): halve the batch and keep
     the effective batch with accumulation. None when the policy has no repair for these errors."""
     text = " ".join(errors).lower()
-    if ("memory" in text or "time" in text) and args["batch_size"] > 1:
+    late = re.search(r"estimated (\d+) s > time budget left (\d+) s", text)
+    if late and args.get("max_steps", -1) > 0:  # too long for the time left: fewer steps, not a smaller batch
+        steps = max(MIN_STEPS, int(args["max_steps"] * int(late[2]) / int(late[1]) * TIME_FIT_MARGIN))
+        if steps < args["max_steps"]:
+            return {**args, "max_steps": steps}
+    if ("memory" in text or " gb " in text or "time" in text) and args["batch_size"] > 1:
         return {**args, "batch_size": args["batch_size"] // 2, "grad_accum": args["grad_accum"] * 2}
     return None
 

@@ -447,7 +447,8 @@ class Toolkit:
             "continued_from": source.attempt if source else None,
             "model_flops_utilization": model_flops_utilization(result.tokens_per_second, ctx.base.params,
                                                                ctx.config.method, ctx.hardware)})
-        ctx.rate = rate_of(r, f"attempt {ctx.attempt}") or ctx.rate
+        if r.steps >= policy.MIN_STEPS:  # a few steps measure start-up more than the rate
+            ctx.rate = rate_of(r, f"attempt {ctx.attempt}") or ctx.rate
         off = error_share(r.estimated_seconds, r.wall_seconds)
         return _dump({"attempt": ctx.attempt, "status": r.status, "steps": r.steps,
                       "first_loss": r.loss_curve[0].loss if r.loss_curve else None, "train_loss": r.train_loss,

@@ -207,3 +207,11 @@ def test_a_retry_with_the_same_adapter_shape_continues_the_previous_adapter():
                                        "previous_config": previous, "previous_ok": False,
                                        "planner_changes": {"max_steps": 32}})
     assert reshaped["continue_training"] is False and failed["continue_training"] is False
+
+
+def test_a_proposal_too_long_for_the_time_left_gets_fewer_steps_not_a_smaller_batch():
+    args = {"batch_size": 8, "grad_accum": 1, "max_steps": 40}
+    fixed = policy.shrink_for_errors(args, ["estimated 200 s > time budget left 100 s: lower max_steps=40"])
+    assert fixed == {**args, "max_steps": 19}  # 40 x 100/200 x 0.95
+    assert policy.shrink_for_errors(args, ["estimated 9.1 GB > 85% of 8.0 GB RAM: lower batch_size=8"]) == {
+        **args, "batch_size": 4, "grad_accum": 2}
