@@ -45,6 +45,10 @@ from .registry import load_scenario
 from .console import CrewConsole
 
 
+# Kept out of --budget's reach for the crew: the report, its plots and the summary after the last attempt.
+FINISH_SECONDS = 20.0
+
+
 @dataclass
 class RunOptions:
     scenario: Scenario
@@ -310,7 +314,7 @@ def resume(run_dir: Path, options: RunOptions, add_attempts: int = 0) -> RunOutc
         add_attempts = review.attempts if review.kind == "extend" else 0
     ctx = reopen(run_dir, console, add_attempts=add_attempts, threads=options.threads)
     # A resumed run gets its --budget again, counted from now: the time before the crash is spent.
-    ctx.deadline = time.monotonic() + ctx.spec.budget_s if ctx.spec.budget_s else None
+    ctx.deadline = time.monotonic() + ctx.spec.budget_s - FINISH_SECONDS if ctx.spec.budget_s else None
     ctx.notes, ctx.interactive = notes, options.interactive
     ctx.train_python = options.train_python  # not kept in run.json: an interpreter path belongs to this machine
     ctx.judge_panel = make_panel(options, ctx.spec.judges, ctx.spec.judge_samples)
@@ -338,7 +342,7 @@ def run(options: RunOptions) -> RunOutcome:
     panel = make_panel(options, options.judges, options.judge_samples)
     ctx = prepare(options, console)
     ctx.notes, ctx.interactive, ctx.judge_panel = notes, options.interactive, panel
-    ctx.deadline = started + ctx.spec.budget_s if ctx.spec.budget_s else None
+    ctx.deadline = started + ctx.spec.budget_s - FINISH_SECONDS if ctx.spec.budget_s else None
     console.header(ctx)
     try:
         asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))
