@@ -46,17 +46,47 @@ def detect_hardware() -> Hardware:
     return Hardware(device="cpu", device_name=cpu_name(), ram_gb=ram, cpu_count=cpus)
 
 
-def free_cores(limit: int = 4) -> int:
-    """Cores torch should use: those not already busy (1-minute load), at most `limit`.
+def free_cores(limit: int = 4, window_s: float = 0.5) -> int:
+    """Cores torch should use: those not busy right now, at most `limit`.
 
     On a shared machine a torch thread that lands on a busy core makes every step wait for it:
-    measured here, 2 threads with one core taken trained 10x slower than 1 thread.
+    measured here, 2 threads with one core taken trained 10x slower than 1 thread. Busy is read
+    over `window_s` from /proc/stat, not from the 1-minute load average, which still counts a
+    `pip install` that ended a minute ago (measured: load 0.53 on an idle machine gave 1 thread).
     """
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
+    busy = busy_cores(window_s)
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:
+            busy = 0.0
     return max(1, min(limit, round(cpu_count() - busy)))
+
+
+def busy_cores(window_s: float = 0.5) -> float | None:
+    """Cores' worth of CPU time used by anything over the next `window_s` (None off Linux)."""
+    import time
+
+    first = _cpu_times()
+    if first is None:
+        return None
+    time.sleep(window_s)
+    second = _cpu_times()
+    if second is None:
+        return None
+    total, idle = second[0] - first[0], second[1] - first[1]
+    if total <= 0:
+        return None
+    return (1 - idle / total) * (os.cpu_count() or 1)
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(all jiffies, idle + iowait jiffies) from the first line of /proc/stat."""
+    fields = _read("/proc/stat").split("\n", 1)[0].split()
+    if len(fields) < 6 or fields[0] != "cpu":
+        return None
+    values = [int(v) for v in fields[1:]]
+    return sum(values[:8]), values[3] + values[4]
 
 
 def cpu_count() -> int:
