@@ -124,3 +124,13 @@ def test_base_model_beside_every_attempt(tmp_path: Path) -> None:
     section = md[md.index("## Base model vs attempts"):md.index("## Curves")]
     assert "| base model |" in section and "| attempt 1 |" in section and "| attempt 2 |" in section
     assert "garbage" in section and "TUNED-REPLY" in section and "n=" in section
+
+
+def test_the_terminal_summary_shows_the_target_its_other_groups_and_the_gates():
+    from tunecrew.scenarios.console import summary_metrics
+
+    present = {"format_compliance", "tool_accuracy", "action_exact_match", "novel_phrasing/action_exact_match",
+               "trained_phrasing/action_exact_match"}
+    assert summary_metrics("novel_phrasing/action_exact_match", {"format_compliance": 0.98}, present) == [
+        "novel_phrasing/action_exact_match", "trained_phrasing/action_exact_match", "format_compliance"]
+    assert summary_metrics("answer_f1", {}, {"answer_f1", "rouge_l"}) == ["answer_f1"]
