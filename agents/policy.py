@@ -63,9 +63,7 @@ def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
             # Keep the previous adapter training: the Planner's step count is a total from the base
             # model, so only the difference is new; under a budget, the time left decides anyway.
             done = brief.get("previous_steps") or 0
-            total = config.max_steps if config.max_steps > 0 else 0
-            extra = max(MIN_STEPS, total - done) if total else config.max_steps
-            config = config.with_changes({"continue_training": True, "max_steps": extra})
+            config = config.with_changes({"continue_training": True, "max_steps": max(MIN_STEPS, config.max_steps - done)})
             why += f"; continuing the previous adapter ({done} steps so far) rather than starting over"
         elif config.continue_training:
             config = config.with_changes({"continue_training": False})
@@ -119,8 +117,10 @@ def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
 def continuable(config: TrainConfig, previous: TrainConfig, brief: dict[str, Any]) -> bool:
     """A retry keeps training the previous adapter when it saved one, the adapter keeps its shape
     and the method allows it: a fresh start would pay again for the steps the last attempt trained."""
+    # Only attempts sized in steps (a time budget's): an epoch count is a total from the base model,
+    # and continuing it would train the earlier epochs twice.
     return (bool(brief.get("previous_ok")) and not config.adapter_shape_changes(previous)
-            and config.method != "full" and config.backend == "hf")
+            and config.method != "full" and config.backend == "hf" and config.max_steps > 0 and previous.max_steps > 0)
 
 
 def fit_to_time(config: TrainConfig, brief: dict[str, Any], share: float) -> tuple[TrainConfig, str]:

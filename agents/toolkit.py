@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -37,7 +38,7 @@ from tunecrew.tools.feasibility import check_feasibility
 from tunecrew.tools.judge import JudgePanel, compact, rubric_of, samples_from_rows
 from tunecrew.tools.search import suggest as search_suggest
 from tunecrew.tools.throughput import MeasuredRate, error_share, model_flops_utilization, rate_of
-from tunecrew.tools.train import TrainJob, run_training
+from tunecrew.tools.train import RESULT_FILE, TrainJob, run_training
 
 log = logging.getLogger("tunecrew")
 
@@ -169,6 +170,12 @@ def _dump(obj: Any) -> str:
 def _write(path: Path, model: BaseModel) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(model.model_dump_json(indent=2))
+
+
+def _write_atomic(path: Path, model: BaseModel) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(model.model_dump_json(indent=2))
+    os.replace(tmp, path)  # a kill mid-write leaves the old file, never half a new one
 
 
 class Toolkit:
@@ -451,6 +458,8 @@ class Toolkit:
             "continued_from": source.attempt if source else None,
             "model_flops_utilization": model_flops_utilization(result.tokens_per_second, ctx.base.params,
                                                                ctx.config.method, ctx.hardware)})
+        if r.status == "ok":  # what resume reads back: the result as the ledger will hold it
+            _write_atomic(ctx.attempt_dir / RESULT_FILE, r)
         if r.steps >= policy.MIN_STEPS:  # a few steps measure start-up more than the rate
             ctx.rate = rate_of(r, f"attempt {ctx.attempt}") or ctx.rate
         off = error_share(r.estimated_seconds, r.wall_seconds)
