@@ -297,8 +297,9 @@ class Toolkit:
         ctx = self.ctx
         for hit in hits:
             rec = hit.record
+            # Same model, same machine and the same torch threads (1 thread trains ~half as fast here).
             if (rec.model_params == ctx.base.params and rec.hardware.device_name == ctx.hardware.device_name
-                    and rec.hardware.cpu_count == ctx.hardware.cpu_count):
+                    and rec.hardware.cpu_count == ctx.hardware.cpu_count and rec.result.threads == ctx.threads):
                 rate = rate_of(rec.result, f"memory: run {rec.run_id} attempt {rec.attempt}")
                 if rate is not None:
                     return rate
@@ -455,7 +456,7 @@ class Toolkit:
         before = (source.result.steps_from_base or source.result.steps) if source else 0
         ctx.result = r = result.model_copy(update={
             "estimated_seconds": ctx.estimate, "steps_from_base": before + result.steps,
-            "continued_from": source.attempt if source else None,
+            "continued_from": source.attempt if source else None, "threads": ctx.threads,
             "model_flops_utilization": model_flops_utilization(result.tokens_per_second, ctx.base.params,
                                                                ctx.config.method, ctx.hardware)})
         if r.status == "ok":  # what resume reads back: the result as the ledger will hold it

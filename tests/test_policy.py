@@ -215,3 +215,20 @@ def test_a_proposal_too_long_for_the_time_left_gets_fewer_steps_not_a_smaller_ba
     assert fixed == {**args, "max_steps": 19}  # 40 x 100/200 x 0.95
     assert policy.shrink_for_errors(args, ["estimated 9.1 GB > 85% of 8.0 GB RAM: lower batch_size=8"]) == {
         **args, "batch_size": 4, "grad_accum": 2}
+
+
+def test_a_remembered_rate_is_reused_only_for_the_same_model_machine_and_threads():
+    """Found from a clean clone: a rate measured with 1 thread sized a 2-thread run's attempt 40% short."""
+    from types import SimpleNamespace
+
+    from factories import make_record
+    from tunecrew.agents.toolkit import Toolkit
+
+    record = make_record()
+    result = record.result.model_copy(update={"tokens": 9100, "train_seconds": 100.0, "threads": 1})
+    hit = SimpleNamespace(record=record.model_copy(update={"result": result}))
+    ctx = SimpleNamespace(base=SimpleNamespace(params=record.model_params), hardware=record.hardware, threads=2)
+    assert Toolkit(ctx)._remembered_rate([hit]) is None  # type: ignore[arg-type]
+    ctx.threads = 1
+    rate = Toolkit(ctx)._remembered_rate([hit])  # type: ignore[arg-type]
+    assert rate is not None and rate.tokens_per_second == 91.0 and rate.source.startswith("memory: run r1")

@@ -228,6 +228,7 @@ class TrainResult(_Model):
     steps_from_base: int | None = Field(
         None, description="Optimizer steps from the base model, continued attempts included: what memory replays.")
     continued_from: int | None = Field(None, description="The attempt whose adapter this training continued.")
+    threads: int | None = Field(None, description="torch threads it trained with: a rate is reused only at the same.")
     model_flops_utilization: float | None = Field(
         None, description="Model FLOPs/s over the device's peak (tools/throughput.py says how both are counted).")
     estimated_seconds: float | None = Field(None, description="What the Tuner's estimate said before training.")
