@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from factories import DOMAINS, make_domain_record, make_hardware, make_profile  # noqa: E402
+from _common import DOMAINS, make_domain_record, make_hardware, make_profile  # noqa: E402
 from tunecrew.memory.store import AttemptMemory, recall_query  # noqa: E402
 from tunecrew.tools.contracts import AttemptRecord, DomainCard  # noqa: E402
 

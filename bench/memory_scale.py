@@ -26,10 +26,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+sys.path.insert(0, str(HERE))
 
-from _common import table  # noqa: E402
-from factories import DOMAINS, make_domain_record, make_hardware, make_profile  # noqa: E402
+from _common import DOMAINS, make_domain_record, make_hardware, make_profile, table  # noqa: E402
 from tunecrew.memory.store import AttemptMemory, recall_query  # noqa: E402
 from tunecrew.tools.contracts import AttemptRecord, DomainCard  # noqa: E402
 
