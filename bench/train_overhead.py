@@ -128,7 +128,7 @@ def main() -> None:
     p.add_argument("--skip-overhead", action="store_true")
     args = p.parse_args()
 
-    from tunecrew.tools.data import write_jsonl
+    from tunecrew.tools.rows import write_jsonl
 
     data = _common.task_rows(args.seed, args.rows)
     var_rows = _common.variable_rows(data.train, args.seed)

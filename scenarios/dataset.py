@@ -1,10 +1,10 @@
 """Scenarios backed by a dataset file or a hub id: load, map columns, split, score free-text answers.
 
 `DatasetBuilder` is a scenario's `build_data`: it reads a local .jsonl/.json/.csv/.tsv/.parquet or a hub
-dataset with `tools/data.py`, detects (or takes) the column mapping, turns rows into chat
-messages, and splits them deterministically and leak-free. A scenario's default hub dataset falls
-back to the sample shipped with the scenario when the hub cannot be reached, at once rather than
-after a network timeout. `with_data` applies `tunecrew run --data/--columns/--heldout`.
+dataset (`tools/rows.py`), detects (or takes) the column mapping (`tools/data_layouts.py`), turns rows
+into chat messages, and splits them deterministically and leak-free (`tools/splits.py`). A scenario's
+default hub dataset falls back to the sample shipped with the scenario when the hub cannot be reached,
+at once rather than after a network timeout. `with_data` applies `tunecrew run --data/--columns/--heldout`.
 
 Scoring compares the final answer of a reply (`extract_answer`) with the reference's: token F1
 is the primary metric, because a reasoning model rarely repeats a reference answer word for word.
@@ -22,14 +22,15 @@ from typing import Callable
 from urllib.parse import urlparse
 
 from tunecrew.scenarios.base import Scenario, ScenarioData
-from tunecrew.tools.data import (
-    SUPPORTED_SUFFIXES, AmbiguousColumns, DataError, _columns, brief_list, check_heldout, detect_layout,
-    format_from_mapping, leak_check, load_rows, row_extras, split_rows, to_messages,
+from tunecrew.tools.data_layouts import (
+    AmbiguousColumns, columns_of, detect_layout, format_from_mapping, row_extras, to_messages,
 )
 from tunecrew.tools.evaluate import SampleScore
+from tunecrew.tools.rows import SUPPORTED_SUFFIXES, DataError, brief_list, load_rows
+from tunecrew.tools.splits import check_heldout, leak_check, split_rows
 from tunecrew.tools.text_metrics import exact_match, extract_answer, rouge_l, token_f1, token_recall
 
-# Roles a --columns mapping may name (see tools/data.py format_from_mapping).
+# Roles a --columns mapping may name (see tools/data_layouts.py format_from_mapping).
 ROLES = ("prompt", "response", "reasoning", "input", "system", "completion", "chosen", "rejected", "messages", "text",
          "tools")
 _ROLE_ORDER = {r: i for i, r in enumerate(("messages", "prompt", "input", "reasoning", "response", "completion",
@@ -122,7 +123,7 @@ class DatasetBuilder:
             raise DataError(f"scenario {self.name} needs a dataset: tunecrew run --data FILE_OR_HUB_ID "
                             "[--columns prompt=COL,response=COL]")
         rows, label, notes = self._load()
-        columns = _columns(rows)
+        columns = columns_of(rows)
         try:
             layout = None if self.columns else detect_layout(columns, rows[0])
             fmt, cmap = (layout.format, dict(layout.columns)) if layout else format_from_mapping(self.columns, columns)

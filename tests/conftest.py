@@ -53,7 +53,7 @@ def model_texts(data: TaskData) -> list[str]:
 def task_data(tmp_path_factory) -> TaskData:
     """A small, fixed task-agent split and its JSONL files."""
     from tunecrew.scenarios.task_agent.data import generate
-    from tunecrew.tools.data import write_jsonl
+    from tunecrew.tools.rows import write_jsonl
 
     data = generate(seed=0, n_train=120, n_heldout=16)
     out = tmp_path_factory.mktemp("task_data")

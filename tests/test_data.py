@@ -10,20 +10,10 @@ import pytest
 
 from tunecrew.scenarios.task_agent.data import generate
 from tunecrew.tools.contracts import DatasetProfile
-from tunecrew.tools.data import (
-    DataError,
-    detect_format,
-    fingerprint,
-    format_from_mapping,
-    leak_check,
-    load_rows,
-    normalize_prompt,
-    profile_rows,
-    split_rows,
-    to_messages,
-    token_stats,
-    write_jsonl,
-)
+from tunecrew.tools.data_layouts import detect_format, format_from_mapping, to_messages
+from tunecrew.tools.profile import profile_rows, token_stats
+from tunecrew.tools.rows import DataError, fingerprint, load_rows, write_jsonl
+from tunecrew.tools.splits import leak_check, normalize_prompt, split_rows
 
 ROWS = [
     {"prompt": "What is 2+2?", "completion": "4"},

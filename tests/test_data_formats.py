@@ -12,10 +12,11 @@ import pytest
 from tunecrew.scenarios.cli import main
 from tunecrew.scenarios.dataset import parse_columns, with_data
 from tunecrew.scenarios.registry import load_scenario
-from tunecrew.tools.data import (
-    AmbiguousColumns, DataError, Layout, _columns, cell_text, detect_layout, format_from_mapping, load_rows,
-    profile_rows, row_extras, sniff_delimiter, to_messages, write_jsonl,
+from tunecrew.tools.data_layouts import (
+    AmbiguousColumns, Layout, cell_text, columns_of, detect_layout, format_from_mapping, row_extras, to_messages,
 )
+from tunecrew.tools.profile import profile_rows
+from tunecrew.tools.rows import DataError, load_rows, sniff_delimiter, write_jsonl
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 MAX_ERROR = 300  # no error message is longer than this (issue 15: a 12 KB one-line key list)
@@ -24,7 +25,7 @@ MAX_ERROR = 300  # no error message is longer than this (issue 15: a 12 KB one-l
 def read(name: str) -> tuple[Layout, list[dict], list[dict]]:
     """(layout, rows, first row's messages) of a fixture file."""
     rows = load_rows(FIXTURES / name)
-    layout = detect_layout(_columns(rows), rows[0])
+    layout = detect_layout(columns_of(rows), rows[0])
     return layout, rows, to_messages(rows[0], layout.format, layout.columns, where=name)
 
 

@@ -15,7 +15,9 @@ from tunecrew.scenarios.dataset import parse_columns, score_reply, with_data
 from tunecrew.scenarios.legal_reasoning import sample_data as legal_sample
 from tunecrew.scenarios.medical_reasoning import sample_data as medical_sample
 from tunecrew.scenarios.registry import load_scenario
-from tunecrew.tools.data import DataError, detect_format, leak_check, load_rows, write_jsonl
+from tunecrew.tools.data_layouts import detect_format
+from tunecrew.tools.rows import DataError, load_rows, write_jsonl
+from tunecrew.tools.splits import leak_check
 
 MEDICAL, LEGAL = load_scenario("medical-reasoning"), load_scenario("legal-reasoning")
 

@@ -19,7 +19,7 @@ from tunecrew.tools.recipes import (
     llm_negative_replies, llm_synthetic_rows, nat_rows, quality_filter, reply_of, shuffle_reasoning, swap_reply,
     template_rows, truncate_reasoning, user_text,
 )
-from tunecrew.tools.data import normalize_prompt
+from tunecrew.tools.splits import normalize_prompt
 from tunecrew.tools.train import TrainJob
 from tunecrew.tools.train_worker import build_rows
 
@@ -271,7 +271,7 @@ def test_config_ties_the_recipe_to_the_method():
 
 
 def test_worker_cap_counts_dataset_rows_so_synthetic_rows_and_pairs_survive_a_probe(tmp_path):
-    from tunecrew.tools.data import write_jsonl
+    from tunecrew.tools.rows import write_jsonl
     from tunecrew.tools.train_worker import build_pairs
 
     for negatives, build in (("none", build_rows), ("dpo", build_pairs)):

@@ -17,7 +17,8 @@ from tunecrew.scenarios.task_agent.data import (
     reply_stats,
     write,
 )
-from tunecrew.tools.data import leak_check, load_rows, normalize_prompt
+from tunecrew.tools.rows import load_rows
+from tunecrew.tools.splits import leak_check, normalize_prompt
 
 
 @pytest.fixture(scope="module")

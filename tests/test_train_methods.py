@@ -23,7 +23,7 @@ from factories import make_hardware, make_profile  # noqa: E402
 from tunecrew.tools.evaluate import generate, load_model, prompt_of  # noqa: E402
 from tunecrew.tools.recipes import NEGATIVE_MARKER, dpo_pairs  # noqa: E402
 from tunecrew.tools.train import PYTHON_ENV, TrainJob, TrainSetupError, resolve_python, run_training  # noqa: E402
-from tunecrew.tools.data import write_jsonl  # noqa: E402
+from tunecrew.tools.rows import write_jsonl  # noqa: E402
 
 
 def _run(job: TrainJob, **kw):

@@ -1,7 +1,6 @@
 """Row layouts: tell which known layout a dataset's columns are, and turn a row into chat messages.
 
-Package-private helper of :mod:`tunecrew.tools.data`, which re-exports everything public here;
-import from there. docs/data-formats.md lists every layout with its columns and its test.
+docs/data-formats.md lists every layout with its columns and its test.
 
 A layout is found from the column names (matched case-insensitively, spaces and hyphens read as
 underscores) and the first row's values. Two columns that could fill the same role (`question`
@@ -17,7 +16,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from tunecrew.tools.data_files import DataError, brief_list
+from tunecrew.tools.rows import DataError, brief_list
+
+__all__ = [
+    "FORMATS", "AmbiguousColumns", "Layout", "cell_text", "columns_of", "detect_format", "detect_layout",
+    "format_from_mapping", "message_list", "row_extras", "to_messages",
+]
 
 # Column names per role, compared after _norm(). Within one group two matches are ambiguous.
 _CHAT_COLUMNS = ("messages", "conversations", "conversation", "chat", "dialog", "dialogue")
@@ -162,6 +166,15 @@ def _text_layout(cols: _Columns) -> Layout | None:
 # Most specific first: a chat column wins over everything, pairs over prompt/answer columns.
 _MATCHERS = (_chat_layout, _openai_dpo_layout, _preference_layout, _instruction_layout, _text_label_layout,
              _text_layout)
+
+
+def columns_of(rows: list[dict]) -> list[str]:
+    """The column names of rows, in first-seen order (the first 1,000 rows are read)."""
+    seen: dict[str, None] = {}
+    for row in rows[:1000]:
+        for key in row:
+            seen.setdefault(str(key), None)
+    return list(seen)
 
 
 def detect_layout(columns: list[str], first_row: dict) -> Layout:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from .contracts import DataRecipe
-from .data import normalize_prompt
+from .splits import normalize_prompt
 
 Row = dict[str, Any]  # {"messages": [..., {"role": "user"}, {"role": "assistant"}]}
 
@@ -329,7 +329,7 @@ def quality_filter(
 ) -> tuple[list[Row], FilterReport]:
     """Keep candidates that are new, in bounds and well formed.
 
-    Prompts are compared after :func:`tunecrew.tools.data.normalize_prompt` against the training
+    Prompts are compared after :func:`tunecrew.tools.splits.normalize_prompt` against the training
     rows, the held-out rows (nothing may leak into training) and the candidates kept so far. A
     candidate that contains a held-out prompt of 3+ words (a templated paraphrase of it) counts as
     leaked too.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunecrew.tools.data import write_jsonl
+from tunecrew.tools.rows import write_jsonl
 
 SAMPLE = Path(__file__).parent / "data" / "sample.jsonl"
 

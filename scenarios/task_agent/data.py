@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunecrew.scenarios.task_agent.contract import PRIORITIES, parse_reply, render_reply
-from tunecrew.tools.data import normalize_prompt, write_jsonl
+from tunecrew.tools.rows import write_jsonl
+from tunecrew.tools.splits import normalize_prompt
 
 # --------------------------------------------------------------------------- pools
 

@@ -1,132 +1,20 @@
-"""Dataset I/O and profiling for any dataset: load rows, tell their layout, turn them into chat
-messages, split them without leaks, and describe them for the agents.
-
-Everything here is plain functions over ``list[dict]``; files and the hub are touched only by
-:func:`load_rows` and :func:`write_jsonl`. Bad input raises :class:`DataError`, whose message
-names the file, line or column and says what to do, because the reader is often an agent that
-has to fix its own call.
+"""Profiling: describe a dataset for the agents (layout, token lengths, duplicates, language,
+vocabulary, balance of answers, samples) as a :class:`DatasetProfile`.
 """
 
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import math
-import random
 import re
-import unicodedata
-from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-from tunecrew.tools.contracts import DatasetProfile, LeakCheck, TokenStats
-# Re-exported: callers import loading and layouts from here (tools/data_files.py, tools/data_layouts.py).
-from tunecrew.tools.data_files import (  # noqa: F401
-    SUPPORTED_SUFFIXES, DataError, brief_list, load_rows, sniff_delimiter,
-)
-from tunecrew.tools.data_layouts import (  # noqa: F401
-    FORMATS, AmbiguousColumns, Layout, cell_text, detect_format, detect_layout, format_from_mapping, message_list,
-    row_extras, to_messages,
-)
+from tunecrew.tools.contracts import DatasetProfile, TokenStats
+from tunecrew.tools.data_layouts import columns_of, detect_layout, format_from_mapping, to_messages
+from tunecrew.tools.rows import DataError, fingerprint, truncate
 
-# --------------------------------------------------------------------------- writing
-
-
-def write_jsonl(rows: Iterable[dict], path: str | Path) -> Path:
-    """Write rows as UTF-8 JSONL (one object a line); creates parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
-
-
-# --------------------------------------------------------------------------- identity and splits
-
-
-def fingerprint(rows: list[dict]) -> str:
-    """sha256 (hex) of the rows as canonical JSON: same rows, same fingerprint, any key order."""
-    canonical = json.dumps(rows, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def normalize_prompt(text: str) -> str:
-    """Text for near-duplicate checks: NFKC, lowercase, punctuation removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = "".join(" " if unicodedata.category(c).startswith("P") else c for c in text)
-    return " ".join(text.split())
-
-
-def _prompt_texts(rows: list[dict]) -> list[str]:
-    """The user-side text of each row (system excluded), for leak checks and leak-free splits."""
-    if not rows:
-        return []
-    columns = _columns(rows)
-    fmt, cmap = detect_format(columns, rows[0])
-    texts = []
-    for i, row in enumerate(rows):
-        messages = to_messages(row, fmt, cmap, where=f"row {i}")
-        user = [m["content"] for m in messages if m["role"] == "user"]
-        texts.append("\n".join(user) if user else "\n".join(m["content"] for m in messages))
-    return texts
-
-
-def split_rows(rows: list[dict], heldout_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Deterministic (train, heldout) split that keeps rows with the same normalised prompt together.
-
-    Grouping by prompt makes the split leak-free by construction: a prompt repeated in the data
-    can never land on both sides. Rows keep their original order within each side.
-    """
-    if not 0.0 <= heldout_fraction < 1.0:
-        raise DataError(f"heldout_fraction={heldout_fraction} must be in [0, 1)")
-    if not rows or heldout_fraction == 0.0:
-        return list(rows), []
-    keys = [normalize_prompt(t) for t in _prompt_texts(rows)]
-    groups: dict[str, list[int]] = collections.defaultdict(list)
-    for i, key in enumerate(keys):
-        groups[key].append(i)
-    order = sorted(groups)
-    random.Random(seed).shuffle(order)
-    target = max(1, round(len(rows) * heldout_fraction)) if len(rows) > 1 else 0
-    held: set[int] = set()
-    for key in order:
-        if len(held) >= target:
-            break
-        if len(held) + len(groups[key]) >= len(rows):  # never empty the training side
-            continue
-        held.update(groups[key])
-    train = [r for i, r in enumerate(rows) if i not in held]
-    heldout = [r for i, r in enumerate(rows) if i in held]
-    return train, heldout
-
-
-def leak_check(train_rows: list[dict], heldout_rows: list[dict], max_examples: int = 5) -> LeakCheck:
-    """Held-out prompts that also occur in training: exactly, or after :func:`normalize_prompt`.
-
-    A prompt counted as exact is not counted again as near, so the two numbers add up.
-    """
-    train_texts = _prompt_texts(train_rows)
-    exact = set(train_texts)
-    near = {normalize_prompt(t) for t in train_texts}
-    n_exact = n_near = 0
-    examples: list[str] = []
-    for text in _prompt_texts(heldout_rows):
-        if text in exact:
-            n_exact += 1
-            kind = "exact"
-        elif normalize_prompt(text) in near:
-            n_near += 1
-            kind = "near"
-        else:
-            continue
-        if len(examples) < max_examples:
-            examples.append(f"{kind}: {_truncate(text, 120)}")
-    return LeakCheck(checked=len(heldout_rows), exact_overlap=n_exact, near_overlap=n_near, examples=examples)
-
-
-# --------------------------------------------------------------------------- profiling
-
+__all__ = ["DOMINANT_RESPONSE_SHARE", "guess_language", "profile_rows", "token_stats", "top_words"]
 
 _STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being below
@@ -168,7 +56,7 @@ def profile_rows(
     """
     if not rows:
         raise DataError(f"{source}: no rows to profile")
-    columns = _columns(rows)
+    columns = columns_of(rows)
     if column_map:
         fmt, cmap = format_from_mapping(column_map, columns)
         layout_name = "mapped"
@@ -221,7 +109,6 @@ def profile_rows(
 
 
 DOMINANT_RESPONSE_SHARE = 0.9  # one answer this common: the model learns to say it whatever it is asked
-MIN_HELDOUT_ROWS = 4  # fewer held-out rows cannot tell one attempt's score from the next
 
 
 def _response_balance(responses: list[str]) -> dict[str, Any]:
@@ -230,27 +117,12 @@ def _response_balance(responses: list[str]) -> dict[str, Any]:
         return {}
     top, count = collections.Counter(r.strip() for r in responses).most_common(1)[0]
     if count == len(responses):
-        return {"warnings": [f"all {count} rows have the same response ({_truncate(top, 60)!r}): the data is one "
+        return {"warnings": [f"all {count} rows have the same response ({truncate(top, 60)!r}): the data is one "
                              "class, a model trained on it answers that whatever it is asked; add other examples"]}
     if count >= DOMINANT_RESPONSE_SHARE * len(responses) and len(responses) >= 10:
         return {"warnings": [f"{count} of {len(responses)} rows ({count / len(responses):.0%}) have the same "
-                             f"response ({_truncate(top, 60)!r}): the classes are badly unbalanced"]}
+                             f"response ({truncate(top, 60)!r}): the classes are badly unbalanced"]}
     return {}
-
-
-def check_heldout(heldout: list[dict], source: str, minimum: int = MIN_HELDOUT_ROWS) -> None:
-    """Refuse a held-out split too small to score an attempt on (DataError naming the sizes)."""
-    if len(heldout) < minimum:
-        raise DataError(f"{source}: the held-out split has {len(heldout)} rows; at least {minimum} are needed to "
-                        "score an attempt. Give more data or a larger held-out fraction")
-
-
-def _columns(rows: list[dict]) -> list[str]:
-    seen: dict[str, None] = {}
-    for row in rows[:1000]:
-        for key in row:
-            seen.setdefault(str(key), None)
-    return list(seen)
 
 
 def _count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
@@ -340,17 +212,13 @@ def top_words(texts: list[str], k: int = 20) -> list[str]:
     return [w for w, _ in counts.most_common(k)]
 
 
-def _truncate(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[:limit] + f"… [+{len(text) - limit} chars]"
-
-
 def _truncate_value(value: Any, limit: int = 300) -> Any:
     if isinstance(value, str):
-        return _truncate(value, limit)
+        return truncate(value, limit)
     if isinstance(value, dict):
         return {str(k): _truncate_value(v, limit) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_truncate_value(v, limit) for v in value[:20]]
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    return _truncate(str(value), limit)
+    return truncate(str(value), limit)

@@ -1,22 +1,26 @@
-"""Reading dataset files into rows: the file kinds and on-disk shapes users bring.
+"""Dataset rows in and out of files: read a file or hub dataset into rows, write rows as JSONL,
+and name a set of rows by its content (:func:`fingerprint`).
 
-Package-private helper of :mod:`tunecrew.tools.data`, which re-exports :func:`load_rows`,
-:class:`DataError` and :data:`SUPPORTED_SUFFIXES`; import them from there. Kept apart so that
-the layout code in ``data.py`` reads as layouts, not as file parsing.
-
-Every error is one line that names the file (and line) and says what to do, and never echoes an
-unbounded list: a 1,000-key JSON object is shown as its first keys and a count (:func:`brief_list`).
+Every error is a :class:`DataError`: one line that names the file (and line) and says what to
+do, and never echoes an unbounded list: a 1,000-key JSON object is shown as its first keys and a
+count (:func:`brief_list`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+__all__ = [
+    "SUPPORTED_SUFFIXES", "DataError", "brief_list", "clip", "fingerprint", "load_rows", "sniff_delimiter", "truncate",
+    "write_jsonl",
+]
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 _HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -47,6 +51,11 @@ def clip(text: str, limit: int = 200) -> str:
     """One line of at most `limit` characters, for echoing a library's error text."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def truncate(text: str, limit: int = 300) -> str:
+    """`text` cut at `limit` characters, saying how many were cut (for samples and examples)."""
+    return text if len(text) <= limit else text[:limit] + f"… [+{len(text) - limit} chars]"
 
 
 # --------------------------------------------------------------------------- entry point
@@ -86,6 +95,25 @@ def load_rows(source: str | Path, split: str = "train", config: str | None = Non
     if not rows:
         raise DataError(f"{path}: no rows; the file needs at least one row")
     return rows
+
+
+# --------------------------------------------------------------------------- writing and identity
+
+
+def write_jsonl(rows: Iterable[dict], path: str | Path) -> Path:
+    """Write rows as UTF-8 JSONL (one object a line); creates parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def fingerprint(rows: list[dict]) -> str:
+    """sha256 (hex) of the rows as canonical JSON: same rows, same fingerprint, any key order."""
+    canonical = json.dumps(rows, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------- text files
