@@ -69,7 +69,7 @@ def main() -> None:
     args = p.parse_args()
 
     from tunecrew.scenarios import runner
-    from tunecrew.scenarios.base import ScenarioData
+    from tunecrew.tools.scenario import ScenarioData
     from tunecrew.scenarios.task_agent.data import generate
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
 

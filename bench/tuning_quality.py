@@ -66,7 +66,7 @@ class Outcome:
 
 
 def make_scenario(n_train: int, n_heldout: int, runs: int):
-    from tunecrew.scenarios.base import ScenarioData
+    from tunecrew.tools.scenario import ScenarioData
     from tunecrew.scenarios.task_agent.data import generate
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
 

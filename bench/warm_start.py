@@ -55,7 +55,7 @@ SECOND_SEED_OFFSET = 1000  # the second project's data come from another generat
 def task_agent_data(n_train: int, n_heldout: int, seed_offset: int = 0):
     """The five-kind task agent as shipped; with `seed_offset` (the next dataset of the same kind)
     generated with another seed: other titles, names, users and dates."""
-    from tunecrew.scenarios.base import ScenarioData
+    from tunecrew.tools.scenario import ScenarioData
     from tunecrew.scenarios.task_agent.data import generate
 
     def build(seed: int) -> ScenarioData:
@@ -68,7 +68,7 @@ def task_agent_data(n_train: int, n_heldout: int, seed_offset: int = 0):
 
 def second_data(n_train: int, n_heldout: int):
     """Tool-call rows only (3 of the 5 intent kinds), generated with another seed, cut to n_train/n_heldout."""
-    from tunecrew.scenarios.base import ScenarioData
+    from tunecrew.tools.scenario import ScenarioData
     from tunecrew.scenarios.task_agent.contract import parse_reply
     from tunecrew.scenarios.task_agent.data import generate
 

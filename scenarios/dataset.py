@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-from tunecrew.scenarios.base import Scenario, ScenarioData
 from tunecrew.tools.data_layouts import (
     AmbiguousColumns, columns_of, detect_layout, format_from_mapping, row_extras, to_messages,
 )
 from tunecrew.tools.evaluate import SampleScore
 from tunecrew.tools.rows import SUPPORTED_SUFFIXES, DataError, brief_list, load_rows
+from tunecrew.tools.scenario import Scenario, ScenarioData
 from tunecrew.tools.splits import check_heldout, leak_check, split_rows
 from tunecrew.tools.text_metrics import exact_match, extract_answer, rouge_l, token_f1, token_recall
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from tunecrew.scenarios.base import Scenario
+from tunecrew.tools.scenario import Scenario
 
 SCENARIOS = {
     "task-agent": "tunecrew.scenarios.task_agent.scenario",

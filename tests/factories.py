@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunecrew.scenarios.base import ScenarioData
 from tunecrew.scenarios.task_agent.data import generate
 from tunecrew.tools.contracts import (
     AttemptRecord,
@@ -25,6 +24,7 @@ from tunecrew.tools.contracts import (
     TrainConfig,
     TrainResult,
 )
+from tunecrew.tools.scenario import ScenarioData
 
 TASK_VOCAB = [
     "task", "due", "priority", "project", "assign", "reminder", "deadline", "create_task", "list_tasks",

@@ -21,10 +21,10 @@ from factories import make_hardware, make_profile, make_record  # noqa: E402
 
 from tunecrew.agents.toolkit import RunContext, Toolkit  # noqa: E402
 from tunecrew.memory.ledger import Ledger  # noqa: E402
-from tunecrew.scenarios.base import ScenarioData  # noqa: E402
 from tunecrew.scenarios.task_agent.data import generate  # noqa: E402
 from tunecrew.scenarios.task_agent.scenario import SCENARIO  # noqa: E402
 from tunecrew.tools.contracts import BaseModelInfo, RunSpec, TrainConfig  # noqa: E402
+from tunecrew.tools.scenario import ScenarioData  # noqa: E402
 from tunecrew.tools.search import RANKS, search_space, suggest, suggest_next  # noqa: E402
 
 BASE = TrainConfig(method="lora", lora_rank=32, lora_alpha=64, train_embeddings=True, learning_rate=5e-4,

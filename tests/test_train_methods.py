@@ -91,7 +91,7 @@ def _tuner_context(tiny_model: str, task_data, run_dir: Path):
     """A run's state as the Tuner sees it after profiling: enough for propose_config and train."""
     from tunecrew.agents.toolkit import RunContext
     from tunecrew.memory.ledger import Ledger
-    from tunecrew.scenarios.base import ScenarioData
+    from tunecrew.tools.scenario import ScenarioData
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
     from tunecrew.tools.contracts import RunSpec
     from tunecrew.tools.model_info import describe_base_model

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunecrew.scenarios.base import Scenario, ScenarioData
 from tunecrew.tools.domain import DOMAINS
 from tunecrew.tools.evaluate import SampleScore
+from tunecrew.tools.scenario import Scenario, ScenarioData
 from tunecrew.tools.tinymodel import TinyModelSpec, create_tiny_model
 
 from . import metrics

@@ -1,5 +1,8 @@
-"""What a scenario is: the dataset, base model, prompt format, metrics and default budget of one
-fine-tuning job. The crew is generic; everything domain-specific about a job lives here."""
+"""The scenario contract: what a scenario is (the dataset, base model, prompt format, metrics and
+default budget of one fine-tuning job) and the data it builds. The crew is generic; everything
+domain-specific about a job lives in a :class:`Scenario`. The scenarios themselves (scenarios/)
+implement this contract; the agents read it from here, so they never import from scenarios/.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from typing import Callable
 
 from tunecrew.tools.base_models import DEFAULT_BASE_MODEL
 from tunecrew.tools.evaluate import Scorer
+
+__all__ = ["Scenario", "ScenarioData"]
 
 
 @dataclass
