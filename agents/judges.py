@@ -30,7 +30,7 @@ from .offline import LocalChatClient
 from .toolkit import JUDGE
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-_PAIRS = ("()", "[]", "{}", "<>")
+_PAIRS = (("(", ")"), ("[", "]"), ("{", "}"), ("<", ">"))
 
 
 def judge_specs(default: ProviderSpec, agents: list[str], judges: list[str]) -> dict[str, ProviderSpec]:
@@ -131,8 +131,8 @@ class OfflineJudgeClient(LocalChatClient):
         yield await self.create(messages, **kwargs)
 
     @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return ModelCapabilities(vision=False, function_calling=False, json_output=True)  # type: ignore[typeddict-item]
+    def capabilities(self) -> ModelCapabilities:
+        return ModelCapabilities(vision=False, function_calling=False, json_output=True)
 
     @property
     def model_info(self) -> ModelInfo:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, cast
 
 from autogen_core.models import ChatCompletionClient, ModelFamily, ModelInfo
 
@@ -76,20 +76,25 @@ def _llm_client(spec: ProviderSpec) -> ChatCompletionClient:
 
     from autogen_ext.models.openai import OpenAIChatCompletionClient
 
-    common = {"timeout": spec.timeout, "max_retries": spec.max_retries}
     if spec.provider == "gemini":
         key = spec.api_key or os.environ.get("GEMINI_API_KEY")
         if not key:
             raise ProviderError("--provider gemini needs an API key: set GEMINI_API_KEY or pass --api-key")
         return OpenAIChatCompletionClient(model=spec.model, api_key=key, base_url=spec.base_url or GEMINI_OPENAI_URL,
-                                          model_info=_gemini_info(spec.model), **common)
+                                          model_info=_gemini_info(spec.model), timeout=spec.timeout,
+                                          max_retries=spec.max_retries)
     key = spec.api_key or os.environ.get("OPENAI_API_KEY")
     if not key and not spec.base_url:
         raise ProviderError("--provider openai needs an API key (OPENAI_API_KEY or --api-key) or a --base-url "
                             "of a local OpenAI-compatible server")
     if spec.base_url:
-        common["model_info"] = _generic_info()
-    return OpenAIChatCompletionClient(model=spec.model, api_key=key or "not-needed", base_url=spec.base_url, **common)
+        return OpenAIChatCompletionClient(model=spec.model, api_key=key or "not-needed", base_url=spec.base_url,
+                                          model_info=_generic_info(), timeout=spec.timeout,
+                                          max_retries=spec.max_retries)
+    # base_url=None on purpose: present, it keeps autogen from choosing a base URL by the model's name
+    # (gemini-, claude-, Llama-), and AsyncOpenAI reads None as its default. The TypedDict types it `str`.
+    return OpenAIChatCompletionClient(model=spec.model, api_key=key or "not-needed", base_url=cast(str, None),
+                                      timeout=spec.timeout, max_retries=spec.max_retries)
 
 
 def _generic_info() -> ModelInfo:

@@ -33,7 +33,7 @@ class _Refusal(Exception):
     """A command that cannot do what was asked: one line on stderr, exit code 2."""
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--memory", help="memory store dir or Chroma server URL (default ~/.tunecrew/memory)")
     common.add_argument("--embedder", default="hashing",

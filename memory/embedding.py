@@ -86,9 +86,9 @@ def hash_embed(text: str, dim: int = DEFAULT_DIM) -> np.ndarray:
         for feature, tf in counts.items():
             index, sign = _bucket(feature, dim)
             block[index] += sign * (1.0 + math.log(tf))  # sublinear tf: repeats saturate
-        norm = np.linalg.norm(block)
-        if norm > 0:
-            out += (_WEIGHTS[family] * block / norm).astype(np.float32)
+        block_norm = np.linalg.norm(block)
+        if block_norm > 0:
+            out += (_WEIGHTS[family] * block / block_norm).astype(np.float32)
     norm = float(np.linalg.norm(out))
     if norm == 0.0:
         # Cosine distance is undefined for a zero vector; a fixed unit vector keeps Chroma happy and

@@ -378,8 +378,8 @@ class AttemptMemory:
             self._col.upsert(
                 ids=ids,
                 documents=documents,
-                embeddings=embeddings,  # type: ignore[arg-type]
-                metadatas=[attempt_metadata(r) for r in batch],  # type: ignore[misc]
+                embeddings=embeddings,
+                metadatas=[attempt_metadata(r) for r in batch],
             )
         return ids
 

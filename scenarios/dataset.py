@@ -22,7 +22,7 @@ from typing import Callable
 from urllib.parse import urlparse
 
 from tunecrew.tools.data_layouts import (
-    AmbiguousColumns, columns_of, detect_layout, format_from_mapping, row_extras, to_messages,
+    AmbiguousColumns, Layout, columns_of, detect_layout, format_from_mapping, row_extras, to_messages,
 )
 from tunecrew.tools.evaluate import SampleScore
 from tunecrew.tools.rows import SUPPORTED_SUFFIXES, DataError, brief_list, load_rows
@@ -125,8 +125,12 @@ class DatasetBuilder:
         rows, label, notes = self._load()
         columns = columns_of(rows)
         try:
-            layout = None if self.columns else detect_layout(columns, rows[0])
-            fmt, cmap = (layout.format, dict(layout.columns)) if layout else format_from_mapping(self.columns, columns)
+            layout: Layout | None = None
+            if self.columns:
+                fmt, cmap = format_from_mapping(self.columns, columns)
+            else:
+                layout = detect_layout(columns, rows[0])
+                fmt, cmap = layout.format, dict(layout.columns)
         except AmbiguousColumns as exc:  # already names the --columns mapping to pass
             raise AmbiguousColumns(f"{label}: {exc}") from None
         except DataError as exc:

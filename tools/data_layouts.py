@@ -386,7 +386,9 @@ def _instruction_turns(row: dict, column_map: dict[str, str], text: Callable[[st
 def _optional_text(row: dict, column_map: dict[str, str], role: str, where: str) -> str:
     """An optional role's text; a missing, null or blank cell is simply absent."""
     column = column_map.get(role)
-    raw = row.get(column) if column else None
+    if not column:
+        return ""
+    raw = row.get(column)
     if raw is None:
         return ""
     text = cell_text(raw, column, where)

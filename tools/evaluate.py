@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, cast
 
 from .contracts import EvalReport, Failure, GroupMetrics, LeakCheck
+
+if TYPE_CHECKING:  # the model libraries load when a model does, not with this module
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -24,10 +28,20 @@ class SampleScore:
 Scorer = Callable[[str, str], SampleScore]  # (expected, generated) -> score
 
 
+class CausalLM(Protocol):
+    """What generation needs of a model: a transformers causal LM, or a PEFT model around one."""
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
 @dataclass
 class LoadedModel:
-    model: object
-    tokenizer: object
+    model: CausalLM
+    tokenizer: PreTrainedTokenizerBase
     description: str
     extra: dict = field(default_factory=dict)
 
@@ -49,17 +63,19 @@ def load_model(base_model: str, adapter_path: str | None = None, threads: int = 
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32 if device == "cpu" else torch.bfloat16)
+    base = AutoModelForCausalLM.from_pretrained(base_model,
+                                                dtype=torch.float32 if device == "cpu" else torch.bfloat16)
+    model: CausalLM = base
     if adapter_path and _is_peft_adapter(adapter_path):
         from peft import PeftModel
 
         try:
-            model = PeftModel.from_pretrained(model, adapter_path)
+            model = PeftModel.from_pretrained(base, adapter_path)
         except Exception as exc:  # noqa: BLE001 - see above
             raise _bad_adapter(adapter_path, exc) from exc
     elif adapter_path:  # a full fine-tune saved a whole model
         try:
-            model = AutoModelForCausalLM.from_pretrained(adapter_path, dtype=model.dtype)
+            model = AutoModelForCausalLM.from_pretrained(adapter_path, dtype=base.dtype)
         except Exception as exc:  # noqa: BLE001 - see above
             raise _bad_adapter(adapter_path, exc) from exc
     model.to(device).eval()
@@ -106,7 +122,8 @@ def generate(
             )
         new_tokens = out[:, batch["input_ids"].shape[1] :]
         for i, row in zip(idx, new_tokens):
-            replies[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+            # One sequence decodes to one str; decode's annotation (str | list[str]) also covers a batch.
+            replies[i] = cast(str, tokenizer.decode(row, skip_special_tokens=True)).strip()
     return replies
 
 

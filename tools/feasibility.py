@@ -133,6 +133,7 @@ def estimate_trainable_params(config: TrainConfig, model_params: int) -> int:
 
 def estimate_memory_gb(config: TrainConfig, hardware: Hardware, model_params: int) -> float:
     half = hardware.device == "cuda" and hardware.bf16
+    weights: float
     if config.method == "full":
         weights = FULL_BYTES_PER_PARAM * model_params
     else:

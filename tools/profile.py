@@ -92,7 +92,7 @@ def profile_rows(
         fingerprint=fingerprint(rows),
         rows=len(rows),
         columns=columns,
-        format=fmt,  # type: ignore[arg-type]
+        format=fmt,
         column_map=cmap,
         prompt_tokens=token_stats(prompt_lengths),
         response_tokens=token_stats(response_lengths),

@@ -47,8 +47,8 @@ def brief_list(items: Any, limit: int = 8, width: int = 40, budget: int = 120) -
     return "[" + ", ".join(shown) + more + "]"
 
 
-def clip(text: str, limit: int = 200) -> str:
-    """One line of at most `limit` characters, for echoing a library's error text."""
+def clip(text: object, limit: int = 200) -> str:
+    """One line of at most `limit` characters of `str(text)`, for echoing a library's error text."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit] + "…"
 

@@ -99,11 +99,12 @@ class MeasuredRate:
 
 def rate_of(result: TrainResult, source: str) -> MeasuredRate | None:
     """The rate a finished training run measured; None when it trained too little to tell."""
-    training = (result.train_seconds or 0.0) - result.eval_loss_seconds
+    train_seconds = result.train_seconds or 0.0
+    training = train_seconds - result.eval_loss_seconds
     if not result.tokens or training <= 0:
         return None
     return MeasuredRate(tokens_per_second=result.tokens / training,
-                        startup_seconds=max(0.0, result.wall_seconds - result.train_seconds), source=source)
+                        startup_seconds=max(0.0, result.wall_seconds - train_seconds), source=source)
 
 
 def error_share(estimated: float | None, actual: float) -> float | None:

@@ -338,8 +338,10 @@ def train(job: TrainJob) -> TrainResult:
         tokenizer.save_pretrained(str(adapter_dir))
     curve: list[LossPoint] = state["curve"]
     tail = curve[-max(1, len(curve) // 10):]
-    params_total = sum(p.numel() for p in trainer.model.parameters())
-    params_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    trained = trainer.model
+    assert trained is not None  # the Trainer was built with a model; its annotation allows none
+    params_total = sum(p.numel() for p in trained.parameters())
+    params_trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     tokens = state.get("tokens")
     return TrainResult(
         status=state["status"],

@@ -116,10 +116,10 @@ def _pick_attempt(run_dir: Path, records: list[AttemptRecord]) -> AttemptRecord:
         statuses = ", ".join(f"attempt {r.attempt}: {r.result.status}" for r in records)
         raise RunNotUsable(f"run {run_dir} has no trained adapter: no attempt finished with an adapter on disk "
                            f"({statuses}; expected {run_dir / 'attempts' / '<n>' / 'adapter'})")
-    scored = [r for r in usable if r.score is not None]
+    scored = [(r, score) for r in usable if (score := r.score) is not None]
     if scored:
-        best = max(r.score for r in scored)  # type: ignore[type-var]
-        return [r for r in scored if r.score == best][-1]  # ties: the later attempt
+        best = max(score for _, score in scored)
+        return [r for r, score in scored if score == best][-1]  # ties: the later attempt
     return usable[-1]
 
 

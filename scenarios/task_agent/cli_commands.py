@@ -19,6 +19,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where a command runs: the model libraries load only then
+    from .agent import RunInfo, TaskAgent
+    from .store import TaskStore
 
 COMMANDS = ("serve", "agent")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -38,7 +43,7 @@ def default_store_dir() -> Path:
     return (Path(home) if home else Path.home() / ".tunecrew") / "tasks"
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("run", metavar="RUN_ID_OR_DIR", help="a run id under --runs-dir, or a run directory")
         p.add_argument("--runs-dir", default="runs", type=Path, help="where run ids are looked up (default ./runs)")
@@ -171,7 +176,7 @@ def _check_store(store_dir: Path, *, named: bool) -> None:
         raise StoreError(f"--store {exc}" if named else f"task store {exc} (pass --store DIR)") from None
 
 
-def _serve(args: argparse.Namespace, info, store_dir: Path, tokens: dict[str, str],  # type: ignore[no-untyped-def]
+def _serve(args: argparse.Namespace, info: RunInfo, store_dir: Path, tokens: dict[str, str],
            token: str | None) -> int:
     from .server import create_app, serve
 
@@ -193,7 +198,7 @@ def _serve(args: argparse.Namespace, info, store_dir: Path, tokens: dict[str, st
     return 0
 
 
-def _terminal(args: argparse.Namespace, info, store_dir: Path) -> int:  # type: ignore[no-untyped-def]
+def _terminal(args: argparse.Namespace, info: RunInfo, store_dir: Path) -> int:
     from .executor import chat_payload
     from .store import TaskStore
 
@@ -229,7 +234,7 @@ def _terminal(args: argparse.Namespace, info, store_dir: Path) -> int:  # type: 
     return 0
 
 
-def _load_agent(info, threads: int | None, store=None):  # type: ignore[no-untyped-def]
+def _load_agent(info: RunInfo, threads: int | None, store: TaskStore | None = None) -> TaskAgent | None:
     """The TaskAgent, or None after one clear line when the model files cannot be loaded."""
     from tunecrew.tools.hardware import free_cores
 

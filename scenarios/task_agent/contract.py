@@ -345,7 +345,8 @@ def render_reply(
             raise ValueError(f"render_reply: {problem}")
         reply = f"<analysis>{analysis.strip()}</analysis><action>{format_action(tool, args or {})}</action>"
     else:
-        reply = f"<analysis>{analysis.strip()}</analysis><final>{final.strip()}</final>"  # type: ignore[union-attr]
+        assert final is not None  # exactly one of tool= and final= is given (checked above)
+        reply = f"<analysis>{analysis.strip()}</analysis><final>{final.strip()}</final>"
     size = len(reply.encode("utf-8"))
     if size > MAX_REPLY_BYTES:
         raise ValueError(f"render_reply: reply is {size} bytes, over the {MAX_REPLY_BYTES}-byte limit")

@@ -369,7 +369,7 @@ def reply_stats(rows: list[dict]) -> dict[str, int]:
     counts: collections.Counter[str] = collections.Counter()
     for row in rows:
         parsed = parse_reply(row["messages"][-1]["content"])
-        counts[parsed.tool if parsed.kind == "action" else parsed.kind] += 1
+        counts[parsed.tool if parsed.kind == "action" and parsed.tool is not None else parsed.kind] += 1
     return dict(sorted(counts.items()))
 
 

@@ -134,7 +134,7 @@ def dates_in(message: str) -> set[str]:
     """ISO dates written in `message`: 2026-12-01, 2026/12/01, 12/01/2026 (both readings),
     December 1, 2026, Dec 1st 2026, 1 December 2026."""
     text = unicodedata.normalize("NFKC", message).casefold()
-    found: list[tuple[str, str, str]] = [m.groups() for m in _YMD.finditer(text)]
+    found: list[tuple[str, str, str]] = [(m[1], m[2], m[3]) for m in _YMD.finditer(text)]
     for a, b, year in _NUMERIC_DMY.findall(text):
         found += [(year, a, b), (year, b, a)]
     found += [(y, str(_MONTHS[mon]), d) for mon, d, y in _MONTH_DAY_YEAR.findall(text)]

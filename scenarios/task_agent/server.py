@@ -39,7 +39,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, AsyncIterator, Callable, Literal, Mapping
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -263,7 +263,7 @@ def create_app(
     queue = GenerationQueue(max_queue, workers)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         queue.close()
         store.close()
