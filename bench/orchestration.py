@@ -84,7 +84,7 @@ def main() -> None:
     # The offline judge is orchestration here (rules over text, no model): timed to show its share.
     tk.JudgePanel.judge = timed("LLM judge (offline heuristic)", tk.JudgePanel.judge)
     # Some of the orchestration, to see where it goes.
-    tk.data_tools.profile_rows = timed("profile_rows", tk.data_tools.profile_rows)
+    tk.profile_rows = timed("profile_rows", tk.profile_rows)
     tk.check_feasibility = timed("check_feasibility", tk.check_feasibility)
     tk.diagnose_attempt = timed("diagnose", tk.diagnose_attempt)
     Ledger.append = timed("ledger append (fsync)", Ledger.append)
