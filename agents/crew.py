@@ -7,8 +7,7 @@ the Judge or train twice. The Planner ends the run by saying TERMINATE after `de
 
 from __future__ import annotations
 
-from importlib import resources
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TerminationCondition
@@ -18,21 +17,14 @@ from autogen_agentchat.teams import SelectorGroupChat
 from autogen_core.models import ChatCompletionClient
 
 from .human import HumanReviewer
-from .toolkit import DOMAIN_EXPERT, HUMAN, JUDGE, PLANNER, TUNER, RunContext, Toolkit
+from .roles import CREW, DOMAIN_EXPERT, HUMAN, JUDGE, PLANNER, ROLES, TUNER
+from .state import RunContext
+from .toolkit import Toolkit
 
-ROLES = (DOMAIN_EXPERT, TUNER, JUDGE, PLANNER)
-DESCRIPTIONS = {
-    DOMAIN_EXPERT: "Profiles the dataset, detects its domain and writes the expert persona.",
-    TUNER: "Proposes a validated training config from the profile, hardware and memory, and trains it.",
-    JUDGE: "Evaluates the trained model on the held-out split and scores it on the rubric.",
-    PLANNER: "Diagnoses each attempt and decides: retry with changes, or stop.",
-}
+__all__ = ["build_team", "next_speaker"]
+
 TOOL_STEPS = 8  # tool calls an agent may chain in one turn (AutoGen's default of 1 is too few)
 MESSAGES_PER_ATTEMPT = 4
-
-
-def system_prompt(role: str) -> str:
-    return resources.files("tunecrew.agents").joinpath(f"prompts/{role}.md").read_text(encoding="utf-8")
 
 
 def next_speaker(ctx: RunContext) -> Callable[[Sequence[BaseAgentEvent | BaseChatMessage]], str | None]:
@@ -40,14 +32,15 @@ def next_speaker(ctx: RunContext) -> Callable[[Sequence[BaseAgentEvent | BaseCha
 
     def select(messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> str | None:
         last = _last_speaker(messages)
-        if getattr(ctx, "proposed", None) is not None:
+        if ctx.proposed is not None:
             return HUMAN
         # A role that ended its turn without its artifact could not do its job: the Planner closes.
         if ctx.domain is None:
             return PLANNER if last == DOMAIN_EXPERT else DOMAIN_EXPERT
-        if ctx.result is None:
+        attempt = ctx.current
+        if attempt.result is None:
             return PLANNER if last == TUNER else TUNER
-        if ctx.result.status == "ok" and ctx.report is None and last != JUDGE:
+        if attempt.result.status == "ok" and attempt.report is None and last != JUDGE:
             return JUDGE
         return PLANNER
 
@@ -69,21 +62,21 @@ def build_team(
     input_func: Callable[[str], str] | None = None,
 ) -> SelectorGroupChat:
     """`clients` maps each role to its model client, so a strong Planner can sit beside a cheap Judge.
-    With `ctx.interactive`, a person (`input_func`, default: the terminal) reviews each decision."""
+    With `ctx.wiring.interactive`, a person (`input_func`, default: the terminal) reviews each decision."""
     toolkit = Toolkit(ctx)
-    agents: list = [
+    agents: list[Any] = [
         AssistantAgent(
-            name=role,
-            model_client=clients[role],
-            tools=toolkit.tools_for(role),
-            system_message=system_prompt(role),
-            description=DESCRIPTIONS[role],
+            name=role.name,
+            model_client=clients[role.name],
+            tools=list(toolkit.tools_for(role.name)),
+            system_message=role.system_prompt,
+            description=role.description,
             max_tool_iterations=TOOL_STEPS,
             reflect_on_tool_use=True,
         )
-        for role in ROLES
+        for role in CREW
     ]
-    if ctx.interactive:
+    if ctx.wiring.interactive:
         from .offline import OfflinePolicyClient
 
         llm_planner = not isinstance(clients[PLANNER], OfflinePolicyClient)

@@ -12,7 +12,8 @@ from autogen_agentchat.messages import BaseChatMessage, TextMessage
 from autogen_core import CancellationToken
 
 from .review import parse_review
-from .toolkit import HUMAN, Toolkit
+from .roles import HUMAN
+from .toolkit import Toolkit
 
 HELP = "Enter: approve · stop · +N (more attempts) · edits like 'lr 1e-4, rank 8' · or guidance for the Planner"
 
@@ -31,9 +32,9 @@ class HumanReviewer(BaseChatAgent):
 
     def prompt(self) -> str:
         ctx = self.toolkit.ctx
-        d, p = ctx.diagnosis, ctx.proposed
+        d, p = ctx.current.diagnosis, ctx.proposed
         assert p is not None
-        lines = [f"— attempt {ctx.attempt} of {ctx.spec.max_attempts} —"]
+        lines = [f"— attempt {ctx.current.number} of {ctx.spec.max_attempts} —"]
         if d is not None:
             lines.append(f"diagnosis: {d.label}: " + "; ".join(d.evidence[:4]))
         lines.append(f"Planner proposes: {p.action}" + (f" with {p.changes}" if p.changes else "") + f" ({p.reason[:300]})")
@@ -49,7 +50,7 @@ class HumanReviewer(BaseChatAgent):
                 text = await loop.run_in_executor(None, self.input_func, prompt)
             except EOFError:
                 text = ""  # no terminal (input closed): approve, so an unattended run still finishes
-            review = parse_review(text, ctx.config)
+            review = parse_review(text, ctx.current.config)
             if review.kind == "guidance" and not self.llm_planner:
                 prompt = f"I could not read that as a decision or a config edit. {HELP}\n> "
                 continue

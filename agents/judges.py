@@ -27,7 +27,7 @@ from tunecrew.tools.judge import OFFLINE_JUDGE, read_judge_prompt
 
 from .models import PROVIDERS, ProviderError, ProviderSpec, _llm_client, role_specs
 from .offline import LocalChatClient
-from .toolkit import JUDGE
+from .roles import JUDGE
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PAIRS = (("(", ")"), ("[", "]"), ("{", "}"), ("<", ">"))

@@ -20,7 +20,9 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
 from . import policy
-from .toolkit import DOMAIN_EXPERT, JUDGE, PLANNER, TUNER
+from .answers import DiagnoseAnswer, DomainCandidates, ProfileAnswer, TuningBrief
+from .roles import DOMAIN_EXPERT, JUDGE, PLANNER, TUNER
+from tunecrew.tools.contracts import TrainConfig
 
 Reply = str | tuple[str, dict[str, Any]]  # final text, or (tool name, arguments)
 
@@ -96,48 +98,57 @@ def domain_expert(view: TurnView) -> Reply:
     candidates = view.last("detect_domain")
     if candidates is None:
         return ("detect_domain", {})
-    top = candidates["candidates"][0]
+    top = DomainCandidates.model_validate(candidates).candidates[0]
     card = view.last("write_domain_card")
     if card is None:
-        return ("write_domain_card", {"domain": top["domain"], "persona": top["persona"],
-                                      "evidence": top["evidence"], "confidence": min(1.0, top["score"])})
-    p = profile["profile"]
-    leak = profile["leak_check"]
-    return (f"Domain: {top['domain']} (confidence {top['score']:.2f}; {'; '.join(top['evidence'])}). "
-            f"Data: {p['rows']} rows, format {p['format']}, p95 {p['total_tokens']['p95']:.0f} tokens "
-            f"({p['token_unit']}), {p['duplicates']} duplicates; held-out {profile['heldout_rows']} rows, "
-            f"leak check {'passed' if leak['passed'] else 'FAILED'} ({leak['exact_overlap']} exact, "
-            f"{leak['near_overlap']} near). Persona: {card.get('system_prompt', top['persona'])}")
+        return ("write_domain_card", {"domain": top.domain, "persona": top.persona,
+                                      "evidence": top.evidence, "confidence": min(1.0, top.score)})
+    profiled = ProfileAnswer.model_validate(profile)
+    p, leak = profiled.profile, profiled.leak_check
+    return (f"Domain: {top.domain} (confidence {top.score:.2f}; {'; '.join(top.evidence)}). "
+            f"Data: {p.rows} rows, format {p.format}, p95 {p.total_tokens.p95:.0f} tokens "
+            f"({p.token_unit}), {p.duplicates} duplicates; held-out {profiled.heldout_rows} rows, "
+            f"leak check {'passed' if leak.passed else 'FAILED'} ({leak.exact_overlap} exact, "
+            f"{leak.near_overlap} near). Persona: {card.get('system_prompt', top.persona)}")
+
+
+def _proposal(config: TrainConfig) -> dict[str, Any]:
+    """propose_config's arguments: every field, so the transcript shows the whole config tried."""
+    return config.model_dump()
 
 
 def tuner(view: TurnView) -> Reply:
-    brief = view.last("recall_attempts")
-    if brief is None:
+    answer = view.last("recall_attempts")
+    if answer is None:
         return ("recall_attempts", {})
-    if "error" in brief:
-        return f"I cannot propose a config yet: {brief['error']}"
+    if "error" in answer:
+        return f"I cannot propose a config yet: {answer['error']}"
+    brief = TuningBrief.model_validate(answer)
     proposal = view.last("propose_config")
     own, why = policy.initial_config(brief)
     if proposal is None:
-        return ("propose_config", own)
+        return ("propose_config", _proposal(own))
     if not proposal.get("accepted"):
         tried = [args for name, args, _ in view.calls if name == "propose_config"]
         # Someone else's refused proposal (an LLM before a fallback, or a person) is replaced by
         # this policy's own; this policy's own is repaired when the refusal says how.
-        repaired = own if own not in tried else policy.shrink_for_errors(tried[-1], proposal.get("errors", []))
+        repaired: TrainConfig | None = own
+        if _proposal(own) in tried:
+            repaired = policy.shrink_for_errors(TrainConfig.model_validate(tried[-1]), proposal.get("errors", []))
         if repaired is not None and view.count("propose_config") < MAX_PROPOSALS:
-            return ("propose_config", repaired)
+            return ("propose_config", _proposal(repaired))
         return f"No feasible config: {'; '.join(proposal.get('errors', []))}"
     trained = view.last("train")
     if trained is None:
         return ("train", {})
-    args = view.last_args("propose_config") or {}
-    recalled = brief.get("recalled") or []
+    used = TrainConfig.model_validate(proposal["config"]) if proposal.get("config") else \
+        TrainConfig.model_validate(view.last_args("propose_config") or {})
+    recalled = brief.recalled
     memory_note = (f" Memory: {len(recalled)} similar attempts recalled"
-                   + (f", best: {recalled[0]['summary']}" if recalled else "") + ".")
-    return (f"Attempt {brief['attempt']}: {args.get('method')} r={args.get('lora_rank')} lr={args.get('learning_rate')} "
-            f"epochs={args.get('epochs')} batch={args.get('batch_size')} seq={args.get('max_seq_length')} "
-            f"embeddings={'trained' if args.get('train_embeddings') else 'frozen'} — because {why}.{memory_note} "
+                   + (f", best: {recalled[0].summary}" if recalled else "") + ".")
+    return (f"Attempt {brief.attempt}: {used.method} r={used.lora_rank} lr={used.learning_rate} "
+            f"epochs={used.epochs} batch={used.batch_size} seq={used.max_seq_length} "
+            f"embeddings={'trained' if used.train_embeddings else 'frozen'} — because {why}.{memory_note} "
             f"Training: {trained.get('status')} after {trained.get('steps')} steps, loss {_num(trained.get('first_loss'))} "
             f"-> {_num(trained.get('train_loss'))}, eval loss {_num(trained.get('eval_loss'))}, "
             f"{trained.get('wall_seconds')} s" + (f"; error: {trained['error']}" if trained.get("error") else "") + ".")
@@ -192,7 +203,7 @@ def planner(view: TurnView) -> Reply:
         return f"Stopping: {answer['error']}. TERMINATE"
     decided = view.last("decide")
     if decided is None or (not decided.get("accepted") and view.count("decide") < 2):
-        choice = policy.plan(answer)
+        choice = policy.plan(DiagnoseAnswer.model_validate(answer)).model_dump(include={"action", "reason", "changes"})
         if decided is not None:  # refused (e.g. budget): fall back to stopping, with the refusal as reason
             choice = {"action": "stop", "reason": f"retry refused ({'; '.join(decided.get('errors', []))})"}
         return ("decide", choice)

@@ -12,7 +12,8 @@ import math
 import re
 from typing import Any
 
-from tunecrew.tools.contracts import DataRecipe, TrainConfig
+from tunecrew.agents.answers import DiagnoseAnswer, Recalled, TuningBrief
+from tunecrew.tools.contracts import Decision, TrainConfig
 from tunecrew.tools.train import EVAL_COST_SHARE
 
 # A never-trained model learns everything from this data: it needs a high lr and trained
@@ -50,46 +51,44 @@ def seq_length_for(p95_tokens: float, max_tokens: int, max_positions: int | None
     return int(max(64, min(length, cap)))
 
 
-def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
+def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
     """A config for the first attempt (or the next, when the Planner asked for changes), with why."""
-    base, hardware, profile = brief["base_model"], brief["hardware"], brief["profile"]
-    previous = brief.get("previous_config")
-    if previous:
-        changes = brief.get("planner_changes") or {}
-        before = TrainConfig.model_validate(previous)
+    base, hardware, profile = brief.base_model, brief.hardware, brief.profile
+    before = brief.previous_config
+    if before is not None:
+        changes = brief.planner_changes
         config = before.with_changes(changes)
         why = f"previous config with the Planner's changes {changes}"
         if continuable(config, before, brief):
             # Keep the previous adapter training: the Planner's step count is a total from the base
             # model, so only the difference is new; under a budget, the time left decides anyway.
-            done = brief.get("previous_steps") or 0
+            done = brief.previous_steps or 0
             config = config.with_changes({"continue_training": True, "max_steps": max(MIN_STEPS, config.max_steps - done)})
             why += f"; continuing the previous adapter ({done} steps so far) rather than starting over"
         elif config.continue_training:
             config = config.with_changes({"continue_training": False})
         config, timed = fit_to_time(config, brief, share=1.0)
-        return _args(config), why + timed
+        return config, why + timed
 
-    extra = brief.get("system_prompt_tokens", 0) + 8  # persona + chat-template markup
-    seq = seq_length_for(profile["total_tokens"]["p95"] + extra, profile["total_tokens"]["max"] + extra,
-                         base.get("max_positions"))
-    warm = _best_recalled(brief.get("recalled") or [])
+    extra = brief.system_prompt_tokens + 8  # persona + chat-template markup
+    seq = seq_length_for(profile.total_tokens.p95 + extra, profile.total_tokens.max + extra, base.max_positions)
+    warm = _best_recalled(brief.recalled)
     if warm is not None:
-        remembered = TrainConfig.model_validate(warm["config"])
+        remembered = warm.config
         config = remembered.with_changes(
-            {"max_seq_length": seq, "data.max_rows": None, "seed": brief.get("seed", 0), "continue_training": False,
+            {"max_seq_length": seq, "data.max_rows": None, "seed": brief.seed, "continue_training": False,
              # a remembered attempt that continued another one took all of its steps from the base model
-             **({"max_steps": warm["steps_from_base"]} if remembered.continue_training and warm.get("steps_from_base")
+             **({"max_steps": warm.steps_from_base} if remembered.continue_training and warm.steps_from_base
                 else {})}
         )
         config, timed = fit_to_time(config, brief, share=1.0)
-        return _args(config), (f"warm start from a remembered success (similarity {warm['similarity']:.2f}, "
-                               f"score {warm['score']}): {warm['summary']}{timed}")
+        return config, (f"warm start from a remembered success (similarity {warm.similarity:.2f}, "
+                        f"score {warm.score}): {warm.summary}{timed}")
 
-    rows = max(1, profile["rows"])
-    on_gpu = hardware["device"] == "cuda"
-    params = base["params"]
-    if base.get("random_init"):
+    rows = max(1, profile.rows)
+    on_gpu = hardware.device == "cuda"
+    params = base.params
+    if base.random_init:
         method, rank, lr, embeddings, steps = "lora", 32, RANDOM_INIT_LR, True, TARGET_STEPS_RANDOM_INIT
         why = "never-trained base model: LoRA r=32 plus trained embeddings at a high lr"
     elif on_gpu and params > 3e9:
@@ -103,49 +102,48 @@ def initial_config(brief: dict[str, Any]) -> tuple[dict[str, Any], str]:
     steps_per_epoch = math.ceil(rows * 0.9 / batch)
     epochs = max(1.0, round(steps / steps_per_epoch, 1))
     # A pretrained model needs a share of an epoch, not several: its probe may stop mid-epoch.
-    low = 0.1 if not base.get("random_init") else 1.0
+    low = 0.1 if not base.random_init else 1.0
     epochs = min(MAX_PROBE_EPOCHS, max(low, round(epochs * PROBE_SHARE, 2)))
     why += f"; no remembered success for similar data, so a probe of {epochs} epochs first"
     config = TrainConfig(method=method, lora_rank=rank, lora_alpha=2 * rank, learning_rate=lr,
                          train_embeddings=embeddings, epochs=epochs, batch_size=batch, max_seq_length=seq,
-                         warmup_ratio=0.05, lr_scheduler="cosine", seed=brief.get("seed", 0))
+                         warmup_ratio=0.05, lr_scheduler="cosine", seed=brief.seed)
     config, timed = fit_to_time(config, brief, share=FIRST_ATTEMPT_TIME_SHARE)
-    return _args(config), why + timed + (f"; batch {batch} and seq {seq} from {rows} rows of p95 "
-                                         f"{profile['total_tokens']['p95']:.0f} tokens")
+    return config, why + timed + f"; batch {batch} and seq {seq} from {rows} rows of p95 {profile.total_tokens.p95:.0f} tokens"
 
 
-def continuable(config: TrainConfig, previous: TrainConfig, brief: dict[str, Any]) -> bool:
+def continuable(config: TrainConfig, previous: TrainConfig, brief: TuningBrief) -> bool:
     """A retry keeps training the previous adapter when it saved one, the adapter keeps its shape
     and the method allows it: a fresh start would pay again for the steps the last attempt trained."""
     # Only attempts sized in steps (a time budget's): an epoch count is a total from the base model,
     # and continuing it would train the earlier epochs twice.
-    return (bool(brief.get("previous_ok")) and not config.adapter_shape_changes(previous)
+    return (brief.previous_ok and not config.adapter_shape_changes(previous)
             and config.method != "full" and config.backend == "hf" and config.max_steps > 0 and previous.max_steps > 0)
 
 
-def fit_to_time(config: TrainConfig, brief: dict[str, Any], share: float) -> tuple[TrainConfig, str]:
+def fit_to_time(config: TrainConfig, brief: TuningBrief, share: float) -> tuple[TrainConfig, str]:
     """Under a --budget, set max_steps to what the measured rate trains in `share` of the training
     time left (after this attempt's evaluation and, for a first attempt, one more attempt's). A
     config already inside that time is kept as it is. Returns the config and why, for the log."""
-    left, rate, per_row = brief.get("time_left_s"), brief.get("rate"), brief.get("tokens_per_row")
-    if left is None or not rate or not per_row:
+    left, rate, per_row = brief.time_left_s, brief.rate, brief.tokens_per_row
+    if left is None or rate is None or not per_row:
         return config, ""
-    reserve = brief.get("eval_reserve_s") or 0.0
+    reserve = brief.eval_reserve_s or 0.0
     evaluations = 2 if share < 1 else 1  # a first attempt leaves room for another one's evaluation
-    train_time = max(0.0, left - evaluations * reserve) * share - rate["startup_seconds"]
+    train_time = max(0.0, left - evaluations * reserve) * share - rate.startup_seconds
     # The eval-loss passes cost up to EVAL_COST_SHARE more, and the proposal is checked a moment
     # after this brief was written: leave both as margin, so the check accepts what this sizes.
     tokens_per_step = per_row * config.effective_batch * (1 + EVAL_COST_SHARE) / TIME_FIT_MARGIN
-    fit = int(max(0.0, train_time) * rate["tokens_per_second"] / tokens_per_step)
+    fit = int(max(0.0, train_time) * rate.tokens_per_second / tokens_per_step)
     fit = max(MIN_STEPS, fit)
-    rows = brief["profile"]["rows"] * (1 - config.eval_fraction)
+    rows = brief.profile.rows * (1 - config.eval_fraction)
     planned = config.max_steps if config.max_steps > 0 else math.ceil(rows * config.epochs / config.effective_batch)
     if planned <= fit:
         return config, f"; {planned} steps fit the time left ({left:.0f} s)"
     steps_per_epoch = max(1.0, rows / config.effective_batch)
     config = config.with_changes({"max_steps": fit, "epochs": round(max(0.01, fit / steps_per_epoch), 2)})
     return config, (f"; {fit} steps ({config.epochs:g} epochs) fill {share:.0%} of the {left:.0f} s left at "
-                    f"{rate['tokens_per_second']:.0f} tokens/s ({rate['source']}) and {per_row:.0f} tokens a row")
+                    f"{rate.tokens_per_second:.0f} tokens/s ({rate.source}) and {per_row:.0f} tokens a row")
 
 
 def _batch_size(params: int, seq: int, on_gpu: bool) -> int:
@@ -155,47 +153,22 @@ def _batch_size(params: int, seq: int, on_gpu: bool) -> int:
     return 16 if params < 5e7 and seq <= 512 else 8 if params < 2e8 and seq <= 512 else 4 if params < 5e8 else 1
 
 
-def _best_recalled(recalled: list[dict[str, Any]]) -> dict[str, Any] | None:
-    worked = [r for r in recalled if r["worked"] and r["similarity"] >= RECALL_TRUST]
-    return max(worked, key=lambda r: (r["score"] or 0, r["similarity"])) if worked else None
+def _best_recalled(recalled: list[Recalled]) -> Recalled | None:
+    worked = [r for r in recalled if r.worked and r.similarity >= RECALL_TRUST]
+    return max(worked, key=lambda r: (r.score or 0, r.similarity)) if worked else None
 
 
-def _args(config: TrainConfig) -> dict[str, Any]:
-    """TrainConfig -> the propose_config tool's arguments."""
-    d = config.model_dump()
-    keep = ["method", "learning_rate", "epochs", "batch_size", "max_seq_length", "lora_rank", "lora_alpha",
-            "lora_dropout", "train_embeddings", "grad_accum", "warmup_ratio", "lr_scheduler", "weight_decay",
-            "packing", "seed", "max_steps", "continue_training"]
-    args = {k: d[k] for k in keep}
-    args["max_rows"] = d["data"]["max_rows"]
-    if d["data"]["negatives"] != "none":  # a recipe the Planner asked for must survive the next proposal
-        args["negatives"], args["negative_ratio"] = d["data"]["negatives"], d["data"]["negative_ratio"]
-    if d["data"]["synthetic_ratio"]:
-        args["synthetic_ratio"] = d["data"]["synthetic_ratio"]
-    if d["backend"] != "hf":  # likewise a backend the Planner or a person switched to
-        args["backend"] = d["backend"]
-    return args
-
-
-def config_of(args: dict[str, Any]) -> TrainConfig:
-    """The propose_config tool's flat arguments -> TrainConfig (the inverse of :func:`_args`):
-    recipe fields go under `data`."""
-    recipe = set(DataRecipe.model_fields)
-    return TrainConfig.model_validate({**{k: v for k, v in args.items() if k not in recipe},
-                                       "data": {k: v for k, v in args.items() if k in recipe}})
-
-
-def shrink_for_errors(args: dict[str, Any], errors: list[str]) -> dict[str, Any] | None:
+def shrink_for_errors(config: TrainConfig, errors: list[str]) -> TrainConfig | None:
     """Repair a refused proposal when the refusal says how (memory/time): halve the batch and keep
     the effective batch with accumulation. None when the policy has no repair for these errors."""
     text = " ".join(errors).lower()
     late = re.search(r"estimated (\d+) s > time budget left (\d+) s", text)
-    if late and args.get("max_steps", -1) > 0:  # too long for the time left: fewer steps, not a smaller batch
-        steps = max(MIN_STEPS, int(args["max_steps"] * int(late[2]) / int(late[1]) * TIME_FIT_MARGIN))
-        if steps < args["max_steps"]:
-            return {**args, "max_steps": steps}
-    if ("memory" in text or " gb " in text or "time" in text) and args["batch_size"] > 1:
-        return {**args, "batch_size": args["batch_size"] // 2, "grad_accum": args["grad_accum"] * 2}
+    if late and config.max_steps > 0:  # too long for the time left: fewer steps, not a smaller batch
+        steps = max(MIN_STEPS, int(config.max_steps * int(late[2]) / int(late[1]) * TIME_FIT_MARGIN))
+        if steps < config.max_steps:
+            return config.with_changes({"max_steps": steps})
+    if ("memory" in text or " gb " in text or "time" in text) and config.batch_size > 1:
+        return config.with_changes({"batch_size": config.batch_size // 2, "grad_accum": config.grad_accum * 2})
     return None
 
 
@@ -217,18 +190,17 @@ def rubric_from_metrics(metrics: dict[str, float], rubric_metrics: dict[str, str
     return {**scores, "explanation": explanation}
 
 
-def plan(diagnosis_answer: dict[str, Any], guidance: list[str] | None = None) -> dict[str, Any]:
+def plan(answer: DiagnoseAnswer, by: str = "Planner") -> Decision:
     """The Planner's decision from the diagnose tool's answer: stop on success, on an exhausted
     budget or on an error no change can fix; otherwise retry with the suggested changes."""
-    d = diagnosis_answer["diagnosis"]
-    attempt, max_attempts = diagnosis_answer["attempt"], diagnosis_answer["max_attempts"]
-    evidence = "; ".join(d.get("evidence", [])[:3])
-    if d["label"] == "good":
-        return {"action": "stop", "reason": f"target reached: {evidence}"}
-    if attempt >= max_attempts:
-        best = diagnosis_answer.get("best_so_far")
-        return {"action": "stop", "reason": f"budget of {max_attempts} attempts spent ({d['label']}: {evidence}); "
-                                            f"best so far: {best}"}
-    if not d.get("suggested_changes"):
-        return {"action": "stop", "reason": f"{d['label']} with no config change that would fix it: {evidence}"}
-    return {"action": "retry", "changes": d["suggested_changes"], "reason": f"{d['label']}: {evidence}"}
+    d = answer.diagnosis
+    evidence = "; ".join(d.evidence[:3])
+    if d.label == "good":
+        return Decision(action="stop", reason=f"target reached: {evidence}", by=by)
+    if answer.attempt >= answer.max_attempts:
+        best = answer.best_so_far.model_dump() if answer.best_so_far else None
+        return Decision(action="stop", by=by, reason=f"budget of {answer.max_attempts} attempts spent ({d.label}: "
+                                                     f"{evidence}); best so far: {best}")
+    if not d.suggested_changes:
+        return Decision(action="stop", reason=f"{d.label} with no config change that would fix it: {evidence}", by=by)
+    return Decision(action="retry", changes=d.suggested_changes, reason=f"{d.label}: {evidence}", by=by)

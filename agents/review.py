@@ -17,17 +17,8 @@ from pydantic import ValidationError
 
 from tunecrew.tools.contracts import TrainConfig
 
-ALIASES = {
-    "lr": "learning_rate", "learning_rate": "learning_rate", "rank": "lora_rank", "r": "lora_rank",
-    "lora_rank": "lora_rank", "alpha": "lora_alpha", "lora_alpha": "lora_alpha", "epochs": "epochs",
-    "epoch": "epochs", "ep": "epochs", "batch": "batch_size", "bs": "batch_size", "batch_size": "batch_size",
-    "accum": "grad_accum", "grad_accum": "grad_accum", "seq": "max_seq_length", "max_seq_length": "max_seq_length",
-    "dropout": "lora_dropout", "lora_dropout": "lora_dropout", "warmup": "warmup_ratio",
-    "warmup_ratio": "warmup_ratio", "method": "method", "embeddings": "train_embeddings",
-    "train_embeddings": "train_embeddings", "steps": "max_steps", "max_steps": "max_steps",
-    "weight_decay": "weight_decay", "wd": "weight_decay", "packing": "packing", "seed": "seed",
-    "rows": "data.max_rows", "max_rows": "data.max_rows",
-}
+# Every name a person may use for a config field: derived from TrainConfig, never listed here.
+ALIASES = TrainConfig.change_keys()
 APPROVE = {"", "ok", "okay", "y", "yes", "approve", "approved", "go", "continue", "lgtm"}
 STOP = {"stop", "s", "quit", "q", "halt", "enough"}
 _EXTEND = re.compile(r"^\+\s*(\d+)$|^add\s+(\d+)(\s+(more\s+)?attempts?)?$")

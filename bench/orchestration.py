@@ -76,13 +76,14 @@ def main() -> None:
     from tunecrew.agents import toolkit as tk
     from tunecrew.memory.ledger import Ledger
     from tunecrew.memory.store import AttemptMemory
+    from tunecrew.tools.judge import JudgePanel
 
     # The ML work, as the Toolkit calls it (module globals: the tools' own signatures stay intact).
     tk.run_training = timed("train (subprocess)", tk.run_training)
     tk.load_model = timed("evaluate: load model", tk.load_model)
     tk.evaluate_with_replies = timed("evaluate: generate + score", tk.evaluate_with_replies)
     # The offline judge is orchestration here (rules over text, no model): timed to show its share.
-    tk.JudgePanel.judge = timed("LLM judge (offline heuristic)", tk.JudgePanel.judge)
+    JudgePanel.judge = timed("LLM judge (offline heuristic)", JudgePanel.judge)  # type: ignore[method-assign]
     # Some of the orchestration, to see where it goes.
     tk.profile_rows = timed("profile_rows", tk.profile_rows)
     tk.check_feasibility = timed("check_feasibility", tk.check_feasibility)

@@ -12,10 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-from tunecrew.scenarios.base import Scenario
+from tunecrew.tools.scenario import Scenario
 from tunecrew.scenarios.dataset import parse_columns
 from tunecrew.scenarios.registry import SCENARIOS, UnknownScenario
 from tunecrew.scenarios.registry import load_scenario as _load
+from tunecrew.tools.run_dir import RunDir
 
 
 def load_scenario(name: str) -> Scenario:
@@ -139,9 +140,10 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_dir_of(run: str, runs_dir: Path) -> Path:
-    path = Path(run)
-    return path if (path / "run.json").exists() else runs_dir / run
+def run_dir_of(run: str, runs_dir: Path) -> RunDir:
+    """A run id in --runs-dir, or a run's own folder."""
+    given = RunDir(Path(run))
+    return given if given.is_run() else RunDir(runs_dir / run)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -150,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
     from tunecrew.agents.models import ProviderError, ProviderSpec
     from tunecrew.memory.ledger import LedgerError
     from tunecrew.memory.store import MemoryStoreError
-    from tunecrew.tools.data import DataError
+    from tunecrew.tools.rows import DataError
     from tunecrew.tools.hardware import free_cores
     from tunecrew.tools.model_info import ModelNotFound
 

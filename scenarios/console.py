@@ -12,7 +12,8 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-COLORS = {"DomainExpert": "cyan", "Tuner": "magenta", "Judge": "yellow", "Planner": "green", "user": "white"}
+from tunecrew.agents.roles import colour_of
+
 
 
 class CrewConsole:
@@ -31,7 +32,7 @@ class CrewConsole:
         s = ctx.spec
         self.console.rule(f"tunecrew · {s.scenario} · run {s.run_id}")
         self.note(f"provider {s.provider} · target {ctx.scenario.primary_metric} >= {s.target} · "
-                  f"max {s.max_attempts} attempts · seed {s.seed} · memory {s.memory} · {ctx.run_dir}")
+                  f"max {s.max_attempts} attempts · seed {s.seed} · memory {s.memory} · {ctx.run.path}")
 
     def message(self, item: Any) -> None:
         kind = type(item).__name__
@@ -46,7 +47,7 @@ class CrewConsole:
                 style = "red" if res.is_error else "dim"
                 self.console.print(f"  [{style}]← {res.name}: {text}[/{style}]", markup=True)
         elif kind in ("TextMessage", "ToolCallSummaryMessage", "StopMessage"):
-            color = COLORS.get(source, "white")
+            color = colour_of(source)
             self.console.print(Panel(str(item.content), title=source, title_align="left", border_style=color))
         elif kind == "TaskResult":
             self.note(f"crew finished: {item.stop_reason}")

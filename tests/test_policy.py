@@ -12,14 +12,18 @@ from autogen_core.models import AssistantMessage, FunctionExecutionResult, Funct
 from autogen_core.tools import FunctionTool
 
 from tunecrew.agents import policy
+from tunecrew.agents.answers import DiagnoseAnswer, TuningBrief
 from tunecrew.agents.offline import OfflinePolicyClient, TurnView
 from tunecrew.tools.contracts import TrainConfig
 
 
-def brief(rows=480, params=2_600_000, random_init=True, device="cpu", p95=90, recalled=(), previous=None, changes=None):
+def brief_of(rows=480, params=2_600_000, random_init=True, device="cpu", p95=90, recalled=(), previous=None,
+             changes=None) -> dict:
+    """A Tuner's brief as the JSON an agent reads: what recall_attempts answers."""
     return {
         "attempt": 1, "max_attempts": 3, "target": 0.95, "primary_metric": "tool_accuracy",
-        "profile": {"rows": rows, "format": "chat", "total_tokens": {"count": rows, "mean": p95 * 0.7, "p50": p95 * 0.7,
+        "profile": {"source": "d.jsonl", "fingerprint": "f", "columns": [], "rows": rows, "format": "chat",
+                    "total_tokens": {"count": rows, "mean": p95 * 0.7, "p50": p95 * 0.7,
                                                                      "p95": p95, "max": p95 + 10}},
         "base_model": {"name": "m", "family": "llama", "params": params, "vocab_size": 2000, "max_positions": 512,
                        "random_init": random_init},
@@ -28,59 +32,62 @@ def brief(rows=480, params=2_600_000, random_init=True, device="cpu", p95=90, re
     }
 
 
+def brief(**kwargs) -> TuningBrief:
+    return TuningBrief.model_validate(brief_of(**kwargs))
+
+
 def test_never_trained_model_gets_trained_embeddings_and_high_lr():
-    args, why = policy.initial_config(brief())
-    assert args["method"] == "lora" and args["lora_rank"] == 32 and args["train_embeddings"] is True
-    assert args["learning_rate"] == policy.RANDOM_INIT_LR
+    config, why = policy.initial_config(brief())
+    assert config.method == "lora" and config.lora_rank == 32 and config.train_embeddings is True
+    assert config.learning_rate == policy.RANDOM_INIT_LR
     assert "probe" in why
-    TrainConfig.model_validate({k: v for k, v in args.items() if k != "max_rows"})
 
 
 def test_pretrained_models_get_standard_lora_or_qlora_by_size_and_device():
     small_cpu, _ = policy.initial_config(brief(params=500_000_000, random_init=False))
-    assert small_cpu["method"] == "lora" and small_cpu["train_embeddings"] is False
-    assert small_cpu["learning_rate"] == policy.SMALL_PRETRAINED_LORA_LR and small_cpu["batch_size"] == 1
+    assert small_cpu.method == "lora" and small_cpu.train_embeddings is False
+    assert small_cpu.learning_rate == policy.SMALL_PRETRAINED_LORA_LR and small_cpu.batch_size == 1
     mid_cpu, _ = policy.initial_config(brief(params=1_500_000_000, random_init=False))
-    assert mid_cpu["learning_rate"] == policy.PRETRAINED_LORA_LR
+    assert mid_cpu.learning_rate == policy.PRETRAINED_LORA_LR
     big_gpu, why = policy.initial_config(brief(params=8_000_000_000, random_init=False, device="cuda"))
-    assert big_gpu["method"] == "qlora" and "QLoRA" in why
+    assert big_gpu.method == "qlora" and "QLoRA" in why
 
 
 def test_more_data_means_fewer_epochs_and_longer_rows_mean_longer_sequences():
     few, _ = policy.initial_config(brief(rows=200))
     many, _ = policy.initial_config(brief(rows=2000))
-    assert few["epochs"] > many["epochs"]
+    assert few.epochs > many.epochs
     short, _ = policy.initial_config(brief(p95=40))
     long, _ = policy.initial_config(brief(p95=300))
-    assert short["max_seq_length"] == 64 and long["max_seq_length"] == 512
+    assert short.max_seq_length == 64 and long.max_seq_length == 512
     # The persona is prepended to every row, so it counts toward the sequence length.
-    with_persona, _ = policy.initial_config({**brief(p95=40), "system_prompt_tokens": 40})
-    assert with_persona["max_seq_length"] == 128
+    with_persona, _ = policy.initial_config(brief(p95=40).model_copy(update={"system_prompt_tokens": 40}))
+    assert with_persona.max_seq_length == 128
 
 
 def test_a_probe_on_small_data_leaves_room_to_double_it():
-    args, _ = policy.initial_config(brief(rows=120))
-    assert args["epochs"] == policy.MAX_PROBE_EPOCHS
-    TrainConfig(epochs=args["epochs"]).with_changes({"epochs": args["epochs"] * 2})
+    config, _ = policy.initial_config(brief(rows=120))
+    assert config.epochs == policy.MAX_PROBE_EPOCHS
+    config.with_changes({"epochs": config.epochs * 2})
 
 
 def test_remembered_success_is_a_warm_start_and_weak_matches_are_ignored():
     good = TrainConfig(lora_rank=32, lora_alpha=64, learning_rate=3e-3, epochs=10.6, train_embeddings=True).model_dump()
     hit = {"similarity": 0.8, "worked": True, "score": 1.0, "summary": "WORKED", "config": good}
-    args, why = policy.initial_config(brief(recalled=[hit]))
-    assert args["epochs"] == 10.6 and "warm start" in why
+    config, why = policy.initial_config(brief(recalled=[hit]))
+    assert config.epochs == 10.6 and "warm start" in why
     weak = {**hit, "similarity": policy.RECALL_TRUST - 0.1}
-    args, why = policy.initial_config(brief(recalled=[weak]))
-    assert args["epochs"] != 10.6 and "probe" in why
+    config, why = policy.initial_config(brief(recalled=[weak]))
+    assert config.epochs != 10.6 and "probe" in why
     failed = {**hit, "worked": False}
-    args, _ = policy.initial_config(brief(recalled=[failed]))
-    assert args["epochs"] != 10.6
+    config, _ = policy.initial_config(brief(recalled=[failed]))
+    assert config.epochs != 10.6
 
 
 def test_retry_applies_the_planners_changes_to_the_previous_config():
     prev = TrainConfig(epochs=5.3, learning_rate=3e-3, data={"max_rows": 100}).model_dump()
-    args, why = policy.initial_config(brief(previous=prev, changes={"epochs": 10.6, "data.max_rows": None}))
-    assert args["epochs"] == 10.6 and args["max_rows"] is None and "Planner" in why
+    config, why = policy.initial_config(brief(previous=prev, changes={"epochs": 10.6, "data.max_rows": None}))
+    assert config.epochs == 10.6 and config.data.max_rows is None and "Planner" in why
 
 
 def test_seq_length_is_a_power_of_two_within_the_models_context():
@@ -90,9 +97,10 @@ def test_seq_length_is_a_power_of_two_within_the_models_context():
 
 
 def test_refused_proposals_are_repaired_only_when_the_refusal_says_how():
-    args = {"batch_size": 16, "grad_accum": 1}
-    assert policy.shrink_for_errors(args, ["needs 30 GB of memory, 22 available"]) == {"batch_size": 8, "grad_accum": 2}
-    assert policy.shrink_for_errors(args, ["learning_rate=10: must be <= 0.05"]) is None
+    config = TrainConfig(batch_size=16)
+    repaired = policy.shrink_for_errors(config, ["needs 30 GB of memory, 22 available"])
+    assert repaired is not None and (repaired.batch_size, repaired.grad_accum) == (8, 2)
+    assert policy.shrink_for_errors(config, ["learning_rate=10: must be <= 0.05"]) is None
 
 
 def test_rubric_follows_the_metrics_and_names_the_common_failure():
@@ -112,12 +120,12 @@ def test_rubric_follows_the_metrics_and_names_the_common_failure():
      ("error", 1, {}, "stop")],
 )
 def test_plan(label, attempt, changes, action):
-    answer = {"attempt": attempt, "max_attempts": 3, "best_so_far": None,
-              "diagnosis": {"label": label, "evidence": ["e"], "suggested_changes": changes}}
+    answer = DiagnoseAnswer.model_validate({"attempt": attempt, "max_attempts": 3, "target": 0.95, "diagnosis": {
+        "label": label, "evidence": ["e"], "suggested_changes": changes}})
     decision = policy.plan(answer)
-    assert decision["action"] == action
+    assert decision.action == action
     if action == "retry":
-        assert decision["changes"] == changes
+        assert decision.changes == changes
 
 
 def _exchange(name: str, args: dict, answer: dict, n: int) -> list:
@@ -135,7 +143,7 @@ def test_offline_tuner_reads_its_tool_results_and_repairs_a_refused_config():
     history = [UserMessage(content="go", source="user")]
     first = asyncio.run(client.create(history, tools=tools))
     assert first.content[0].name == "recall_attempts"
-    history += _exchange("recall_attempts", {}, brief(), 1)
+    history += _exchange("recall_attempts", {}, brief_of(), 1)
     second = asyncio.run(client.create(history, tools=tools))
     proposed = json.loads(second.content[0].arguments)
     assert second.content[0].name == "propose_config" and proposed["learning_rate"] == policy.RANDOM_INIT_LR
@@ -153,15 +161,14 @@ def test_offline_client_refuses_unknown_roles():
         OfflinePolicyClient("Janitor")
 
 
-def test_config_args_round_trip_keeps_recipe_and_backend() -> None:
-    # The offline fallback rebuilds a config from these flat arguments: a recalled recipe or backend
-    # must come back as it was, not be refused as an unknown field.
-    from tunecrew.agents.policy import _args, config_of
-    from tunecrew.tools.contracts import TrainConfig
+def test_offline_proposals_round_trip_keeps_recipe_and_backend() -> None:
+    # The offline Tuner sends only the fields that differ from the defaults, as an LLM would: a
+    # recalled recipe or backend must come back as it was, not be refused or dropped.
+    from tunecrew.agents.offline import _proposal
 
     for config in (TrainConfig(), TrainConfig(backend="unsloth", data={"negatives": "nat", "synthetic_ratio": 0.5,
                                                                        "max_rows": 40})):
-        assert config_of(_args(config)) == config
+        assert TrainConfig.model_validate(_proposal(config)) == config
 
 
 @pytest.mark.parametrize("recalled", [(), ({"worked": True, "similarity": 0.9, "score": 0.97, "summary": "s",
@@ -170,51 +177,51 @@ def test_config_args_round_trip_keeps_recipe_and_backend() -> None:
 def test_the_run_seed_reaches_the_proposed_config(recalled):
     """The seed bug: the policy read brief['seed'], which the brief never carried, so every run (warm
     start or not) trained with seed 0 whatever --seed said."""
-    args, _ = policy.initial_config({**brief(recalled=recalled), "seed": 7})
-    assert args["seed"] == 7
+    config, _ = policy.initial_config(TuningBrief.model_validate({**brief_of(recalled=recalled), "seed": 7}))
+    assert config.seed == 7
 
 
 def test_a_time_budget_sizes_the_first_attempt_from_the_measured_rate():
-    timed = {**brief(rows=960, params=134_000_000, random_init=False), "time_left_s": 500.0, "eval_reserve_s": 60.0,
+    timed = {**brief_of(rows=960, params=134_000_000, random_init=False), "time_left_s": 500.0, "eval_reserve_s": 60.0,
              "tokens_per_row": 100.0, "rate": {"tokens_per_second": 200.0, "startup_seconds": 10.0, "source": "t"}}
-    args, why = policy.initial_config(timed)
+    config, why = policy.initial_config(TuningBrief.model_validate(timed))
     # (500 - 2 x 60) x 0.45 - 10 s of start-up = 161 s; at 200 tokens/s and 8 rows of 100 tokens a step,
     # plus 10% for the eval-loss passes and a 5% margin: 32,200 / 926 = 34 steps
-    assert args["max_steps"] == 34 and args["batch_size"] == 8
+    assert config.max_steps == 34 and config.batch_size == 8
     assert "34 steps" in why and "200 tokens/s" in why
     # A retry takes all that is left after its own evaluation: (500 - 60) - 10 = 430 s -> 92 steps
-    retry, _ = policy.initial_config({**timed, "previous_config": policy.config_of(args).model_dump(),
-                                      "planner_changes": {"max_steps": 1000}})
-    assert retry["max_steps"] == 92
+    retry, _ = policy.initial_config(TuningBrief.model_validate({**timed, "previous_config": config.model_dump(),
+                                                                 "planner_changes": {"max_steps": 1000}}))
+    assert retry.max_steps == 92
     # Less time than a few steps need: the floor keeps an attempt measurable
-    short, _ = policy.initial_config({**timed, "time_left_s": 100.0})
-    assert short["max_steps"] == policy.MIN_STEPS
+    short, _ = policy.initial_config(TuningBrief.model_validate({**timed, "time_left_s": 100.0}))
+    assert short.max_steps == policy.MIN_STEPS
 
 
 def test_a_retry_with_the_same_adapter_shape_continues_the_previous_adapter():
-    first, _ = policy.initial_config(brief(rows=960, params=134_000_000, random_init=False))
-    previous = policy.config_of({**first, "max_steps": 16}).model_dump()
-    retry, why = policy.initial_config({**brief(rows=960, params=134_000_000, random_init=False),
-                                        "previous_config": previous, "previous_ok": True, "previous_steps": 16,
-                                        "planner_changes": {"max_steps": 32}})
+    pretrained = brief_of(rows=960, params=134_000_000, random_init=False)
+    first, _ = policy.initial_config(TuningBrief.model_validate(pretrained))
+    previous = first.with_changes({"max_steps": 16}).model_dump()
+    retry, why = policy.initial_config(TuningBrief.model_validate({
+        **pretrained, "previous_config": previous, "previous_ok": True, "previous_steps": 16,
+        "planner_changes": {"max_steps": 32}}))
     # The Planner asked for 32 steps from the base model; 16 are in the adapter already
-    assert retry["continue_training"] is True and retry["max_steps"] == 16 and "continuing" in why
+    assert retry.continue_training is True and retry.max_steps == 16 and "continuing" in why
     # A new rank cannot reuse the old adapter, and a failed attempt left none to continue
-    reshaped, _ = policy.initial_config({**brief(rows=960, params=134_000_000, random_init=False),
-                                         "previous_config": previous, "previous_ok": True, "previous_steps": 16,
-                                         "planner_changes": {"lora_rank": 32, "lora_alpha": 64}})
-    failed, _ = policy.initial_config({**brief(rows=960, params=134_000_000, random_init=False),
-                                       "previous_config": previous, "previous_ok": False,
-                                       "planner_changes": {"max_steps": 32}})
-    assert reshaped["continue_training"] is False and failed["continue_training"] is False
+    reshaped, _ = policy.initial_config(TuningBrief.model_validate({
+        **pretrained, "previous_config": previous, "previous_ok": True, "previous_steps": 16,
+        "planner_changes": {"lora_rank": 32, "lora_alpha": 64}}))
+    failed, _ = policy.initial_config(TuningBrief.model_validate({
+        **pretrained, "previous_config": previous, "previous_ok": False, "planner_changes": {"max_steps": 32}}))
+    assert reshaped.continue_training is False and failed.continue_training is False
 
 
 def test_a_proposal_too_long_for_the_time_left_gets_fewer_steps_not_a_smaller_batch():
-    args = {"batch_size": 8, "grad_accum": 1, "max_steps": 40}
-    fixed = policy.shrink_for_errors(args, ["estimated 200 s > time budget left 100 s: lower max_steps=40"])
-    assert fixed == {**args, "max_steps": 19}  # 40 x 100/200 x 0.95
-    assert policy.shrink_for_errors(args, ["estimated 9.1 GB > 85% of 8.0 GB RAM: lower batch_size=8"]) == {
-        **args, "batch_size": 4, "grad_accum": 2}
+    config = TrainConfig(batch_size=8, max_steps=40)
+    fixed = policy.shrink_for_errors(config, ["estimated 200 s > time budget left 100 s: lower max_steps=40"])
+    assert fixed == config.with_changes({"max_steps": 19})  # 40 x 100/200 x 0.95
+    assert policy.shrink_for_errors(config, ["estimated 9.1 GB > 85% of 8.0 GB RAM: lower batch_size=8"]) == \
+        config.with_changes({"batch_size": 4, "grad_accum": 2})
 
 
 def test_a_remembered_rate_is_reused_only_for_the_same_model_machine_and_threads():
@@ -227,8 +234,9 @@ def test_a_remembered_rate_is_reused_only_for_the_same_model_machine_and_threads
     record = make_record()
     result = record.result.model_copy(update={"tokens": 9100, "train_seconds": 100.0, "threads": 1})
     hit = SimpleNamespace(record=record.model_copy(update={"result": result}))
-    ctx = SimpleNamespace(base=SimpleNamespace(params=record.model_params), hardware=record.hardware, threads=2)
+    ctx = SimpleNamespace(base=SimpleNamespace(params=record.model_params), hardware=record.hardware,
+                          wiring=SimpleNamespace(threads=2))
     assert Toolkit(ctx)._remembered_rate([hit]) is None  # type: ignore[arg-type]
-    ctx.threads = 1
+    ctx.wiring.threads = 1
     rate = Toolkit(ctx)._remembered_rate([hit])  # type: ignore[arg-type]
     assert rate is not None and rate.tokens_per_second == 91.0 and rate.source.startswith("memory: run r1")

@@ -15,10 +15,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from factories import make_hardware, make_profile  # noqa: E402
+from factories import make_hardware, make_profile, seen  # noqa: E402
 
 from tunecrew.agents import policy  # noqa: E402
-from tunecrew.agents.toolkit import RunContext, Toolkit  # noqa: E402
+from tunecrew.agents.state import RunContext  # noqa: E402
+from tunecrew.agents.toolkit import Toolkit  # noqa: E402
 from tunecrew.memory import ledger as ledger_module  # noqa: E402
 from tunecrew.memory.ledger import Ledger, LedgerError  # noqa: E402
 from tunecrew.scenarios.task_agent.data import generate  # noqa: E402
@@ -27,6 +28,7 @@ from tunecrew.tools import train as train_module  # noqa: E402
 from tunecrew.tools.contracts import BaseModelInfo, RunSpec, TrainConfig, TrainResult  # noqa: E402
 from tunecrew.tools.profile import profile_rows  # noqa: E402
 from tunecrew.tools.rows import DataError, write_jsonl  # noqa: E402
+from tunecrew.tools.run_dir import RunDir  # noqa: E402
 from tunecrew.tools.scenario import ScenarioData  # noqa: E402
 from tunecrew.tools.splits import check_heldout  # noqa: E402
 
@@ -43,7 +45,7 @@ def _ctx(tmp_path: Path, *, heldout: list[dict] | None = None, train: list[dict]
                    target=0.95, seed=0, dataset_fingerprint="x", memory="off")
     base = BaseModelInfo(name="tiny", family="llama", params=2_000_000, vocab_size=2048,
                          max_positions=max_positions, random_init=True)
-    ctx = RunContext(run_dir=run_dir, spec=spec, scenario=SCENARIO,
+    ctx = RunContext(run=RunDir(run_dir), spec=spec, scenario=SCENARIO,
                      data=ScenarioData(train=train or data.train, heldout=heldout or data.heldout, heldout_split="h"),
                      base=base, hardware=make_hardware(), ledger=Ledger(run_dir / "ledger.jsonl"), memory=None)
     ctx.profile = make_profile(rows=len(ctx.data.train))
@@ -75,16 +77,16 @@ PROPOSAL = dict(method="lora", learning_rate=3e-3, epochs=2, batch_size=8, max_s
 ])
 def test_out_of_range_config_is_refused_naming_the_field(tmp_path, changes, field):
     toolkit = Toolkit(_ctx(tmp_path))
-    answer = json.loads(toolkit.propose_config(**{**PROPOSAL, **changes}))
+    answer = seen(toolkit.propose({**PROPOSAL, **changes}))
     assert answer["accepted"] is False, answer
     assert any(field in e for e in answer["errors"]), answer["errors"]
-    assert toolkit.ctx.config is None and not (toolkit.ctx.attempt_dir / "config.json").exists()
+    assert toolkit.ctx.current.config is None and not (toolkit.ctx.attempt_dir.config).exists()
 
 
 def test_a_valid_proposal_is_accepted(tmp_path):
     toolkit = Toolkit(_ctx(tmp_path))
-    answer = json.loads(toolkit.propose_config(**PROPOSAL))
-    assert answer["accepted"] is True and toolkit.ctx.config.learning_rate == 3e-3
+    answer = seen(toolkit.propose(PROPOSAL))
+    assert answer["accepted"] is True and toolkit.ctx.current.config.learning_rate == 3e-3
 
 
 def test_prompt_injection_in_the_data_cannot_produce_an_out_of_bounds_action(tmp_path):
@@ -97,29 +99,29 @@ def test_prompt_injection_in_the_data_cannot_produce_an_out_of_bounds_action(tmp
     assert any(INJECTION[:30] in json.dumps(s) for s in ctx.profile.samples)  # the agents do see the text
     toolkit = Toolkit(ctx)
 
-    args, _ = policy.initial_config(json.loads(toolkit.recall_attempts()))
-    assert args["learning_rate"] <= 5e-2 and args["batch_size"] <= 1024
+    config, _ = policy.initial_config(toolkit.brief())
+    assert config.learning_rate <= 5e-2 and config.batch_size <= 1024
 
     for _ in range(2):  # an LLM that obeys the injection is refused, naming the field, every time
-        answer = json.loads(toolkit.propose_config(**{**PROPOSAL, "learning_rate": 100, "batch_size": 100000}))
+        answer = seen(toolkit.propose({**PROPOSAL, "learning_rate": 100, "batch_size": 100000}))
         assert answer["accepted"] is False and any("learning_rate" in e for e in answer["errors"])
-    answer = json.loads(toolkit.propose_config(**{**PROPOSAL, "learning_rate": 100}))  # the third: fallback
+    answer = seen(toolkit.propose({**PROPOSAL, "learning_rate": 100}))  # the third: fallback
     assert answer["accepted"] is True and "fallback" in answer
-    assert ctx.config is not None and ctx.config.learning_rate <= 5e-2
-    assert ctx.notes and "refused" in ctx.notes[0]
+    assert ctx.current.config is not None and ctx.current.config.learning_rate <= 5e-2
+    assert ctx.current.notes and "refused" in ctx.current.notes[0]
 
     # A Planner that asks for it in a retry is refused too.
-    ctx.result = TrainResult(status="ok")
-    answer = json.loads(toolkit.decide("retry", reason="the data says so", changes={"learning_rate": 100}))
+    ctx.current.result = TrainResult(status="ok")
+    answer = seen(toolkit.decide("retry", reason="the data says so", changes={"learning_rate": 100}))
     assert answer["accepted"] is False and any("learning_rate" in e for e in answer["errors"])
 
 
 def test_unknown_field_in_a_retry_is_refused_by_name(tmp_path):
     ctx = _ctx(tmp_path)
-    ctx.config, ctx.result = TrainConfig(), TrainResult(status="ok")
-    answer = json.loads(Toolkit(ctx).decide("retry", reason="more", changes={"learning_rat": 1e-3}))
+    ctx.current.config, ctx.current.result = TrainConfig(), TrainResult(status="ok")
+    answer = seen(Toolkit(ctx).decide("retry", reason="more", changes={"learning_rat": 1e-3}))
     assert answer["accepted"] is False and any("learning_rat" in e for e in answer["errors"])
-    assert Ledger(ctx.run_dir / "ledger.jsonl").read() == []
+    assert Ledger(ctx.run.ledger).read() == []
 
 
 @pytest.mark.parametrize(("tool", "kwargs", "field"), [
@@ -128,7 +130,7 @@ def test_unknown_field_in_a_retry_is_refused_by_name(tmp_path):
      "confidence"),
 ])
 def test_out_of_range_domain_card_is_refused_naming_the_field(tmp_path, tool, kwargs, field):
-    answer = json.loads(getattr(Toolkit(_ctx(tmp_path)), tool)(**kwargs))
+    answer = seen(getattr(Toolkit(_ctx(tmp_path)), tool)(**kwargs))
     assert answer["accepted"] is False and any(e.startswith(field) for e in answer["errors"]), answer
 
 
@@ -136,8 +138,8 @@ def test_out_of_range_rubric_is_refused_naming_the_field(tmp_path):
     from tunecrew.tools.contracts import EvalReport
 
     ctx = _ctx(tmp_path)
-    ctx.report = EvalReport(split="h", samples=1, seed=0, metrics={"m": 1.0}, primary_metric="m")
-    answer = json.loads(Toolkit(ctx).score_rubric(accuracy=11, reasoning=5, completeness=5, clarity=0,
+    ctx.current.report = EvalReport(split="h", samples=1, seed=0, metrics={"m": 1.0}, primary_metric="m")
+    answer = seen(Toolkit(ctx).score_rubric(accuracy=11, reasoning=5, completeness=5, clarity=0,
                                                   explanation="x"))
     assert answer["accepted"] is False
     assert {e.split("=")[0] for e in answer["errors"]} == {"accuracy", "clarity"}
@@ -210,7 +212,7 @@ def test_rows_over_max_length_are_seen_in_the_profile_and_truncated_by_the_confi
     assert profile.total_tokens.max >= 3000  # the Tuner sees the outlier
     # The policy never asks for more positions than the model has; longer rows are truncated.
     assert policy.seq_length_for(profile.total_tokens.p95, profile.total_tokens.max, 512) == 512
-    answer = json.loads(Toolkit(_ctx(tmp_path)).propose_config(**{**PROPOSAL, "max_seq_length": 1024}))
+    answer = seen(Toolkit(_ctx(tmp_path)).propose({**PROPOSAL, "max_seq_length": 1024}))
     assert answer["accepted"] is False and "over the base model's 512 positions" in answer["errors"][0]
 
 
@@ -270,9 +272,9 @@ def _enospc_on(path_suffix: str, partial: bool):
 def test_disk_full_while_saving_an_attempt_is_reported_and_loses_no_earlier_attempt(tmp_path, monkeypatch, partial):
     ctx = _ctx(tmp_path)
     toolkit = Toolkit(ctx)
-    ctx.config, ctx.result = TrainConfig(), TrainResult(status="ok")
-    assert json.loads(toolkit.decide("retry", reason="more epochs", changes={"epochs": 2}))["accepted"]
-    ctx.config, ctx.result = TrainConfig(epochs=2), TrainResult(status="ok")
+    ctx.current.config, ctx.current.result = TrainConfig(), TrainResult(status="ok")
+    assert seen(toolkit.decide("retry", reason="more epochs", changes={"epochs": 2}))["accepted"]
+    ctx.current.config, ctx.current.result = TrainConfig(epochs=2), TrainResult(status="ok")
 
     monkeypatch.setattr(ledger_module.os, "write", _enospc_on("ledger.jsonl", partial))
     with pytest.raises(LedgerError, match=r"ledger.jsonl: could not save attempt 2 \(No space left on device\); "
@@ -284,13 +286,13 @@ def test_disk_full_while_saving_an_attempt_is_reported_and_loses_no_earlier_atte
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no fragment left behind: the file ends at attempt 1's line
-        records = Ledger(ctx.run_dir / "ledger.jsonl").read()
+        records = Ledger(ctx.run.ledger).read()
     assert [r.attempt for r in records] == [1] and records[0].decision.action == "retry"
     assert [r.attempt for r in ctx.records] == [1]  # the failed attempt is not counted as saved
 
     # Space is back: the same attempt saves, after the first.
     toolkit.decide("stop", reason="enough")
-    assert [r.attempt for r in Ledger(ctx.run_dir / "ledger.jsonl").read()] == [1, 2]
+    assert [r.attempt for r in Ledger(ctx.run.ledger).read()] == [1, 2]
 
 
 def test_cli_reports_a_ledger_error_in_one_line(tmp_path, capsys, monkeypatch):
@@ -340,10 +342,10 @@ def test_tools_write_only_inside_the_run_dir(tmp_path, monkeypatch):
                         lambda job, **kw: jobs.append(job) or TrainResult(status="error", error="not run"))
     toolkit.write_domain_card(domain="tasks", persona="You are a task agent that calls tools.", evidence=[],
                               confidence=0.9)
-    assert json.loads(toolkit.propose_config(**PROPOSAL))["accepted"]
+    assert seen(toolkit.propose(PROPOSAL))["accepted"]
     toolkit.train()
     toolkit.decide("stop", reason="done")
-    run_dir = ctx.run_dir.resolve()
+    run_dir = ctx.run.path.resolve()
     for path in set(tmp_path.rglob("*")) - before:
         assert path.resolve().is_relative_to(run_dir), path
     job = jobs[0]

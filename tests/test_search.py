@@ -17,13 +17,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from factories import make_hardware, make_profile, make_record  # noqa: E402
+from factories import make_hardware, make_profile, make_record, seen  # noqa: E402
 
-from tunecrew.agents.toolkit import RunContext, Toolkit  # noqa: E402
+from tunecrew.agents.state import RunContext  # noqa: E402
+from tunecrew.agents.toolkit import Toolkit  # noqa: E402
 from tunecrew.memory.ledger import Ledger  # noqa: E402
 from tunecrew.scenarios.task_agent.data import generate  # noqa: E402
 from tunecrew.scenarios.task_agent.scenario import SCENARIO  # noqa: E402
 from tunecrew.tools.contracts import BaseModelInfo, RunSpec, TrainConfig  # noqa: E402
+from tunecrew.tools.run_dir import RunDir  # noqa: E402
 from tunecrew.tools.scenario import ScenarioData  # noqa: E402
 from tunecrew.tools.search import RANKS, search_space, suggest, suggest_next  # noqa: E402
 
@@ -119,7 +121,7 @@ def _ctx(tmp_path: Path, budget_s: float | None = None) -> RunContext:
                    target=0.95, seed=0, dataset_fingerprint="x", memory="off", attempt_budget_s=budget_s)
     base = BaseModelInfo(name="tiny", family="llama", params=2_000_000, vocab_size=2048, max_positions=512,
                          random_init=True)
-    ctx = RunContext(run_dir=run_dir, spec=spec, scenario=SCENARIO,
+    ctx = RunContext(run=RunDir(run_dir), spec=spec, scenario=SCENARIO,
                      data=ScenarioData(train=data.train, heldout=data.heldout, heldout_split="h"),
                      base=base, hardware=make_hardware(), ledger=Ledger(run_dir / "ledger.jsonl"), memory=None)
     ctx.profile = make_profile(rows=len(ctx.data.train))
@@ -130,22 +132,22 @@ def test_search_config_refuses_before_any_attempt_then_feeds_propose_config(tmp_
     ctx = _ctx(tmp_path)
     toolkit = Toolkit(ctx)
     assert "search_config" in [t.name for t in toolkit.tools_for("Tuner")]
-    first = json.loads(toolkit.search_config("tpe"))
-    assert "no finished attempt" in first["error"] and ctx.config is None
+    first = seen(toolkit.search_config("tpe"))
+    assert "no finished attempt" in first["error"] and ctx.current.config is None
 
     ctx.records = [make_record(attempt=1, lr=3e-3, rank=32, epochs=4.0, score=0.4, diagnosis="underfit"),
                    make_record(attempt=2, lr=3e-3, rank=32, epochs=8.0, score=0.6, diagnosis="underfit")]
-    ctx.attempt = 3
-    answer = json.loads(toolkit.search_config("tpe"))
+    ctx.current.number = 3
+    answer = seen(toolkit.search_config("tpe"))
     assert answer["trials_seen"] == 2 and answer["best_so_far"]["attempt"] == 2
     assert answer["best_so_far"]["score"] == 0.6 and "lora_rank" in answer["space"]
     args = answer["suggested"]
     assert args["lora_alpha"] == 2 * args["lora_rank"]
-    accepted = json.loads(toolkit.propose_config(**args))
+    accepted = seen(toolkit.propose(args))
     assert accepted["accepted"] is True, accepted
-    assert ctx.config is not None and ctx.config.learning_rate == args["learning_rate"]
-    assert json.loads(toolkit.search_config("tpe")) == answer  # same history, same seed: same answer
-    assert "sampler" in json.loads(toolkit.search_config("grid"))["error"]  # type: ignore[arg-type]
+    assert ctx.current.config is not None and ctx.current.config.learning_rate == args["learning_rate"]
+    assert seen(toolkit.search_config("tpe")) == answer  # same history, same seed: same answer
+    assert "sampler" in seen(toolkit.search_config("grid"))["error"]  # type: ignore[arg-type]
 
 
 def test_search_config_keeps_training_length_inside_the_time_budget(tmp_path):
@@ -156,13 +158,13 @@ def test_search_config_keeps_training_length_inside_the_time_budget(tmp_path):
     first = make_record(attempt=1, lr=3e-3, rank=32, epochs=4.0, score=0.4, diagnosis="underfit")
     est = check_feasibility(first.config, ctx.hardware, ctx.base.params, ctx.profile).est_seconds
     ctx = _ctx(tmp_path / "budget", budget_s=est)  # the first attempt's length just fits
-    ctx.records, ctx.attempt = [first], 2
+    ctx.records, ctx.current.number = [first], 2
     toolkit = Toolkit(ctx)
     for _ in range(3):
-        answer = json.loads(toolkit.search_config("random"))
+        answer = seen(toolkit.search_config("random"))
         assert answer["space"]["epochs"][1] == pytest.approx(4.0)
         assert answer["suggested"]["epochs"] <= 4.05
         ctx.records.append(make_record(attempt=len(ctx.records) + 1, lr=answer["suggested"]["learning_rate"],
                                        rank=answer["suggested"]["lora_rank"], epochs=answer["suggested"]["epochs"],
                                        score=0.3, diagnosis="underfit"))
-        ctx.attempt += 1
+        ctx.current.number += 1

@@ -15,8 +15,8 @@ def said(*sources: str) -> list[TextMessage]:
     return [TextMessage(content="...", source=s) for s in ("user", *sources)]
 
 
-def state(domain=None, result=None, report=None):
-    return SimpleNamespace(domain=domain, result=result, report=report)
+def state(domain=None, result=None, report=None, proposed=None):
+    return SimpleNamespace(domain=domain, current=SimpleNamespace(result=result, report=report), proposed=proposed)
 
 
 OK = TrainResult(status="ok")

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import THREADS, lora_config  # noqa: E402
-from factories import make_hardware, make_profile  # noqa: E402
+from factories import make_hardware, make_profile, seen  # noqa: E402
 
 from tunecrew.tools.evaluate import generate, load_model, prompt_of  # noqa: E402
 from tunecrew.tools.recipes import NEGATIVE_MARKER, dpo_pairs  # noqa: E402
@@ -89,7 +89,8 @@ def test_qlora_trains_4bit_on_cpu_and_evaluation_loads_it(tiny_model, task_data,
 
 def _tuner_context(tiny_model: str, task_data, run_dir: Path):
     """A run's state as the Tuner sees it after profiling: enough for propose_config and train."""
-    from tunecrew.agents.toolkit import RunContext
+    from tunecrew.agents.state import RunContext, Wiring
+    from tunecrew.tools.run_dir import RunDir
     from tunecrew.memory.ledger import Ledger
     from tunecrew.tools.scenario import ScenarioData
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
@@ -100,10 +101,10 @@ def _tuner_context(tiny_model: str, task_data, run_dir: Path):
     write_jsonl(task_data.train, run_dir / "data" / "train.jsonl")
     spec = RunSpec(run_id="r", scenario="task-agent", base_model=tiny_model, provider="offline", max_attempts=2,
                    target=0.95, seed=0, dataset_fingerprint="x", memory="off")
-    ctx = RunContext(run_dir=run_dir, spec=spec, scenario=SCENARIO,
+    ctx = RunContext(run=RunDir(run_dir), spec=spec, scenario=SCENARIO,
                      data=ScenarioData(train=task_data.train, heldout=task_data.heldout, heldout_split="h"),
                      base=describe_base_model(tiny_model), hardware=make_hardware(),
-                     ledger=Ledger(run_dir / "ledger.jsonl"), memory=None, threads=THREADS)
+                     ledger=Ledger(run_dir / "ledger.jsonl"), memory=None, wiring=Wiring(threads=THREADS))
     ctx.profile = make_profile(rows=len(task_data.train))
     return ctx
 
@@ -116,17 +117,16 @@ def test_train_tool_applies_the_nat_recipe_into_the_attempt_dir(tiny_model, task
     run_dir = tmp_path / "run"
     ctx = _tuner_context(tiny_model, task_data, run_dir)
     toolkit = Toolkit(ctx)
-    answer = json.loads(toolkit.propose_config(method="lora", learning_rate=3e-3, epochs=1, batch_size=8,
-                                               max_seq_length=128, train_embeddings=True, max_rows=20,
-                                               negatives="nat"))
+    answer = seen(toolkit.propose(dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=128,
+                                           train_embeddings=True, max_rows=20, negatives="nat")))
     assert answer["accepted"], answer
-    assert ctx.config.data.negative_ratio == 2.0
-    ctx.config = ctx.config.with_changes({"max_steps": 3})
-    out = json.loads(toolkit.train())
+    assert ctx.current.config.data.negative_ratio == 2.0
+    ctx.current.config = ctx.current.config.with_changes({"max_steps": 3})
+    out = seen(toolkit.train())
     assert out["status"] == "ok", out
-    job = json.loads((ctx.attempt_dir / "job.json").read_text())
+    job = json.loads((ctx.attempt_dir.path / "job.json").read_text())
     nat_file = Path(job["train_file"])
-    assert nat_file == ctx.attempt_dir / "train_nat.jsonl"
+    assert nat_file == ctx.attempt_dir.recipe_file("train_nat")
     rows = [json.loads(line) for line in nat_file.read_text().splitlines()]
     positives = [r for r in rows if not r.get("negative")]
     assert len(positives) == 20 and len(rows) - 20 >= 36
@@ -205,15 +205,16 @@ def test_unsloth_without_cuda_says_how_to_set_up_its_environment(tiny_model, tas
 
 
 def test_tuner_can_choose_unsloth_but_only_where_cuda_is(tiny_model, task_data, tmp_path):
-    from tunecrew.agents import policy
     from tunecrew.agents.toolkit import Toolkit
     from tunecrew.tools.contracts import TrainConfig
 
     ctx = _tuner_context(tiny_model, task_data, tmp_path)
     args = dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=128)
-    refused = json.loads(Toolkit(ctx).propose_config(**args, backend="unsloth"))
+    refused = seen(Toolkit(ctx).propose({**args, "backend": "unsloth"}))
     assert refused["accepted"] is False and "backend=unsloth needs a CUDA GPU" in " ".join(refused["errors"])
-    assert json.loads(Toolkit(ctx).propose_config(**args, backend="hf"))["accepted"] is True
+    assert seen(Toolkit(ctx).propose({**args, "backend": "hf"}))["accepted"] is True
     # a backend chosen once (by the Planner or a person) survives the policy's next proposal
-    assert policy._args(TrainConfig(backend="unsloth"))["backend"] == "unsloth"
-    assert "backend" not in policy._args(TrainConfig())
+    from tunecrew.agents.offline import _proposal
+
+    assert _proposal(TrainConfig(backend="unsloth"))["backend"] == "unsloth"
+    assert _proposal(TrainConfig())["backend"] == "hf"

@@ -194,12 +194,34 @@ class TrainConfig(_Model):
         return [f"{k} {getattr(other, k)} -> {getattr(self, k)}" for k in self.ADAPTER_SHAPE
                 if getattr(self, k) != getattr(other, k)]
 
+    # Short names a person may type when editing a config (`lr 1e-4, rank 8`); every field's own
+    # name and path (`epochs`, `data.max_rows`, or `max_rows` alone) is accepted as well.
+    SHORT_NAMES: ClassVar[dict[str, str]] = {
+        "lr": "learning_rate", "rank": "lora_rank", "r": "lora_rank", "alpha": "lora_alpha", "epoch": "epochs",
+        "ep": "epochs", "batch": "batch_size", "bs": "batch_size", "accum": "grad_accum", "seq": "max_seq_length",
+        "dropout": "lora_dropout", "warmup": "warmup_ratio", "embeddings": "train_embeddings", "steps": "max_steps",
+        "wd": "weight_decay", "rows": "data.max_rows", "scheduler": "lr_scheduler",
+    }
+
+    @classmethod
+    def change_keys(cls) -> dict[str, str]:
+        """Every name a change may use -> the field's path: what the Planner's `decide`, a person's
+        edit and the diagnosis' suggestions all resolve through."""
+        keys = {name: name for name in cls.model_fields if name != "data"}
+        for name in DataRecipe.model_fields:
+            keys[f"data.{name}"] = keys[name] = f"data.{name}"
+        return {**keys, **cls.SHORT_NAMES}
+
     def with_changes(self, changes: dict[str, Any]) -> "TrainConfig":
-        """A validated copy with `changes` applied (nested keys as `data.max_rows`)."""
+        """A validated copy with `changes` applied. Keys are field names, paths (`data.max_rows`) or
+        short names (`lr`); an unknown key raises KeyError naming it and the known ones."""
+        known = self.change_keys()
         merged = self.model_dump()
         for key, value in changes.items():
+            if key not in known:
+                raise KeyError(f"{key!r} is not a config field; known: {', '.join(sorted(k for k in known if '.' not in k))}")
             target = merged
-            *parents, leaf = key.split(".")
+            *parents, leaf = known[key].split(".")
             for parent in parents:
                 target = target[parent]
             target[leaf] = value

@@ -1,0 +1,143 @@
+"""One run's folder, `runs/<id>/`: every file name in it, and the only code that writes run.json.
+
+    runs/<id>/run.json                 RunSpec: what was asked (written here, and only here)
+             data/train.jsonl          the rows every attempt trains on (before its recipe)
+             data/heldout.jsonl        the rows every attempt is scored on
+             domain.json               the Domain Expert's card (persona)
+             baseline_eval.json        the base model on the held-out split
+             judge_baseline.json       the LLM judge's verdicts on the base model
+             ledger.jsonl              one AttemptRecord per finished attempt (the source of truth)
+             transcript.jsonl          the agents' messages
+             report.md                 the report (tools/report.py)
+             base_model/               `--base-model tiny`, built from the data
+             rate_probe/               timed steps that measure the training rate (removed after)
+             attempts/<n>/config.json  the accepted TrainConfig
+                          result.json  the TrainResult (written by the training worker, then enriched)
+                          eval.json    the EvalReport
+                          judge.json   the LLM judge's verdicts
+                          adapter/     the trained adapter
+
+Readers elsewhere (the task agent's server, `tunecrew memory`) take these names from here too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from .contracts import RunSpec
+
+__all__ = ["AttemptDir", "RunDir", "write_model", "write_model_atomic"]
+
+RESULT_FILE = "result.json"  # the training worker writes it into its output folder (an attempt's)
+
+
+def write_model(path: Path, model: BaseModel) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(model.model_dump_json(indent=2), encoding="utf-8")
+
+
+def write_model_atomic(path: Path, model: BaseModel) -> None:
+    """Written beside and renamed into place: a kill mid-write leaves the old file, never half a new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(model.model_dump_json(indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class AttemptDir:
+    """`attempts/<n>/`: one attempt's files."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def result(self) -> Path:
+        return self.path / RESULT_FILE
+
+    @property
+    def eval(self) -> Path:
+        return self.path / "eval.json"
+
+    @property
+    def judge(self) -> Path:
+        return self.path / "judge.json"
+
+    @property
+    def adapter(self) -> Path:
+        return self.path / "adapter"
+
+    def recipe_file(self, name: str) -> Path:
+        """A training file made for this attempt by its data recipe (NAT rows, DPO pairs, synthetic)."""
+        return self.path / f"{name}.jsonl"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """`runs/<id>/`: where each of a run's files lives."""
+
+    path: Path
+
+    @property
+    def spec(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def train_data(self) -> Path:
+        return self.path / "data" / "train.jsonl"
+
+    @property
+    def heldout_data(self) -> Path:
+        return self.path / "data" / "heldout.jsonl"
+
+    @property
+    def domain(self) -> Path:
+        return self.path / "domain.json"
+
+    @property
+    def baseline(self) -> Path:
+        return self.path / "baseline_eval.json"
+
+    @property
+    def judge_baseline(self) -> Path:
+        return self.path / "judge_baseline.json"
+
+    @property
+    def ledger(self) -> Path:
+        return self.path / "ledger.jsonl"
+
+    @property
+    def transcript(self) -> Path:
+        return self.path / "transcript.jsonl"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.md"
+
+    @property
+    def tiny_base_model(self) -> Path:
+        return self.path / "base_model"
+
+    @property
+    def rate_probe(self) -> Path:
+        return self.path / "rate_probe"
+
+    def attempt(self, number: int) -> AttemptDir:
+        return AttemptDir(self.path / "attempts" / str(number))
+
+    def is_run(self) -> bool:
+        return self.spec.is_file()
+
+    def read_spec(self) -> RunSpec:
+        return RunSpec.model_validate_json(self.spec.read_text(encoding="utf-8"))
+
+    def write_spec(self, spec: RunSpec) -> None:
+        """run.json: at the start, and when a person or `--add-attempts` extends the attempt budget."""
+        write_model_atomic(self.spec, spec)
