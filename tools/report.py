@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from tunecrew.tools.contracts import AttemptRecord, EvalReport, JudgeReport, RubricScores, RunSpec, TrainConfig
+from tunecrew.tools.run_dir import RunDir
 
 MAX_FAILURES_SHOWN = 3
 MAX_TEXT = 300  # characters of a failure's prompt/output shown
@@ -80,7 +81,7 @@ def write_report(run_dir: Path, spec: RunSpec, records: list[AttemptRecord], bas
     if judged:
         at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Curves")
         blocks[at:at] = judge_blocks(judged)
-    md_path = run_dir / "report.md"
+    md_path = RunDir(run_dir).report
     md_path.write_text(render_markdown(blocks), encoding="utf-8")
     (run_dir / "report.html").write_text(render_html(blocks, title=f"tunecrew run {spec.run_id}"), encoding="utf-8")
     return md_path
@@ -186,7 +187,8 @@ def base_vs_attempts(baseline: EvalReport, records: list[AttemptRecord]) -> list
 
 def _judge_reports(run_dir: Path, records: list[AttemptRecord]) -> list[JudgeReport]:
     """judge_baseline.json, then each recorded attempt's judge.json, where they exist."""
-    paths = [run_dir / "judge_baseline.json"] + [run_dir / "attempts" / str(r.attempt) / "judge.json" for r in records]
+    folder = RunDir(run_dir)
+    paths = [folder.judge_baseline] + [folder.attempt(r.attempt).judge for r in records]
     out = []
     for path in paths:
         try:

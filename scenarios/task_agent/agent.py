@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tunecrew.tools.run_dir import RunDir
 from tunecrew.memory.ledger import Ledger, LedgerError
 from tunecrew.tools.contracts import AttemptRecord, DomainCard, RunSpec
 
@@ -60,13 +61,11 @@ class RunInfo:
 
 def resolve_run_dir(ref: str | Path, runs_dir: str | Path = "runs") -> Path:
     """`ref` as a directory holding run.json, else `runs_dir/ref`."""
-    direct = Path(ref)
-    if (direct / "run.json").is_file():
-        return direct
-    named = Path(runs_dir) / str(ref)
-    if (named / "run.json").is_file():
-        return named
-    raise RunNotUsable(f"no run {str(ref)!r}: neither {direct}/run.json nor {named}/run.json exists "
+    direct, named = RunDir(Path(ref)), RunDir(Path(runs_dir) / str(ref))
+    for candidate in (direct, named):
+        if candidate.is_run():
+            return candidate.path
+    raise RunNotUsable(f"no run {str(ref)!r}: neither {direct.spec} nor {named.spec} exists "
                        "(give a run id under --runs-dir, or a run directory)")
 
 
@@ -76,7 +75,7 @@ def load_run(ref: str | Path, runs_dir: str | Path = "runs", *, merged_model: st
 
     run_dir = resolve_run_dir(ref, runs_dir)
     try:
-        spec = RunSpec.model_validate_json((run_dir / "run.json").read_text(encoding="utf-8"))
+        spec = RunDir(run_dir).read_spec()
     except (ValidationError, ValueError, OSError) as exc:
         raise RunNotUsable(f"run {run_dir}: run.json is not a valid run spec ({_first_line(exc)})") from exc
     if spec.scenario != SCENARIO_NAME:
@@ -98,7 +97,7 @@ def load_run(ref: str | Path, runs_dir: str | Path = "runs", *, merged_model: st
 
 
 def _read_ledger(run_dir: Path) -> list[AttemptRecord]:
-    ledger = run_dir / "ledger.jsonl"
+    ledger = RunDir(run_dir).ledger
     if not ledger.is_file():
         return []
     try:
@@ -109,13 +108,13 @@ def _read_ledger(run_dir: Path) -> list[AttemptRecord]:
 
 def _pick_attempt(run_dir: Path, records: list[AttemptRecord]) -> AttemptRecord:
     if not records:
-        raise RunNotUsable(f"run {run_dir} has no trained adapter: {run_dir / 'ledger.jsonl'} records no attempt "
+        raise RunNotUsable(f"run {run_dir} has no trained adapter: {RunDir(run_dir).ledger} records no attempt "
                            "(the run stopped before training; run it again, or pass --merged DIR)")
     usable = [r for r in records if r.result.status == "ok" and _adapter_dir(run_dir, r)]
     if not usable:
         statuses = ", ".join(f"attempt {r.attempt}: {r.result.status}" for r in records)
         raise RunNotUsable(f"run {run_dir} has no trained adapter: no attempt finished with an adapter on disk "
-                           f"({statuses}; expected {run_dir / 'attempts' / '<n>' / 'adapter'})")
+                           f"({statuses}; expected {RunDir(run_dir).path / 'attempts' / '<n>' / 'adapter'})")
     scored = [(r, score) for r in usable if (score := r.score) is not None]
     if scored:
         best = max(score for _, score in scored)
@@ -129,7 +128,7 @@ def _adapter_dir(run_dir: Path, record: AttemptRecord) -> str | None:
     candidates = []
     if record.result.adapter_path:
         candidates.append(_locate(record.result.adapter_path, run_dir))
-    candidates.append(str(run_dir / "attempts" / str(record.attempt) / "adapter"))
+    candidates.append(str(RunDir(run_dir).attempt(record.attempt).adapter))
     for path in candidates:
         p = Path(path)
         if (p / "adapter_config.json").is_file() or (p / "config.json").is_file():
@@ -158,7 +157,7 @@ def _looks_local(name: str) -> bool:
 
 
 def _persona(run_dir: Path, record: AttemptRecord | None) -> str:
-    card_file = run_dir / "domain.json"
+    card_file = RunDir(run_dir).domain
     if card_file.is_file():
         try:
             return DomainCard.model_validate_json(card_file.read_text(encoding="utf-8")).persona
