@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any, AsyncGenerator, Callable, Sequence
 
-from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
+from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelCapabilities, ModelInfo, RequestUsage
 from autogen_core.tools import Tool, ToolSchema
 
 from .offline import OfflinePolicyClient
@@ -53,7 +53,7 @@ class FallbackClient(ChatCompletionClient):
         return self.primary.remaining_tokens(messages, tools=tools)
 
     @property
-    def capabilities(self):  # type: ignore[override]
+    def capabilities(self) -> ModelCapabilities:
         return self.primary.capabilities
 
     @property

@@ -42,19 +42,21 @@ class TurnView:
     def __init__(self, messages: Sequence[LLMMessage]):
         self.calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         self.errors: dict[str, int] = {}
-        tail: list[LLMMessage] = []
+        tail: list[list[FunctionCall] | FunctionExecutionResultMessage] = []
         for message in reversed(messages):
-            is_call = isinstance(message, AssistantMessage) and isinstance(message.content, list)
-            if not (is_call or isinstance(message, FunctionExecutionResultMessage)):
+            if isinstance(message, AssistantMessage) and isinstance(message.content, list):
+                tail.append(message.content)
+            elif isinstance(message, FunctionExecutionResultMessage):
+                tail.append(message)
+            else:
                 break
-            tail.append(message)
         pending: dict[str, tuple[str, dict[str, Any]]] = {}
-        for message in reversed(tail):
-            if isinstance(message, AssistantMessage):
-                for call in message.content:  # type: ignore[union-attr]
+        for item in reversed(tail):
+            if isinstance(item, list):
+                for call in item:
                     pending[call.id] = (call.name, _parse(call.arguments or "{}"))
             else:
-                for res in message.content:
+                for res in item.content:
                     name, args = pending.pop(res.call_id, (res.name, {}))
                     if res.is_error:
                         self.errors[name] = self.errors.get(name, 0) + 1
@@ -291,8 +293,8 @@ class OfflinePolicyClient(LocalChatClient):
         yield result
 
     @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return ModelCapabilities(vision=False, function_calling=True, json_output=True)  # type: ignore[typeddict-item]
+    def capabilities(self) -> ModelCapabilities:
+        return ModelCapabilities(vision=False, function_calling=True, json_output=True)
 
     @property
     def model_info(self) -> ModelInfo:
