@@ -12,7 +12,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunecrew.tools.contracts import (
-    BaseModelInfo, DatasetProfile, Diagnosis, Hardware, LeakCheck, TrainConfig,
+    BaseModelInfo,
+    DatasetProfile,
+    Diagnosis,
+    Hardware,
+    LeakCheck,
+    TrainConfig,
 )
 
 __all__ = [

@@ -7,7 +7,8 @@ the Judge or train twice. The Planner ends the run by saying TERMINATE after `de
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TerminationCondition
@@ -81,9 +82,8 @@ def build_team(
 
         llm_planner = not isinstance(clients[PLANNER], OfflinePolicyClient)
         agents.append(HumanReviewer(toolkit, input_func or input, llm_planner=llm_planner))
-    termination: TerminationCondition = TextMentionTermination("TERMINATE", sources=[PLANNER, HUMAN]) | MaxMessageTermination(
-        2 + ctx.spec.max_attempts * MESSAGES_PER_ATTEMPT * 3
-    )
+    termination: TerminationCondition = (TextMentionTermination("TERMINATE", sources=[PLANNER, HUMAN])
+                                         | MaxMessageTermination(2 + ctx.spec.max_attempts * MESSAGES_PER_ATTEMPT * 3))
     if extra_termination is not None:
         termination = termination | extra_termination
     return SelectorGroupChat(

@@ -5,9 +5,17 @@ which reads the same conversation and tool results, and logs the fallback."""
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any
 
-from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelCapabilities, ModelInfo, RequestUsage
+from autogen_core.models import (
+    ChatCompletionClient,
+    CreateResult,
+    LLMMessage,
+    ModelCapabilities,
+    ModelInfo,
+    RequestUsage,
+)
 from autogen_core.tools import Tool, ToolSchema
 
 from .offline import OfflinePolicyClient
@@ -26,7 +34,7 @@ class FallbackClient(ChatCompletionClient):
     async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:
         try:
             return await self.primary.create(messages, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - any provider failure; the policy can always answer
+        except Exception as exc:  # any provider failure; the policy can always answer
             self.fallbacks += 1
             note = f"{self.role}: LLM call failed ({type(exc).__name__}: {str(exc)[:200]}); offline policy answered"
             log.warning(note)
@@ -34,7 +42,8 @@ class FallbackClient(ChatCompletionClient):
                 self.on_fallback(note)
             return await self.offline.create(messages, **kwargs)
 
-    async def create_stream(self, messages: Sequence[LLMMessage], **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
+    async def create_stream(self, messages: Sequence[LLMMessage],
+                            **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
         yield await self.create(messages, **kwargs)
 
     async def close(self) -> None:

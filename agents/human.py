@@ -4,7 +4,7 @@ change, and approve, edit, add attempts, stop, or give the Planner guidance."""
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from autogen_agentchat.agents import BaseChatAgent
 from autogen_agentchat.base import Response
@@ -37,7 +37,8 @@ class HumanReviewer(BaseChatAgent):
         lines = [f"— attempt {ctx.current.number} of {ctx.spec.max_attempts} —"]
         if d is not None:
             lines.append(f"diagnosis: {d.label}: " + "; ".join(d.evidence[:4]))
-        lines.append(f"Planner proposes: {p.action}" + (f" with {p.changes}" if p.changes else "") + f" ({p.reason[:300]})")
+        lines.append(f"Planner proposes: {p.action}" + (f" with {p.changes}" if p.changes else "")
+                     + f" ({p.reason[:300]})")
         lines.append(HELP)
         return "\n".join(lines) + "\n> "
 

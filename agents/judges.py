@@ -12,12 +12,18 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, AsyncGenerator, Literal, Mapping, Optional, Sequence
+from typing import Any, Literal
 
 from autogen_core import CancellationToken
 from autogen_core.models import (
-    ChatCompletionClient, CreateResult, LLMMessage, ModelCapabilities, ModelFamily, ModelInfo,
+    ChatCompletionClient,
+    CreateResult,
+    LLMMessage,
+    ModelCapabilities,
+    ModelFamily,
+    ModelInfo,
     UserMessage,
 )
 from autogen_core.tools import Tool, ToolSchema
@@ -42,7 +48,8 @@ def judge_specs(default: ProviderSpec, agents: list[str], judges: list[str]) -> 
     for item in judges:
         provider, _, model = item.partition(":")
         if provider not in PROVIDERS:
-            raise ProviderError(f"--judge {item!r}: unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+            raise ProviderError(f"--judge {item!r}: unknown provider {provider!r}; "
+                                f"choose one of {', '.join(PROVIDERS)}")
         same = provider == default.provider  # the key and endpoint given for --provider apply to it too
         spec = replace(default, provider=provider, model=model or (default.model if same else None),
                        base_url=default.base_url if same else None, api_key=default.api_key if same else None)
@@ -113,9 +120,9 @@ class OfflineJudgeClient(LocalChatClient):
         *,
         tools: Sequence[Tool | ToolSchema] = [],
         tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
-        json_output: Optional[bool | type[BaseModel]] = None,
+        json_output: bool | type[BaseModel] | None = None,
         extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: Optional[CancellationToken] = None,
+        cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
         self.calls += 1
         prompt = next((m.content for m in messages if isinstance(m, UserMessage) and isinstance(m.content, str)
@@ -127,7 +134,8 @@ class OfflineJudgeClient(LocalChatClient):
             content = json.dumps(heuristic_scores(parts["reference"], parts["reply"]))
         return CreateResult(finish_reason="stop", content=content, usage=self._usage, cached=False)
 
-    async def create_stream(self, messages: Sequence[LLMMessage], **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
+    async def create_stream(self, messages: Sequence[LLMMessage],
+                            **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
         yield await self.create(messages, **kwargs)
 
     @property

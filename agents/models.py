@@ -7,8 +7,9 @@ flag or the environment. Keys are never stored in run files: they live only in t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable, cast
+from typing import cast
 
 from autogen_core.models import ChatCompletionClient, ModelFamily, ModelInfo
 
@@ -47,14 +48,16 @@ def role_specs(default: ProviderSpec, overrides: list[str], roles: tuple[str, ..
             raise ProviderError(f"--agent {item!r}: expected ROLE=PROVIDER[:MODEL] with ROLE one of {', '.join(roles)}")
         provider, _, model = value.partition(":")
         if provider not in PROVIDERS:
-            raise ProviderError(f"--agent {item!r}: unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+            raise ProviderError(f"--agent {item!r}: unknown provider {provider!r}; "
+                                f"choose one of {', '.join(PROVIDERS)}")
         same = provider == default.provider
         specs[role] = replace(default, provider=provider, model=model or (default.model if same else None),
                               base_url=default.base_url if same else None, api_key=default.api_key if same else None)
     return specs
 
 
-def make_client(spec: ProviderSpec, role: str, on_fallback: Callable[[str], None] | None = None) -> ChatCompletionClient:
+def make_client(spec: ProviderSpec, role: str,
+                on_fallback: Callable[[str], None] | None = None) -> ChatCompletionClient:
     if spec.provider == "offline":
         return OfflinePolicyClient(role)
     client = _llm_client(spec)

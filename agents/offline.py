@@ -9,20 +9,29 @@ come from `policy.py` applied to those tool outputs, so the run is explainable a
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncGenerator, Literal, Mapping, Optional, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any, Literal
 
 from autogen_core import CancellationToken, FunctionCall
 from autogen_core.models import (
-    AssistantMessage, ChatCompletionClient, CreateResult, FunctionExecutionResultMessage, LLMMessage,
-    ModelCapabilities, ModelFamily, ModelInfo, RequestUsage,
+    AssistantMessage,
+    ChatCompletionClient,
+    CreateResult,
+    FunctionExecutionResultMessage,
+    LLMMessage,
+    ModelCapabilities,
+    ModelFamily,
+    ModelInfo,
+    RequestUsage,
 )
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
+from tunecrew.tools.contracts import TrainConfig
+
 from . import policy
 from .answers import DiagnoseAnswer, DomainCandidates, ProfileAnswer, TuningBrief
 from .roles import DOMAIN_EXPERT, JUDGE, PLANNER, TUNER
-from tunecrew.tools.contracts import TrainConfig
 
 Reply = str | tuple[str, dict[str, Any]]  # final text, or (tool name, arguments)
 
@@ -151,8 +160,9 @@ def tuner(view: TurnView) -> Reply:
     return (f"Attempt {brief.attempt}: {used.method} r={used.lora_rank} lr={used.learning_rate} "
             f"epochs={used.epochs} batch={used.batch_size} seq={used.max_seq_length} "
             f"embeddings={'trained' if used.train_embeddings else 'frozen'} — because {why}.{memory_note} "
-            f"Training: {trained.get('status')} after {trained.get('steps')} steps, loss {_num(trained.get('first_loss'))} "
-            f"-> {_num(trained.get('train_loss'))}, eval loss {_num(trained.get('eval_loss'))}, "
+            f"Training: {trained.get('status')} after {trained.get('steps')} steps, "
+            f"loss {_num(trained.get('first_loss'))} -> {_num(trained.get('train_loss'))}, "
+            f"eval loss {_num(trained.get('eval_loss'))}, "
             f"{trained.get('wall_seconds')} s" + (f"; error: {trained['error']}" if trained.get("error") else "") + ".")
 
 
@@ -174,7 +184,8 @@ def judge(view: TurnView) -> Reply:
     return (f"Held-out split {report['split']}, {report['samples']} samples, seed {report['seed']}: {metrics}."
             + (f" By group: {groups}." if groups else "")
             + f" Rubric: accuracy {scores.get('accuracy')}, reasoning {scores.get('reasoning')}, "
-              f"completeness {scores.get('completeness')}, clarity {scores.get('clarity')}. {scores.get('explanation', '')}"
+              f"completeness {scores.get('completeness')}, clarity {scores.get('clarity')}. "
+              f"{scores.get('explanation', '')}"
             + _llm_judge_line(report)
             + (f" Failures: {failures}" if failures else ""))
 
@@ -194,7 +205,8 @@ def _llm_judge_line(report: dict[str, Any]) -> str:
         parts.append(f"{name} mean {_mean_of(j['means'])} vs base model {_mean_of(base_means)} "
                      f"(n={j['judged']}, {j['unparsed']} unparsed)")
     agreement = f"; agreement: {judged['agreement']}" if judged.get("agreement") else ""
-    return f" LLM judge on {judged['samples']} of {judged['of']} samples (seed {judged['seed']}): {'; '.join(parts)}{agreement}."
+    return (f" LLM judge on {judged['samples']} of {judged['of']} samples (seed {judged['seed']}): "
+            f"{'; '.join(parts)}{agreement}.")
 
 
 def planner(view: TurnView) -> Reply:
@@ -213,8 +225,9 @@ def planner(view: TurnView) -> Reply:
     d = answer["diagnosis"]
     head = f"Diagnosis of attempt {answer['attempt']}: {d['label']} — {'; '.join(d['evidence'][:3])}."
     if decided.get("awaiting_review"):
-        return f"{head} Proposed: {args.get('action')}" + (f" with {args.get('changes')}" if args.get("changes") else "") \
-            + f" ({args.get('reason')}). Awaiting the person's review."
+        return (f"{head} Proposed: {args.get('action')}"
+                + (f" with {args.get('changes')}" if args.get("changes") else "")
+                + f" ({args.get('reason')}). Awaiting the person's review.")
     if args.get("action") == "retry":
         return f"{head} Decision: retry with {args.get('changes')} ({args.get('reason')})."
     return f"{head} Decision: stop ({args.get('reason')}). TERMINATE"
@@ -267,9 +280,9 @@ class OfflinePolicyClient(LocalChatClient):
         *,
         tools: Sequence[Tool | ToolSchema] = [],
         tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
-        json_output: Optional[bool | type[BaseModel]] = None,
+        json_output: bool | type[BaseModel] | None = None,
         extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: Optional[CancellationToken] = None,
+        cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
         self._calls += 1
         if self.role == "selector" or not tools:
@@ -286,7 +299,8 @@ class OfflinePolicyClient(LocalChatClient):
         call = FunctionCall(id=f"{self.role}-{self._calls}", name=name, arguments=json.dumps(arguments))
         return CreateResult(finish_reason="function_calls", content=[call], usage=self._usage, cached=False)
 
-    async def create_stream(self, messages: Sequence[LLMMessage], **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
+    async def create_stream(self, messages: Sequence[LLMMessage],
+                            **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
         result = await self.create(messages, **kwargs)
         if isinstance(result.content, str):
             yield result.content

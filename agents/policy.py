@@ -63,7 +63,8 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
             # Keep the previous adapter training: the Planner's step count is a total from the base
             # model, so only the difference is new; under a budget, the time left decides anyway.
             done = brief.previous_steps or 0
-            config = config.with_changes({"continue_training": True, "max_steps": max(MIN_STEPS, config.max_steps - done)})
+            config = config.with_changes({"continue_training": True,
+                                          "max_steps": max(MIN_STEPS, config.max_steps - done)})
             why += f"; continuing the previous adapter ({done} steps so far) rather than starting over"
         elif config.continue_training:
             config = config.with_changes({"continue_training": False})
@@ -109,7 +110,8 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
                          train_embeddings=embeddings, epochs=epochs, batch_size=batch, max_seq_length=seq,
                          warmup_ratio=0.05, lr_scheduler="cosine", seed=brief.seed)
     config, timed = fit_to_time(config, brief, share=FIRST_ATTEMPT_TIME_SHARE)
-    return config, why + timed + f"; batch {batch} and seq {seq} from {rows} rows of p95 {profile.total_tokens.p95:.0f} tokens"
+    return config, (why + timed + f"; batch {batch} and seq {seq} from {rows} rows of "
+                                  f"p95 {profile.total_tokens.p95:.0f} tokens")
 
 
 def continuable(config: TrainConfig, previous: TrainConfig, brief: TuningBrief) -> bool:

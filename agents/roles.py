@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["CREW", "DOMAIN_EXPERT", "HUMAN", "JUDGE", "PLANNER", "ROLES", "Role", "TUNER", "colour_of"]
+__all__ = ["CREW", "DOMAIN_EXPERT", "HUMAN", "JUDGE", "PLANNER", "ROLES", "TUNER", "Role", "colour_of"]
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,26 @@ leak into the next.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
 from tunecrew.tools.contracts import (
-    AttemptRecord, BaseModelInfo, DatasetProfile, Decision, Diagnosis, DomainCard, EvalReport, Hardware,
-    JudgeReport, LeakCheck, RunSpec, TrainConfig, TrainResult,
+    AttemptRecord,
+    BaseModelInfo,
+    DatasetProfile,
+    Decision,
+    Diagnosis,
+    DomainCard,
+    EvalReport,
+    Hardware,
+    JudgeReport,
+    LeakCheck,
+    RunSpec,
+    TrainConfig,
+    TrainResult,
 )
 from tunecrew.tools.judge import JudgePanel
 from tunecrew.tools.run_dir import AttemptDir, RunDir

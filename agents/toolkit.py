@@ -14,9 +14,10 @@ import logging
 import shutil
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 from autogen_core import CancellationToken
 from autogen_core.tools import BaseTool, FunctionTool
@@ -24,8 +25,21 @@ from pydantic import BaseModel, ValidationError
 
 from tunecrew.agents import policy
 from tunecrew.agents.answers import (
-    BestSoFar, DecideAnswer, DiagnoseAnswer, DomainAnswer, DomainCandidate, DomainCandidates, EvalAnswer,
-    ProfileAnswer, ProposalAnswer, RateInfo, Recalled, RubricAnswer, SearchAnswer, ToolError, TrainAnswer,
+    BestSoFar,
+    DecideAnswer,
+    DiagnoseAnswer,
+    DomainAnswer,
+    DomainCandidate,
+    DomainCandidates,
+    EvalAnswer,
+    ProfileAnswer,
+    ProposalAnswer,
+    RateInfo,
+    Recalled,
+    RubricAnswer,
+    SearchAnswer,
+    ToolError,
+    TrainAnswer,
     TuningBrief,
 )
 from tunecrew.agents.review import Review
@@ -34,7 +48,14 @@ from tunecrew.agents.state import RunContext
 from tunecrew.memory.ledger import LedgerError
 from tunecrew.memory.store import recall_query
 from tunecrew.tools.contracts import (
-    AttemptRecord, Decision, DomainCard, EvalReport, JudgeReport, RubricScores, TrainConfig, TrainResult,
+    AttemptRecord,
+    Decision,
+    DomainCard,
+    EvalReport,
+    JudgeReport,
+    RubricScores,
+    TrainConfig,
+    TrainResult,
 )
 from tunecrew.tools.diagnose import diagnose as diagnose_attempt
 from tunecrew.tools.domain import detect_domain as detect_domain_candidates
@@ -149,7 +170,10 @@ class Toolkit:
 
     # ------------------------------------------------------------------ Tuner
 
-    def recall_attempts(self, query: Annotated[str, "Extra words to search memory with (optional)."] = "") -> TuningBrief | ToolError:
+    def recall_attempts(
+        self,
+        query: Annotated[str, "Extra words to search memory with (optional)."] = "",
+    ) -> TuningBrief | ToolError:
         """Brief for choosing a config: data profile, base model, hardware, budget, this run's last
         attempt and the Planner's requested changes, and similar past attempts from memory (what
         worked first, failures as warnings)."""
@@ -167,13 +191,15 @@ class Toolkit:
             text = recall_query(ctx.spec.scenario, ctx.profile, ctx.domain, ctx.base.name, ctx.base.family,
                                 ctx.base.params, ctx.hardware) + ("\n" + query if query else "")
             try:
-                hits = ctx.memory.recall(text, k=4, where={"model_family": ctx.base.family}, exclude_run=ctx.spec.run_id)
-            except Exception as exc:  # noqa: BLE001 - memory helps; it must never stop a run
+                hits = ctx.memory.recall(text, k=4, where={"model_family": ctx.base.family},
+                                         exclude_run=ctx.spec.run_id)
+            except Exception as exc:  # memory helps; it must never stop a run
                 warnings.warn(f"memory recall failed: {exc}", stacklevel=2)
                 hits = []
             recalled = [Recalled(similarity=h.similarity, worked=h.worked, summary=h.summary,
                                  steps_from_base=h.record.result.steps_from_base, config=h.record.config,
-                                 score=h.record.score, diagnosis=h.record.diagnosis.label if h.record.diagnosis else None)
+                                 score=h.record.score,
+                                 diagnosis=h.record.diagnosis.label if h.record.diagnosis else None)
                         for h in hits]
         last = ctx.records[-1] if ctx.records else None
         brief = TuningBrief(
@@ -473,7 +499,8 @@ class Toolkit:
                 ctx.baseline = self._with_rubric(ctx.baseline, ctx.judge_baseline)
             write_model(ctx.run.baseline, ctx.baseline)
         started = time.monotonic()
-        report, replies = self._score(load_model(ctx.base.name, attempt.result.adapter_path, threads=ctx.wiring.threads))
+        report, replies = self._score(load_model(ctx.base.name, attempt.result.adapter_path,
+                                                 threads=ctx.wiring.threads))
         judged = self._judge(replies, f"attempt {attempt.number}", ctx.attempt_dir.judge) if judging else None
         attempt.report = r = self._with_rubric(report, judged)
         ctx.eval_seconds = time.monotonic() - started
@@ -503,7 +530,7 @@ class Toolkit:
             report = ctx.judge_panel.judge(samples_from_rows(ctx.data.heldout, replies),
                                            ctx.domain.persona if ctx.domain else "", seed=ctx.spec.seed,
                                            subject=subject, split=ctx.data.heldout_split)
-        except Exception as exc:  # noqa: BLE001 - the judge adds evidence; the metrics stand without it
+        except Exception as exc:  # the judge adds evidence; the metrics stand without it
             note = f"{subject}: the LLM judge failed ({type(exc).__name__}: {str(exc)[:200]}); metrics only"
             ctx.current.notes.append(note)
             log.warning(note)
@@ -532,7 +559,8 @@ class Toolkit:
             return RubricAnswer(accepted=False, errors=["call evaluate first"])
         try:
             rubric = RubricScores(accuracy=accuracy, reasoning=reasoning, completeness=completeness,
-                                  clarity=clarity, explanation=explanation, judge=f"{JUDGE} agent ({ctx.spec.provider})")
+                                  clarity=clarity, explanation=explanation,
+                                  judge=f"{JUDGE} agent ({ctx.spec.provider})")
         except ValidationError as exc:
             return RubricAnswer(accepted=False, errors=_errors(exc))
         attempt.report = attempt.report.model_copy(update={"agent_rubric": rubric})
@@ -654,12 +682,14 @@ class Toolkit:
             changes = {**(proposed.changes if proposed.action == "retry" else {}), **review.changes}
             decision = Decision(action="retry", changes=changes, by=HUMAN,
                                 reason=f"person edited the config: {review.text} (Planner: {proposed.reason[:200]})")
-        attempt.notes.append(f"person: {review.kind} {review.text!r} -> {decision.action} {decision.changes or ''}".strip())
+        attempt.notes.append(
+            f"person: {review.kind} {review.text!r} -> {decision.action} {decision.changes or ''}".strip())
         ctx.proposed = None
         answer = self._close_attempt(decision)
         stopped = decision.action == "stop"
         message = (f"Decision: {decision.action}" + (f" with {decision.changes}" if decision.changes else "")
-                   + f" (by {decision.by}). " + ("Run finished." if stopped else f"Next: attempt {answer.next_attempt}."))
+                   + f" (by {decision.by}). "
+                   + ("Run finished." if stopped else f"Next: attempt {answer.next_attempt}."))
         return {"message": message, "stopped": stopped}
 
     def _close_attempt(self, decision: Decision) -> DecideAnswer:
@@ -688,7 +718,7 @@ class Toolkit:
         if ctx.memory is not None:
             try:
                 ctx.memory.remember(record)
-            except Exception as exc:  # noqa: BLE001 - the attempt is safe in the ledger already
+            except Exception as exc:  # the attempt is safe in the ledger already
                 warnings.warn(f"attempt {record.attempt} is in the ledger but not in memory: {exc}", stacklevel=2)
         return record
 

@@ -18,6 +18,7 @@ import math
 import re
 from collections import Counter
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -39,12 +40,13 @@ _WORD_RE = re.compile(r"[a-z0-9][a-z0-9_.+\-]*[a-z0-9]|[a-z0-9]")
 # features: English function words, and the field labels of tunecrew's attempt documents (memory
 # documents are templated; their labels say nothing about which task an attempt was for).
 _STOPWORDS = frozenset(
-    """a an and are as at be by for from has have in is it its of on or that the this to was were
-    with which into than then per not no you your who
-    scenario domain data format rows language token tokens lengths words tokenizer prompt response
-    mean p95 max vocabulary base model family size hardware training method lora rank alpha learning
-    rate epochs batch seq len outcome status train loss eval steps evaluation samples rubric diagnosis
-    decision""".split()
+    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it", "its", "of", "on",
+     "or", "that", "the", "this", "to", "was", "were", "with", "which", "into", "than", "then", "per", "not", "no",
+     "you", "your", "who",
+     "scenario", "domain", "data", "format", "rows", "language", "token", "tokens", "lengths", "words", "tokenizer",
+     "prompt", "response", "mean", "p95", "max", "vocabulary", "base", "model", "family", "size", "hardware",
+     "training", "method", "lora", "rank", "alpha", "learning", "rate", "epochs", "batch", "seq", "len", "outcome",
+     "status", "train", "loss", "eval", "steps", "evaluation", "samples", "rubric", "diagnosis", "decision"]
 )
 _HAS_LETTER = re.compile(r"[a-z]")
 
@@ -64,7 +66,7 @@ def _features(text: str) -> dict[str, Counter[str]]:
     content = [w for w in words if w not in _STOPWORDS and _HAS_LETTER.search(w)]
     families: dict[str, Counter[str]] = {
         "word": Counter("w:" + w for w in content),
-        "bigram": Counter(f"b:{a} {b}" for a, b in zip(content, content[1:])),
+        "bigram": Counter(f"b:{a} {b}" for a, b in pairwise(content)),
         "char": Counter(),
     }
     chars = families["char"]
@@ -127,7 +129,7 @@ class HashingEmbeddingFunction(EmbeddingFunction[Documents]):
         return {"dim": self.dim, "version": FEATURES_VERSION}
 
     @staticmethod
-    def build_from_config(config: dict[str, Any]) -> "HashingEmbeddingFunction":
+    def build_from_config(config: dict[str, Any]) -> HashingEmbeddingFunction:
         HashingEmbeddingFunction.validate_config(config)
         return HashingEmbeddingFunction(dim=int(config.get("dim", DEFAULT_DIM)))
 
@@ -188,7 +190,8 @@ def make_embedder(spec: str = "hashing") -> EmbeddingFunction[Documents]:
     if kind == "gemini":
         import os
 
-        env = "GEMINI_API_KEY" if os.environ.get("GEMINI_API_KEY") or not os.environ.get("GOOGLE_API_KEY") else "GOOGLE_API_KEY"
+        env = ("GEMINI_API_KEY" if os.environ.get("GEMINI_API_KEY") or not os.environ.get("GOOGLE_API_KEY")
+               else "GOOGLE_API_KEY")
         try:
             from chromadb.utils.embedding_functions import GoogleGeminiEmbeddingFunction
             return GoogleGeminiEmbeddingFunction(model_name=arg or "gemini-embedding-001", api_key_env_var=env)

@@ -29,7 +29,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -68,7 +68,7 @@ class LocalStoreGuard:
     last reopen is stale: `generation` tells when to fetch it again).
     """
 
-    _open: ClassVar[dict[tuple[int, str], "LocalStoreGuard"]] = {}
+    _open: ClassVar[dict[tuple[int, str], LocalStoreGuard]] = {}
     _open_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, path: Path) -> None:
@@ -82,7 +82,7 @@ class LocalStoreGuard:
         self._fd: int | None = None
 
     @classmethod
-    def for_path(cls, path: Path) -> "LocalStoreGuard":
+    def for_path(cls, path: Path) -> LocalStoreGuard:
         key = (os.getpid(), str(path))  # a forked child must not share its parent's lock fd
         with cls._open_lock:
             guard = cls._open.get(key)
@@ -167,10 +167,8 @@ class LocalStoreGuard:
         from chromadb.api.shared_system_client import SharedSystemClient
 
         if self._client is not None:
-            try:
+            with suppress(Exception):  # a broken old client must not block the fresh one
                 self._client.close()  # stops the old client's index when nothing else holds it
-            except Exception:  # noqa: BLE001 - a broken old client must not block the fresh one
-                pass
             SharedSystemClient._identifier_to_system.pop(str(self.path), None)
             SharedSystemClient._identifier_to_refcount.pop(str(self.path), None)
         self._client = chromadb.PersistentClient(path=str(self.path), settings=Settings(anonymized_telemetry=False))

@@ -189,7 +189,8 @@ def summary_line(record: AttemptRecord, worked: bool) -> str:
     head = "WORKED" if worked else f"FAILED ({record.diagnosis.label if record.diagnosis else record.result.status})"
     domain = record.domain.domain if record.domain else "?"
     score = record.score
-    metric = f"{record.eval.primary_metric}={score:.2f}" if record.eval is not None and score is not None else "no score"
+    metric = (f"{record.eval.primary_metric}={score:.2f}" if record.eval is not None and score is not None
+              else "no score")
     line = (
         f"{head}: {record.scenario}/{domain}, {record.model_family} {_size(record.model_params)}, "
         f"{c.method} r{c.lora_rank} lr {c.learning_rate:g} ep {c.epochs:g} bs {c.effective_batch} "
@@ -343,7 +344,8 @@ class AttemptMemory:
             page = col.get(include=["metadatas"], limit=500, offset=done)
             if not page["ids"]:
                 break
-            pairs = [(i, r) for i, r in zip(page["ids"], (_parse(m) for m in page["metadatas"])) if r is not None]
+            pairs = [(i, r) for i, r in zip(page["ids"], (_parse(m) for m in page["metadatas"]), strict=True)
+                     if r is not None]
             if pairs:
                 col.update(ids=[i for i, _ in pairs], embeddings=self._ef([task_text(r) for _, r in pairs]))
             done += len(page["ids"])
@@ -435,7 +437,7 @@ class AttemptMemory:
         with self._guard.read():  # filtered searches avoid Chroma's whole-store pre-filter when they can
             found = nearest(self._col, embedding, k * _CANDIDATE_FACTOR, flt, min_similarity)
         hits: builtins.list[Recalled] = []
-        for id_, meta, dist in zip(*found):
+        for id_, meta, dist in zip(*found, strict=True):
             similarity = 1.0 - float(dist)
             if similarity < min_similarity:
                 continue

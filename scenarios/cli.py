@@ -12,11 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-from tunecrew.tools.scenario import Scenario
 from tunecrew.scenarios.dataset import parse_columns
 from tunecrew.scenarios.registry import SCENARIOS, UnknownScenario
 from tunecrew.scenarios.registry import load_scenario as _load
 from tunecrew.tools.run_dir import RunDir
+from tunecrew.tools.scenario import Scenario
 
 
 def load_scenario(name: str) -> Scenario:
@@ -35,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--data", metavar="FILE_OR_HUB_ID",
                      help="a .jsonl/.csv/.parquet file or hub id (owner/name[:config]) instead of the scenario's data")
     run.add_argument("--columns", metavar="ROLE=COLUMN,...",
-                     help="column mapping when detection fails, e.g. prompt=Question,response=Response,reasoning=Complex_CoT")
+                     help="column mapping when detection fails, "
+                          "e.g. prompt=Question,response=Response,reasoning=Complex_CoT")
     run.add_argument("--heldout", type=float, metavar="N",
                      help="held-out rows to score on (N >= 1) or a fraction (< 1); default 10%%, at most 64")
     run.add_argument("--base-model", metavar="NAME_PATH_OR_HUB_ID",
@@ -152,9 +153,9 @@ def _run(args: argparse.Namespace) -> int:
     from tunecrew.agents.models import ProviderError, ProviderSpec
     from tunecrew.memory.ledger import LedgerError
     from tunecrew.memory.store import MemoryStoreError
-    from tunecrew.tools.rows import DataError
     from tunecrew.tools.hardware import free_cores
     from tunecrew.tools.model_info import ModelNotFound
+    from tunecrew.tools.rows import DataError
 
     from .runner import ResumeError, RunOptions, resume, run
 
@@ -175,9 +176,9 @@ def _run(args: argparse.Namespace) -> int:
                 data=args.data, columns=parse_columns(args.columns) if args.columns else None, heldout=args.heldout,
                 agents=args.agent, max_attempts=args.max_attempts, target=args.target, seed=args.seed,
                 memory=args.memory, use_memory=not args.no_memory, embedder=args.embedder, runs_dir=args.runs_dir,
-                threads=args.threads, quiet=args.quiet, attempt_seconds=args.attempt_seconds, budget_minutes=args.budget,
-                interactive=args.interactive, judges=args.judge, judge_samples=args.judge_samples,
-                train_python=args.train_python,
+                threads=args.threads, quiet=args.quiet, attempt_seconds=args.attempt_seconds,
+                budget_minutes=args.budget, interactive=args.interactive, judges=args.judge,
+                judge_samples=args.judge_samples, train_python=args.train_python,
             ))
     except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError) as exc:
         print(f"tunecrew: {exc}", file=sys.stderr)

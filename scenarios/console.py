@@ -15,7 +15,6 @@ from rich.table import Table
 from tunecrew.agents.roles import colour_of
 
 
-
 class CrewConsole:
     def __init__(self, quiet: bool = False):
         self.console = Console(quiet=quiet, highlight=False)
@@ -57,7 +56,8 @@ class CrewConsole:
     def train_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "start":
-            self._progress = Progress(TextColumn("  training"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+            self._progress = Progress(TextColumn("  training"), BarColumn(),
+                                      TextColumn("{task.completed}/{task.total} steps"),
                                       TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
                                       console=self.console, transient=True)
             self._progress.start()

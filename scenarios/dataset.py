@@ -16,13 +16,19 @@ import os
 import random
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlparse
 
 from tunecrew.tools.data_layouts import (
-    AmbiguousColumns, Layout, columns_of, detect_layout, format_from_mapping, row_extras, to_messages,
+    AmbiguousColumns,
+    Layout,
+    columns_of,
+    detect_layout,
+    format_from_mapping,
+    row_extras,
+    to_messages,
 )
 from tunecrew.tools.evaluate import SampleScore
 from tunecrew.tools.rows import SUPPORTED_SUFFIXES, DataError, brief_list, load_rows

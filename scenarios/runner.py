@@ -15,9 +15,10 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from autogen_core.models import ChatCompletionClient
 
@@ -30,24 +31,29 @@ from tunecrew.agents.state import Attempt, RunContext, Wiring
 from tunecrew.agents.toolkit import Toolkit
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
-from tunecrew.tools.contracts import (
-    AttemptRecord, DomainCard, EvalReport, JudgeReport, RunSpec, TrainConfig, TrainResult,
-)
-from tunecrew.tools.rows import fingerprint, load_rows, write_jsonl
-from tunecrew.tools.splits import check_heldout
-from tunecrew.tools.hardware import detect_hardware
-from tunecrew.tools.judge import JudgePanel
 from tunecrew.tools.base_models import DEFAULT_BASE_MODEL, TINY
 from tunecrew.tools.base_models import resolve as resolve_base_model
+from tunecrew.tools.contracts import (
+    AttemptRecord,
+    DomainCard,
+    EvalReport,
+    JudgeReport,
+    RunSpec,
+    TrainConfig,
+    TrainResult,
+)
+from tunecrew.tools.hardware import detect_hardware
+from tunecrew.tools.judge import JudgePanel
 from tunecrew.tools.model_info import ModelNotFound, describe_base_model
 from tunecrew.tools.report import write_report
+from tunecrew.tools.rows import fingerprint, load_rows, write_jsonl
 from tunecrew.tools.run_dir import RunDir
-
 from tunecrew.tools.scenario import Scenario, ScenarioData
+from tunecrew.tools.splits import check_heldout
+
+from .console import CrewConsole
 from .dataset import with_data
 from .registry import load_scenario
-from .console import CrewConsole
-
 
 # Kept out of --budget's reach for the crew: the report, its plots and the summary after the last attempt.
 FINISH_SECONDS = 20.0
@@ -245,7 +251,8 @@ def open_memory(spec: RunSpec) -> AttemptMemory | None:
     return AttemptMemory(None if spec.memory == "default" else spec.memory, embedder=spec.memory_embedder)
 
 
-def reopen(folder: Path | RunDir, console: CrewConsole, add_attempts: int = 0, wired: Wiring | None = None) -> RunContext:
+def reopen(folder: Path | RunDir, console: CrewConsole, add_attempts: int = 0,
+           wired: Wiring | None = None) -> RunContext:
     """Rebuild a run's state from its files: run.json, data/, domain.json, ledger.jsonl, attempts/.
 
     The ledger decides what is finished. An attempt that is not in it restarts from scratch, except
@@ -327,7 +334,8 @@ def _finished(run_dir: RunDir) -> bool:
 def resume_message(ctx: RunContext) -> str:
     done = ", ".join(f"#{r.attempt} {r.diagnosis.label if r.diagnosis else r.result.status} "
                      f"score={r.score if r.score is not None else 'n/a'}" for r in ctx.records)
-    return (f"Resume run {ctx.spec.run_id} ({ctx.spec.scenario}) at attempt {ctx.current.number} of {ctx.spec.max_attempts}. "
+    return (f"Resume run {ctx.spec.run_id} ({ctx.spec.scenario}) at attempt {ctx.current.number} "
+            f"of {ctx.spec.max_attempts}. "
             f"Finished attempts: {done or 'none'}. Target: {ctx.scenario.primary_metric} >= {ctx.spec.target}.")
 
 

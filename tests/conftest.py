@@ -14,10 +14,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["OMP_NUM_THREADS"] = "2"
 
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
+from dataclasses import dataclass
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 # One torch thread: on a shared 2-core machine a second intra-op thread waits for a busy core at
 # every op, and a tiny model's generation or training step gets ~20x slower.

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from factories import make_record
-
 from tunecrew.memory.ledger import Ledger
 from tunecrew.tools.contracts import DomainCard, RunSpec, TrainResult
+
+from factories import make_record
 
 PERSONA = "You are a task-management assistant that calls tools to add, list and complete tasks."
 

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-from task_agent_runs import PERSONA, fake_adapter, make_run
 
 from tunecrew.scenarios.cli import main
 from tunecrew.scenarios.task_agent.agent import RunNotUsable, TaskAgent, load_run
@@ -18,6 +17,7 @@ from tunecrew.scenarios.task_agent.scenario import SCENARIO
 from tunecrew.scenarios.task_agent.store import TaskStore
 
 from conftest import THREADS
+from task_agent_runs import PERSONA, fake_adapter, make_run
 
 
 def test_picks_the_best_scored_attempt_with_an_adapter(tmp_path):
@@ -51,8 +51,8 @@ def test_relative_paths_are_found_after_the_run_moved(tmp_path):
     fake_adapter(runs / run_id / "attempts" / "1" / "adapter")
     (runs / run_id / "base_model").mkdir(parents=True)
     # what a run launched as `tunecrew run` from some other cwd wrote: paths relative to that cwd
-    run_dir = make_run(runs, f"runs/{run_id}/base_model", [{"score": 0.8, "adapter": f"runs/{run_id}/attempts/1/adapter"}],
-                       run_id=run_id)
+    run_dir = make_run(runs, f"runs/{run_id}/base_model",
+                       [{"score": 0.8, "adapter": f"runs/{run_id}/attempts/1/adapter"}], run_id=run_id)
     info = load_run(run_dir)
     assert info.adapter == str(run_dir / "attempts" / "1" / "adapter")
     assert info.base_model == str(run_dir / "base_model")
@@ -87,20 +87,20 @@ def test_other_bad_runs(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "run.json").write_text("{not json")
-    with pytest.raises(RunNotUsable, match="run.json is not a valid run spec"):
+    with pytest.raises(RunNotUsable, match=r"run\.json is not a valid run spec"):
         load_run(broken)
     ok = make_run(tmp_path / "runs3", "/m", [])
-    with pytest.raises(RunNotUsable, match="merged model .*no such directory"):
+    with pytest.raises(RunNotUsable, match=r"merged model .*no such directory"):
         load_run(ok, merged_model=tmp_path / "nope")
     ad = fake_adapter(tmp_path / "ad")
     no_base = make_run(tmp_path / "runs4", str(tmp_path / "gone"), [{"score": 0.5, "adapter": ad}])
-    with pytest.raises(RunNotUsable, match="base model .*gone is missing"):
+    with pytest.raises(RunNotUsable, match=r"base model .*gone is missing"):
         load_run(no_base)
 
 
 @pytest.mark.parametrize("argv", [["agent", "ghost"], ["serve", "ghost"]])
 def test_cli_bad_run_id_is_one_line_and_exit_2(tmp_path, capsys, argv):
-    assert main(argv + ["--runs-dir", str(tmp_path)]) == 2
+    assert main([*argv, "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no run 'ghost'" in err and "Traceback" not in err
 
@@ -152,7 +152,8 @@ def test_task_agent_escapes_control_tokens_and_holds_back_invented_writes(tmp_pa
         invented = '<analysis>Add.</analysis><action>add_task(title="buy coffee beans", due="2026-12-01")</action>'
         agent.reply = lambda message: invented  # the tuned model's reply from issue 16
         out = agent.chat("alice", 'Add a task "water the plants" due 2026-12-01')
-        assert out["kind"] == "confirm" and out["result"]["ok"] is False and "buy coffee beans" in out["result"]["confirm"]
+        assert out["kind"] == "confirm" and out["result"]["ok"] is False
+        assert "buy coffee beans" in out["result"]["confirm"]
         assert store.list("alice", "all") == []
 
 

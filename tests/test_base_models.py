@@ -117,8 +117,8 @@ def test_smollm2_trains_a_few_steps_and_its_adapter_scores(smollm2, tmp_path):
     """The default model through the train tool (subprocess, TRL + PEFT) and the evaluate tool."""
     from tunecrew.scenarios.task_agent.scenario import build_data, score
     from tunecrew.tools.contracts import TrainConfig
-    from tunecrew.tools.rows import write_jsonl
     from tunecrew.tools.evaluate import evaluate_with_replies, load_model
+    from tunecrew.tools.rows import write_jsonl
     from tunecrew.tools.train import TrainJob, run_training
 
     data = build_data(0)

@@ -28,7 +28,8 @@ def test_out_of_range_flags(argv, message, capsys):
 
 
 def test_unknown_scenario_lists_the_known_ones():
-    with pytest.raises(SystemExit, match="unknown scenario 'nope'; available: custom, legal-reasoning, medical-reasoning, task-agent"):
+    with pytest.raises(SystemExit, match="unknown scenario 'nope'; "
+                                         "available: custom, legal-reasoning, medical-reasoning, task-agent"):
         main(["run", "nope"])
 
 

@@ -33,7 +33,8 @@ def invalid(text: str) -> str:
 
 
 def test_valid_action_with_all_args() -> None:
-    text = '<analysis>Add "buy milk".</analysis><action>add_task(title="buy milk", due="2026-12-01", priority="high")</action>'
+    text = ('<analysis>Add "buy milk".</analysis>'
+            '<action>add_task(title="buy milk", due="2026-12-01", priority="high")</action>')
     parsed = parse_reply(text)
     assert parsed == ParsedReply(
         kind="action", analysis='Add "buy milk".', tool="add_task",
@@ -186,7 +187,8 @@ def test_parser_never_raises_on_random_text() -> None:
 
 
 def test_format_action_is_canonical() -> None:
-    assert format_action("add_task", {"title": "buy milk", "due": "2026-12-01"}) == 'add_task(title="buy milk", due="2026-12-01")'
+    assert (format_action("add_task", {"title": "buy milk", "due": "2026-12-01"})
+            == 'add_task(title="buy milk", due="2026-12-01")')
     assert format_action("summarize_tasks", {}) == "summarize_tasks()"
     assert format_action("add_task", {"title": 'a "b" \\c'}) == 'add_task(title="a \\"b\\" \\\\c")'
     with pytest.raises(ValueError, match="identifier"):
@@ -254,7 +256,8 @@ def test_score_sample_levels() -> None:
     perfect = score_sample(ref, ref)
     assert (perfect.format_ok, perfect.tool_ok, perfect.args_ok, perfect.reason) == (True, True, True, "")
 
-    wrong_arg = score_sample(ref, render_reply("Add.", tool="add_task", args={"title": "buy milk", "due": "2026-12-02"}))
+    wrong_arg = score_sample(ref, render_reply("Add.", tool="add_task",
+                                              args={"title": "buy milk", "due": "2026-12-02"}))
     assert (wrong_arg.format_ok, wrong_arg.tool_ok, wrong_arg.args_ok) == (True, True, False)
     assert "due" in wrong_arg.reason
 
@@ -296,4 +299,5 @@ def test_scores_average_over_samples_and_groups() -> None:
     assert report.score == report.metrics["a/tool_accuracy"] == 1.0
     assert report.groups["b"].metrics["format_compliance"] == 0.5 and report.groups["b"].samples == 2
     assert report.samples_of("a/tool_accuracy") == 2 and report.samples_of("tool_accuracy") == 4
-    assert [f.reason.split(":")[0] for f in report.failures] == ["args differ", "expected tool list_tasks, got summarize_tasks", "invalid reply"]
+    assert [f.reason.split(":")[0] for f in report.failures] == [
+        "args differ", "expected tool list_tasks, got summarize_tasks", "invalid reply"]

@@ -8,13 +8,14 @@ from dataclasses import replace
 
 import pytest
 
-from factories import as_remembered_success, small_task_agent_data
 from tunecrew.agents import policy
 from tunecrew.agents.roles import ROLES
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
 from tunecrew.scenarios.runner import RunOptions, run
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
+
+from factories import as_remembered_success, small_task_agent_data
 
 
 @pytest.mark.slow

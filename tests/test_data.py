@@ -43,7 +43,7 @@ def test_json_list_and_split_object(tmp_path: Path) -> None:
     (tmp_path / "b.json").write_text(json.dumps({"train": ROWS[:2], "test": ROWS[2:]}), encoding="utf-8")
     assert load_rows(tmp_path / "b.json", split="test") == ROWS[2:]
     (tmp_path / "c.json").write_text(json.dumps({"a": [], "b": []}), encoding="utf-8")
-    with pytest.raises(DataError, match="c.json"):
+    with pytest.raises(DataError, match=r"c\.json"):
         load_rows(tmp_path / "c.json")
 
 
@@ -112,14 +112,14 @@ def test_missing_file_and_directory_and_suffix(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="is a directory"):
         load_rows(tmp_path)
     (tmp_path / "d.txt").write_text("x", encoding="utf-8")
-    with pytest.raises(DataError, match="unsupported file type .txt"):
+    with pytest.raises(DataError, match=r"unsupported file type \.txt"):
         load_rows(tmp_path / "d.txt")
 
 
 def test_corrupt_parquet(tmp_path: Path) -> None:
     path = tmp_path / "bad.parquet"
     path.write_bytes(b"not parquet at all")
-    with pytest.raises(DataError, match="bad.parquet: not a readable parquet"):
+    with pytest.raises(DataError, match=r"bad\.parquet: not a readable parquet"):
         load_rows(path)
 
 
@@ -290,7 +290,8 @@ def test_profile_of_generated_data() -> None:
     assert 3 <= profile.prompt_tokens.mean <= 20 and profile.prompt_tokens.count == 480
     assert 3 <= profile.response_tokens.mean <= 20
     assert profile.prompt_tokens.p50 <= profile.prompt_tokens.p95 <= profile.prompt_tokens.max
-    assert profile.total_tokens.mean == pytest.approx(profile.prompt_tokens.mean + profile.response_tokens.mean, abs=0.02)
+    assert profile.total_tokens.mean == pytest.approx(profile.prompt_tokens.mean + profile.response_tokens.mean,
+                                                      abs=0.02)
     assert {"tasks", "task"} & set(profile.vocabulary) and "the" not in profile.vocabulary
     assert "analysis" not in profile.vocabulary  # markup is format, not domain
     assert len(profile.samples) == 3 and profile.samples[0] == rows[0]
@@ -300,7 +301,8 @@ def test_profile_of_generated_data() -> None:
 
 def test_profile_counts_duplicates_truncates_samples_and_uses_tokenizer() -> None:
     long = "word " * 200
-    rows = [{"instruction": long, "output": "a b"}, {"instruction": long, "output": "a b"}, {"instruction": "x", "output": "y"}]
+    rows = [{"instruction": long, "output": "a b"}, {"instruction": long, "output": "a b"},
+            {"instruction": "x", "output": "y"}]
 
     class CharTokenizer:
         def __call__(self, texts, add_special_tokens=False):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -13,7 +14,14 @@ from tunecrew.scenarios.cli import main
 from tunecrew.scenarios.dataset import parse_columns, with_data
 from tunecrew.scenarios.registry import load_scenario
 from tunecrew.tools.data_layouts import (
-    AmbiguousColumns, Layout, cell_text, columns_of, detect_layout, format_from_mapping, row_extras, to_messages,
+    AmbiguousColumns,
+    Layout,
+    cell_text,
+    columns_of,
+    detect_layout,
+    format_from_mapping,
+    row_extras,
+    to_messages,
 )
 from tunecrew.tools.profile import profile_rows
 from tunecrew.tools.rows import DataError, load_rows, sniff_delimiter, write_jsonl
@@ -192,7 +200,8 @@ def test_hub_class_labels_become_their_names(monkeypatch: pytest.MonkeyPatch) ->
     import datasets
 
     class FakeDataset(list):
-        features = {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+        features: ClassVar[dict[str, Any]] = {"text": datasets.Value("string"),
+                                              "label": datasets.ClassLabel(names=["neg", "pos"])}
 
     monkeypatch.setattr(datasets, "load_dataset", lambda source, split: FakeDataset([{"text": "good", "label": 1}]))
     assert load_rows("someone/reviews") == [{"text": "good", "label": "pos"}]

@@ -325,7 +325,8 @@ def test_different_previous_label_is_not_escalated() -> None:
 def test_current_attempt_in_history_is_ignored() -> None:
     cfg = TrainConfig(lora_rank=32, lora_alpha=64, learning_rate=2e-3, epochs=2.0, train_embeddings=True)
     res, rep = ok_result(), report(0.50)
-    current = _prior("underfit", 0.50).model_copy(update={"result": res, "eval": rep, "diagnosis": None, "decision": None})
+    current = _prior("underfit", 0.50).model_copy(update={"result": res, "eval": rep, "diagnosis": None,
+                                                          "decision": None})
     d = diagnose(cfg, res, rep, TARGET, [_prior("underfit", 0.50), current])
     assert "lora_rank" in d.suggested_changes  # escalated against the earlier attempt, not the current one
 

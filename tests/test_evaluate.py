@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import THREADS
 
 from tunecrew.tools.evaluate import SampleScore, evaluate, generate, load_model, prompt_of, score_replies
+
+from conftest import THREADS
 
 
 def _row(prompt: str, reply: str, group: str | None = None) -> dict:
@@ -31,7 +32,8 @@ def test_score_replies_averages_overall_and_per_group():
     assert report.groups["seen"].samples == 2 and report.groups["seen"].metrics["exact"] == 1.0
     assert report.groups["novel"].metrics["exact"] == 0.5
     [failure] = report.failures
-    assert (failure.prompt, failure.expected, failure.got, failure.reason, failure.group) == ("p4", "d", "x", "differs", "novel")
+    assert ((failure.prompt, failure.expected, failure.got, failure.reason, failure.group)
+            == ("p4", "d", "x", "differs", "novel"))
 
 
 def test_score_replies_single_group_reports_no_groups():
@@ -50,7 +52,7 @@ def test_primary_metric_can_name_a_group_metric():
 
 
 def test_unknown_primary_metric_raises_naming_the_choices():
-    with pytest.raises(ValueError, match="nope.*exact"):
+    with pytest.raises(ValueError, match=r"nope.*exact"):
         score_replies([_row("p", "a")], ["a"], _exact, split="s", seed=0, primary_metric="nope")
     with pytest.raises(ValueError, match="missing/exact"):  # a group that is not in the split
         score_replies([_row("p", "a", "g1"), _row("q", "b", "g2")], ["a", "b"], _exact, split="s", seed=0,

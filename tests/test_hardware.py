@@ -9,7 +9,8 @@ from tunecrew.tools import hardware
 
 
 def test_a_core_spinning_right_now_is_counted_busy():
-    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    spinner = subprocess.Popen([sys.executable, "-c",
+                                "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
     try:
         busy = hardware.busy_cores(0.5)
     finally:

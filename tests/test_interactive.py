@@ -6,12 +6,13 @@ from dataclasses import replace
 
 import pytest
 
-from factories import small_task_agent_data
 from tunecrew.agents.review import parse_review
 from tunecrew.memory.ledger import Ledger
 from tunecrew.scenarios.runner import RunOptions, resume, run
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
 from tunecrew.tools.contracts import TrainConfig
+
+from factories import small_task_agent_data
 
 CONFIG = TrainConfig(lora_rank=32, lora_alpha=64, learning_rate=3e-3, epochs=3.0)
 

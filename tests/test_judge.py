@@ -9,9 +9,10 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from autogen_core.models import ModelFamily, ModelInfo
@@ -20,7 +21,13 @@ from autogen_ext.models.openai import OpenAIChatCompletionClient
 from tunecrew.agents.judges import OfflineJudgeClient, heuristic_scores, judge_specs, make_judges
 from tunecrew.agents.models import ProviderError, ProviderSpec
 from tunecrew.tools.judge import (
-    OFFLINE_JUDGE, JudgePanel, JudgeSample, judge_samples, parse_verdict, rubric_of, samples_from_rows,
+    OFFLINE_JUDGE,
+    JudgePanel,
+    JudgeSample,
+    judge_samples,
+    parse_verdict,
+    rubric_of,
+    samples_from_rows,
 )
 from tunecrew.tools.report import judge_blocks, render_markdown
 
@@ -64,7 +71,7 @@ class JudgeServer(LoopbackServer):
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 data = json.dumps(outer.answer(body)).encode()
                 self.send_response(200)
@@ -253,7 +260,8 @@ def test_the_offline_judge_runs_the_same_path_and_says_what_it_is():
     assert scores[1] == {"accuracy": 10, "reasoning": 10, "completeness": 10, "clarity": 10}  # exact match
     assert scores[0]["accuracy"] < 5 and scores[0]["completeness"] < 5  # "sure" is not the tool call
     assert all("offline heuristic, not an LLM" in v.rationale for v in report.verdicts)
-    near = heuristic_scores('<action>add_task(title="buy milk")</action>', '<action>add_task(title="buy eggs")</action>')
+    near = heuristic_scores('<action>add_task(title="buy milk")</action>',
+                            '<action>add_task(title="buy eggs")</action>')
     assert near["accuracy"] <= 6 < near["clarity"]  # a near miss is not accurate, but well formed
     assert heuristic_scores("x", "")["accuracy"] == 1
     assert rubric_of(report).judge == OFFLINE_JUDGE
@@ -286,11 +294,12 @@ def test_report_shows_judges_base_and_attempt_side_by_side_with_counts_and_agree
 
 @pytest.mark.slow
 def test_an_offline_crew_run_writes_judge_files_and_the_report_table(tmp_path, tiny_model, tunecrew_home):
-    from factories import small_task_agent_data
     from tunecrew.scenarios.runner import RunOptions
     from tunecrew.scenarios.runner import run as run_crew
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
     from tunecrew.tools.contracts import EvalReport, JudgeReport
+
+    from factories import small_task_agent_data
 
     scenario = replace(SCENARIO, build_data=small_task_agent_data, max_attempts=1, target=1.0)
     outcome = run_crew(RunOptions(scenario=scenario, base_model=str(tiny_model), runs_dir=tmp_path / "runs",

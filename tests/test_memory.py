@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from factories import make_domain_record, make_hardware, make_profile, make_record
 from tunecrew.memory.embedding import HashingEmbeddingFunction, hash_embed, make_embedder
 from tunecrew.memory.ledger import Ledger, LedgerError
 from tunecrew.memory.store import (
@@ -25,6 +24,8 @@ from tunecrew.memory.store import (
     recall_query,
 )
 from tunecrew.tools.contracts import DomainCard
+
+from factories import make_domain_record, make_hardware, make_profile, make_record
 
 # A new task-agent run: similar to, not the same as, the remembered task-agent attempts.
 TASK_QUERY = recall_query(
@@ -168,7 +169,7 @@ def test_reopened_by_another_process_recalls_the_same(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60, check=True)
     there = [tuple(pair) for pair in json.loads(out.stdout.strip().splitlines()[-1])]
     assert [i for i, _ in there] == [i for i, _ in here]
-    assert all(abs(a[1] - b[1]) < 1e-3 for a, b in zip(here, there))
+    assert all(abs(a[1] - b[1]) < 1e-3 for a, b in zip(here, there, strict=True))
 
 
 def test_refuses_a_different_embedder(tmp_path: Path) -> None:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from factories import make_domain_record, make_record
 from tunecrew.memory.store import AttemptMemory
 from tunecrew.scenarios.cli import main, parser
 from tunecrew.tools.contracts import AttemptRecord
+
+from factories import make_domain_record, make_record
 
 RECORDS = [
     make_domain_record("task-agent", run_id="task-run", attempt=1, diagnosis="underfit", score=0.3,

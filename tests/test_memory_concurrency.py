@@ -15,8 +15,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from factories import make_record
 from tunecrew.memory.store import AttemptMemory, task_text
+
+from factories import make_record
 
 TESTS = Path(__file__).resolve().parent
 PER_WRITER = 50
@@ -66,7 +67,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
         time.sleep(0.01)
     reader = AttemptMemory(location)
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
         assert f"wrote {PER_WRITER}" in out
 
@@ -77,7 +78,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     # The vectors too, not only the SQLite rows: every one is readable and finds its own attempt.
     vectors = reader._col.get(ids=ids, include=["embeddings"])
     assert len(vectors["ids"]) == 2 * PER_WRITER
-    for record, id_ in zip(expected, ids):
+    for record, id_ in zip(expected, ids, strict=True):
         hit = reader._col.query(query_embeddings=reader._ef([task_text(record)]), n_results=1, include=[])
         assert hit["ids"][0] == [id_]
     assert reader.recall(task_text(expected[-1]), k=1)[0].id == ids[-1]

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from factories import DOMAINS, make_domain_record
 from tunecrew.memory.search import Unsupported, _query, matches, nearest
 from tunecrew.memory.store import AttemptMemory
+
+from factories import DOMAINS, make_domain_record
 
 FAMILIES = [("Qwen/Qwen2.5-0.5B-Instruct", "qwen2"), ("meta-llama/Llama-3.2-1B", "llama"),
             ("mistralai/Mistral-7B-v0.3", "mistral")]
@@ -45,8 +46,8 @@ def test_same_answer_as_chromas_filtered_query(memory: AttemptMemory, where: dic
     for want, floor in ((16, 0.0), (8, 0.3)):
         ids, metas, dists = nearest(memory._col, embedding, want, where, floor)
         ref_ids, _, ref_dists = _query(memory._col, embedding, want, where)
-        kept = [(i, round(x, 5)) for i, x in zip(ref_ids, ref_dists) if 1 - x >= floor]
-        assert [(i, round(x, 5)) for i, x in zip(ids, dists) if 1 - x >= floor] == kept
+        kept = [(i, round(x, 5)) for i, x in zip(ref_ids, ref_dists, strict=True) if 1 - x >= floor]
+        assert [(i, round(x, 5)) for i, x in zip(ids, dists, strict=True) if 1 - x >= floor] == kept
         assert all(matches(m, where) for m in metas)
 
 
@@ -80,16 +81,17 @@ def test_a_filter_most_attempts_pass_needs_no_filtered_query(memory: AttemptMemo
 
 def test_a_related_task_clears_the_warm_start_trust_and_an_unrelated_one_does_not(tmp_path: Path) -> None:
     """Vectors are of the task text: the outcome lines no longer dilute a related task's similarity."""
-    from factories import TASK_VOCAB, make_hardware, make_profile, make_record
     from tunecrew.agents.policy import RECALL_TRUST
     from tunecrew.memory.store import DEFAULT_MIN_SIMILARITY, recall_query
     from tunecrew.tools.contracts import DomainCard
+
+    from factories import TASK_VOCAB, make_hardware, make_profile, make_record
 
     memory = AttemptMemory(tmp_path / "memory")
     memory.remember_many([make_record(run_id="task", vocab=TASK_VOCAB[:14], rows=480),
                           make_domain_record("legal", run_id="legal")])
     related = recall_query(  # another dataset of the same kind: fewer rows, half the top words differ
-        "task-agent", make_profile(TASK_VOCAB[7:] + ["calendar", "invite", "label"], rows=160),
+        "task-agent", make_profile([*TASK_VOCAB[7:], "calendar", "invite", "label"], rows=160),
         DomainCard(domain="task-management agent", persona="You are an assistant for task-management agent.",
                    confidence=0.6),
         "Qwen/Qwen2.5-0.5B-Instruct", "qwen2", 494_000_000, make_hardware("cpu"))

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from factories import as_remembered_success, make_domain_record, make_record, small_task_agent_data
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory, MemoryStoreError
 from tunecrew.scenarios.cli import main
 from tunecrew.scenarios.runner import RunOptions, run
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
+
+from factories import as_remembered_success, make_domain_record, make_record, small_task_agent_data
 
 CHROMA = "import sys; from chromadb.cli.cli import app; sys.argv[0] = 'chroma'; sys.exit(app())"
 
@@ -40,28 +41,27 @@ def chroma_server(data: Path) -> Iterator[str]:
     import chromadb
 
     port = _free_port()
-    log = open(data / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", CHROMA, "run", "--path", str(data / "db"), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
-                break
-            except Exception:  # noqa: BLE001 - not listening yet
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail(f"chroma run did not start: {(data / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
+    with open(data / "server.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", CHROMA, "run", "--path", str(data / "db"),
+                                 "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
+                    break
+                except Exception:  # not listening yet
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.flush()
+                        pytest.fail(f"chroma run did not start: {(data / 'server.log').read_text()[-2000:]}")
+                    time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_remember_and_recall_through_a_chroma_server(chroma_url: str, capsys: py
     other = AttemptMemory(chroma_url, collection="round_trip")  # a teammate's process
     assert other.count() == 2 and other.get("alice:1") == alice
     hits = other.recall("task-agent task-management agent task due priority reminder", k=2, min_similarity=0.0)
-    assert [h.id for h in hits][0] == "alice:1" and hits[0].worked
+    assert hits[0].id == "alice:1" and hits[0].worked
     other.remember(make_record(run_id="carol", status="oom", score=None, diagnosis="oom"))
     assert one.count() == 3
     assert one.forget(run_id="carol") == 1 and other.count() == 2

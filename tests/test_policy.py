@@ -131,7 +131,8 @@ def test_plan(label, attempt, changes, action):
 def _exchange(name: str, args: dict, answer: dict, n: int) -> list:
     call = FunctionCall(id=str(n), name=name, arguments=json.dumps(args))
     return [AssistantMessage(content=[call], source="Tuner"),
-            FunctionExecutionResultMessage(content=[FunctionExecutionResult(content=json.dumps(answer), name=name, call_id=str(n))])]
+            FunctionExecutionResultMessage(content=[FunctionExecutionResult(content=json.dumps(answer), name=name,
+                                                                            call_id=str(n))])]
 
 
 def test_offline_tuner_reads_its_tool_results_and_repairs_a_refused_config():
@@ -228,8 +229,9 @@ def test_a_remembered_rate_is_reused_only_for_the_same_model_machine_and_threads
     """Found from a clean clone: a rate measured with 1 thread sized a 2-thread run's attempt 40% short."""
     from types import SimpleNamespace
 
-    from factories import make_record
     from tunecrew.agents.toolkit import Toolkit
+
+    from factories import make_record
 
     record = make_record()
     result = record.result.model_copy(update={"tokens": 9100, "train_seconds": 100.0, "threads": 1})

@@ -10,13 +10,14 @@ from dataclasses import replace
 import pytest
 from autogen_core.models import UserMessage
 
-from factories import small_task_agent_data
-from fake_llm import Fault, ScriptedLLM
-from tunecrew.agents.roles import ROLES
 from tunecrew.agents.models import ProviderError, ProviderSpec, make_client, role_specs
+from tunecrew.agents.roles import ROLES
 from tunecrew.memory.ledger import Ledger
 from tunecrew.scenarios.runner import RunOptions, run
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
+
+from factories import small_task_agent_data
+from fake_llm import Fault, ScriptedLLM
 
 SECRET = "sk-test-SECRET-4242"
 

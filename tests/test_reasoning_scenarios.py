@@ -204,8 +204,8 @@ def test_medical_reasoning_end_to_end_offline(tmp_path, capsys, monkeypatch, tun
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(MEDICAL, "max_new_tokens", 48)  # the registry returns this very object
     runs = tmp_path / "runs"
-    code = main(["run", "medical-reasoning", "--base-model", "tiny", "--max-attempts", "1", "--heldout", "8", "--attempt-seconds", "5",
-                 "--no-memory", "--threads", "1", "--runs-dir", str(runs)])
+    code = main(["run", "medical-reasoning", "--base-model", "tiny", "--max-attempts", "1", "--heldout", "8",
+                 "--attempt-seconds", "5", "--no-memory", "--threads", "1", "--runs-dir", str(runs)])
     out = flat(capsys.readouterr().out)
     assert code == 0
     assert "stands in for FreedomIntelligence/medical-o1-reasoning-SFT:en" in out

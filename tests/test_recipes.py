@@ -15,9 +15,23 @@ from tunecrew.scenarios.task_agent.data import generate
 from tunecrew.tools.contracts import DataRecipe, TrainConfig
 from tunecrew.tools.evaluate import prompt_of
 from tunecrew.tools.recipes import (
-    DEFAULT_NAT_RATIO, NEGATIVE_MARKER, apply_recipe, corrupt_final, dpo_pairs, from_table, is_marked,
-    llm_negative_replies, llm_synthetic_rows, nat_rows, quality_filter, reply_of, shuffle_reasoning, swap_reply,
-    template_rows, truncate_reasoning, user_text,
+    DEFAULT_NAT_RATIO,
+    NEGATIVE_MARKER,
+    apply_recipe,
+    corrupt_final,
+    dpo_pairs,
+    from_table,
+    is_marked,
+    llm_negative_replies,
+    llm_synthetic_rows,
+    nat_rows,
+    quality_filter,
+    reply_of,
+    shuffle_reasoning,
+    swap_reply,
+    template_rows,
+    truncate_reasoning,
+    user_text,
 )
 from tunecrew.tools.splits import normalize_prompt
 from tunecrew.tools.train import TrainJob
@@ -211,7 +225,7 @@ def test_quality_filter_drops_duplicates_leaks_length_and_format():
 
 
 def test_quality_filter_counts_length_in_tokens_when_given_a_counter():
-    words = lambda text: len(text.split())  # noqa: E731 - a stand-in for a tokenizer's count
+    words = lambda text: len(text.split())  # a stand-in for a tokenizer's count
     kept, report = quality_filter([row("one two three four", "five six")], train=[], heldout=[],
                                   max_length=5, length_of=words)
     assert kept == [] and report.too_long == 1
@@ -259,7 +273,7 @@ def test_llm_synthetic_rows_parse_json_lines_and_skip_the_rest():
 
 def test_config_ties_the_recipe_to_the_method():
     assert TrainConfig(method="dpo").data.negatives == "dpo"
-    with pytest.raises(ValueError, match="data.negatives='dpo'"):
+    with pytest.raises(ValueError, match=r"data\.negatives='dpo'"):
         TrainConfig(method="dpo", data={"negatives": "nat"})
     with pytest.raises(ValueError, match="only method=dpo"):
         TrainConfig(method="lora", data={"negatives": "dpo"})

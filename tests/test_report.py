@@ -34,7 +34,8 @@ def two_records() -> list[AttemptRecord]:
     first = make_record(attempt=1, score=0.55, diagnosis="underfit", epochs=1.0, lr=1e-3)
     assert first.eval is not None
     first = first.model_copy(update={
-        "result": first.result.model_copy(update={"loss_curve": curve(12, 8.0, 1.5), "eval_curve": curve(3, 8.0, 1.8, 40),
+        "result": first.result.model_copy(update={"loss_curve": curve(12, 8.0, 1.5),
+                                                  "eval_curve": curve(3, 8.0, 1.8, 40),
                                                   "train_loss": 1.71, "eval_loss": 2.04}),
         "eval": first.eval.model_copy(update={
             "split": "heldout-tools", "samples": 48, "seed": 3,

@@ -59,7 +59,7 @@ def test_kill_9_during_training_then_resume(tmp_path, tiny_model, tunecrew_home)
     ledger = Ledger(run_dir / "ledger.jsonl")
     second_log = run_dir / "attempts" / "2" / "train_log.jsonl"
     try:
-        _wait(lambda: second_log.exists() and '"log"' in second_log.read_text() or crew.poll() is not None,
+        _wait(lambda: (second_log.exists() and '"log"' in second_log.read_text()) or crew.poll() is not None,
               timeout=240, what="attempt 2 to start training")
         assert crew.poll() is None, crew.stderr.read().decode()[-2000:]
         first = ledger.read()
@@ -95,9 +95,10 @@ def test_kill_9_during_training_then_resume(tmp_path, tiny_model, tunecrew_home)
 def test_a_trained_but_undecided_attempt_is_reused_not_retrained(tmp_path, tiny_model, tunecrew_home):
     from dataclasses import replace
 
-    from factories import small_task_agent_data
     from tunecrew.scenarios.runner import run
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
+
+    from factories import small_task_agent_data
 
     outcome = run(RunOptions(scenario=replace(SCENARIO, build_data=small_task_agent_data, max_attempts=1),
                              base_model=str(tiny_model), runs_dir=tmp_path / "runs", use_memory=False, quiet=True,
@@ -129,10 +130,11 @@ def test_a_ledger_that_cannot_be_written_stops_the_run_and_keeps_the_training(tm
                                                                               monkeypatch):
     from dataclasses import replace
 
-    from factories import small_task_agent_data
     from tunecrew.memory.ledger import LedgerError
     from tunecrew.scenarios.runner import run
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
+
+    from factories import small_task_agent_data
 
     def disk_full(self, record):
         raise LedgerError(f"{self.path}: no space left on device while writing attempt {record.attempt}")

@@ -9,21 +9,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from factories import make_hardware  # noqa: E402
-from tunecrew.agents import policy  # noqa: E402
-from tunecrew.agents.answers import ProposalAnswer, TuningBrief  # noqa: E402
-from tunecrew.agents.review import ALIASES, parse_review  # noqa: E402
-from tunecrew.agents.roles import CREW, ROLES  # noqa: E402
-from tunecrew.agents.state import Attempt  # noqa: E402
-from tunecrew.agents.toolkit import Toolkit  # noqa: E402
-from tunecrew.scenarios.cli import parser  # noqa: E402
-from tunecrew.scenarios.console import CrewConsole  # noqa: E402
-from tunecrew.scenarios.runner import RunOptions, prepare  # noqa: E402
-from tunecrew.scenarios.task_agent.data import generate  # noqa: E402
-from tunecrew.scenarios.task_agent.scenario import SCENARIO  # noqa: E402
-from tunecrew.tools.contracts import DataRecipe, Decision, TrainConfig, TrainResult  # noqa: E402
-from tunecrew.tools.run_dir import RunDir  # noqa: E402
-from tunecrew.tools.scenario import ScenarioData  # noqa: E402
+from tunecrew.agents import policy
+from tunecrew.agents.answers import ProposalAnswer, TuningBrief
+from tunecrew.agents.review import ALIASES, parse_review
+from tunecrew.agents.roles import CREW, ROLES
+from tunecrew.agents.state import Attempt
+from tunecrew.agents.toolkit import Toolkit
+from tunecrew.scenarios.cli import parser
+from tunecrew.scenarios.console import CrewConsole
+from tunecrew.scenarios.runner import RunOptions, prepare
+from tunecrew.scenarios.task_agent.data import generate
+from tunecrew.scenarios.task_agent.scenario import SCENARIO
+from tunecrew.tools.contracts import DataRecipe, Decision, TrainConfig, TrainResult
+from tunecrew.tools.run_dir import RunDir
+from tunecrew.tools.scenario import ScenarioData
 
 
 def _small(seed: int) -> ScenarioData:

@@ -7,7 +7,6 @@ where the good region is better than random search does. Fast: no model, no subp
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import sys
@@ -17,17 +16,17 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from factories import make_hardware, make_profile, make_record, seen  # noqa: E402
+from tunecrew.agents.state import RunContext
+from tunecrew.agents.toolkit import Toolkit
+from tunecrew.memory.ledger import Ledger
+from tunecrew.scenarios.task_agent.data import generate
+from tunecrew.scenarios.task_agent.scenario import SCENARIO
+from tunecrew.tools.contracts import BaseModelInfo, RunSpec, TrainConfig
+from tunecrew.tools.run_dir import RunDir
+from tunecrew.tools.scenario import ScenarioData
+from tunecrew.tools.search import RANKS, search_space, suggest, suggest_next
 
-from tunecrew.agents.state import RunContext  # noqa: E402
-from tunecrew.agents.toolkit import Toolkit  # noqa: E402
-from tunecrew.memory.ledger import Ledger  # noqa: E402
-from tunecrew.scenarios.task_agent.data import generate  # noqa: E402
-from tunecrew.scenarios.task_agent.scenario import SCENARIO  # noqa: E402
-from tunecrew.tools.contracts import BaseModelInfo, RunSpec, TrainConfig  # noqa: E402
-from tunecrew.tools.run_dir import RunDir  # noqa: E402
-from tunecrew.tools.scenario import ScenarioData  # noqa: E402
-from tunecrew.tools.search import RANKS, search_space, suggest, suggest_next  # noqa: E402
+from factories import make_hardware, make_profile, make_record, seen
 
 BASE = TrainConfig(method="lora", lora_rank=32, lora_alpha=64, train_embeddings=True, learning_rate=5e-4,
                    epochs=4.0, batch_size=16, max_seq_length=128)

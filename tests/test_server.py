@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from task_agent_runs import make_run
 
 from tunecrew.scenarios.task_agent.agent import TaskAgent
 from tunecrew.scenarios.task_agent.server import BackgroundServer, create_app
 
 from conftest import THREADS
+from task_agent_runs import make_run
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -141,7 +141,8 @@ def test_bad_requests_are_422(serve, payload):
 
 def test_malformed_bodies_and_bad_tasks_queries_are_refused(serve):
     srv = serve()
-    r = httpx.post(f"{srv.url}/chat", content=b'{"user": "a", "message": ', headers={"content-type": "application/json"})
+    r = httpx.post(f"{srv.url}/chat", content=b'{"user": "a", "message": ',
+                   headers={"content-type": "application/json"})
     assert r.status_code == 422
     r = httpx.post(f"{srv.url}/chat", content=b"\xff\xfe not utf-8", headers={"content-type": "application/json"})
     assert r.status_code in (400, 422)  # undecodable: a client error either way (FastAPI picks by content)

@@ -137,14 +137,14 @@ def test_leak_check_passes_and_catches_planted_prompt(data: TaskAgentData) -> No
     check = leak_check(data.train, data.heldout)
     assert check.passed and check.checked == len(data.heldout)
 
-    planted = data.heldout + [data.train[5]]
+    planted = [*data.heldout, data.train[5]]
     check = leak_check(data.train, planted)
     assert not check.passed and check.exact_overlap == 1
     assert _prompt(data.train[5])[:40] in check.examples[0]
 
     near = {"messages": [{"role": "user", "content": "  " + _prompt(data.train[7]).upper() + "!!"},
                          {"role": "assistant", "content": "x"}]}
-    check = leak_check(data.train, data.heldout + [near])
+    check = leak_check(data.train, [*data.heldout, near])
     assert (check.exact_overlap, check.near_overlap) == (0, 1)
 
 

@@ -168,7 +168,7 @@ def test_concurrent_writers_lose_nothing(store):
         try:
             for i in range(10):
                 store.add(f"user{n}", f"task {i}")
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]

@@ -8,7 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tunecrew.tools.text_metrics import (
-    exact_match, extract_answer, lcs_length, normalize_answer, rouge_l, rouge_tokens, token_f1, token_recall,
+    exact_match,
+    extract_answer,
+    lcs_length,
+    normalize_answer,
+    rouge_l,
+    rouge_tokens,
+    token_f1,
+    token_recall,
 )
 
 

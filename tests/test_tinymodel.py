@@ -53,7 +53,7 @@ def test_chat_template_renders_chatml_with_generation_prompt(tokenizer):
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert text == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nlist my tasks<|im_end|>\n"
                     "<|im_start|>assistant\n")
-    full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": "ok"}], tokenize=False)
+    full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": "ok"}], tokenize=False)
     assert full.endswith("<|im_start|>assistant\nok<|im_end|>\n")
 
 

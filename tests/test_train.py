@@ -9,9 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import THREADS
 
 from tunecrew.tools.train import LOG_FILE, TrainJob, run_training
+
+from conftest import THREADS
 
 pytestmark = pytest.mark.slow
 

@@ -17,13 +17,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import THREADS, lora_config  # noqa: E402
-from factories import make_hardware, make_profile, seen  # noqa: E402
+from tunecrew.tools.evaluate import generate, load_model, prompt_of
+from tunecrew.tools.recipes import NEGATIVE_MARKER, dpo_pairs
+from tunecrew.tools.rows import write_jsonl
+from tunecrew.tools.train import PYTHON_ENV, TrainJob, TrainSetupError, resolve_python, run_training
 
-from tunecrew.tools.evaluate import generate, load_model, prompt_of  # noqa: E402
-from tunecrew.tools.recipes import NEGATIVE_MARKER, dpo_pairs  # noqa: E402
-from tunecrew.tools.train import PYTHON_ENV, TrainJob, TrainSetupError, resolve_python, run_training  # noqa: E402
-from tunecrew.tools.rows import write_jsonl  # noqa: E402
+from conftest import THREADS, lora_config
+from factories import make_hardware, make_profile, seen
 
 
 def _run(job: TrainJob, **kw):
@@ -48,7 +48,7 @@ def test_dpo_trains_a_lora_adapter_from_pairs(tiny_model, task_data, tmp_path):
     result, events = _run(job)
     assert result.status == "ok", result.error
     assert result.steps == 6
-    assert [e["event"] for e in events][0] == "start" and events[-1] == {"event": "done", "status": "ok"}
+    assert events[0]["event"] == "start" and events[-1] == {"event": "done", "status": "ok"}
     # The reference is the adapter-disabled base: at step 1 policy == reference, so loss = ln 2.
     assert result.loss_curve[0].loss == pytest.approx(math.log(2), abs=0.02)
     assert min(p.loss for p in result.loss_curve) < math.log(2)  # it learns to prefer the chosen reply
@@ -74,7 +74,7 @@ def test_qlora_trains_4bit_on_cpu_and_evaluation_loads_it(tiny_model, task_data,
 
     job = TrainJob(config=lora_config(method="qlora", train_embeddings=False, max_steps=4), base_model=tiny_model,
                    train_file=str(task_data.train_file), output_dir=str(tmp_path), threads=THREADS)
-    result, events = _run(job)
+    result, _ = _run(job)
     assert result.status == "ok", result.error
     assert result.steps == 4 and len(result.loss_curve) == 4
     # 4-bit weights pack two values per byte: the trained model counts fewer parameters than the
@@ -90,12 +90,12 @@ def test_qlora_trains_4bit_on_cpu_and_evaluation_loads_it(tiny_model, task_data,
 def _tuner_context(tiny_model: str, task_data, run_dir: Path):
     """A run's state as the Tuner sees it after profiling: enough for propose_config and train."""
     from tunecrew.agents.state import RunContext, Wiring
-    from tunecrew.tools.run_dir import RunDir
     from tunecrew.memory.ledger import Ledger
-    from tunecrew.tools.scenario import ScenarioData
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
     from tunecrew.tools.contracts import RunSpec
     from tunecrew.tools.model_info import describe_base_model
+    from tunecrew.tools.run_dir import RunDir
+    from tunecrew.tools.scenario import ScenarioData
 
     (run_dir / "data").mkdir(parents=True, exist_ok=True)
     write_jsonl(task_data.train, run_dir / "data" / "train.jsonl")
@@ -163,7 +163,7 @@ def test_a_bad_train_python_is_a_clear_error_before_any_training(tmp_path, monke
         resolve_python(str(plain))
     # -S: no site-packages, so tunecrew cannot be imported, as in a fresh venv it was not installed into
     bare = _script(tmp_path / "bare-python", f'exec {sys.executable} -S "$@"')
-    with pytest.raises(TrainSetupError, match="cannot import tunecrew.*pip install --no-deps -e"):
+    with pytest.raises(TrainSetupError, match=r"cannot import tunecrew.*pip install --no-deps -e"):
         resolve_python(bare)
     monkeypatch.setenv(PYTHON_ENV, bare)  # the environment variable is used when no path is given
     job = TrainJob(config=lora_config(), base_model="unused", train_file="unused", output_dir=str(tmp_path / "a"))

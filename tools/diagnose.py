@@ -349,10 +349,12 @@ def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | Non
         lr = _raise_lr(config, 2.0)
         if lr is not None:
             ch["learning_rate"] = lr
-            ev.append(f"learning_rate {config.learning_rate:.3g} -> {lr:.3g} (x2: below {LOW_ADAPTER_LR:g} for an adapter)")
+            ev.append(f"learning_rate {config.learning_rate:.3g} -> {lr:.3g} "
+                      f"(x2: below {LOW_ADAPTER_LR:g} for an adapter)")
     if adapter and config.lora_rank < MIN_UNDERFIT_RANK:
         ch.update(_raise_rank(config))
-        ev.append(f"lora_rank {config.lora_rank} -> {ch['lora_rank']} (below {MIN_UNDERFIT_RANK}), alpha {ch['lora_alpha']}")
+        ev.append(f"lora_rank {config.lora_rank} -> {ch['lora_rank']} (below {MIN_UNDERFIT_RANK}), "
+                  f"alpha {ch['lora_alpha']}")
     if repeats or not length:
         # More of the same training is not available (the last change did not move the score, or
         # the training length is already at its cap): add capacity/step size instead. Without this, an attempt
@@ -366,7 +368,8 @@ def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | Non
             rank = _raise_rank(config)
             ch.update(rank)
             if rank:
-                ev.append(f"lora_rank {config.lora_rank} -> {rank['lora_rank']} (alpha {rank['lora_alpha']}, cap {MAX_RANK})")
+                ev.append(f"lora_rank {config.lora_rank} -> {rank['lora_rank']} "
+                          f"(alpha {rank['lora_alpha']}, cap {MAX_RANK})")
         if adapter and config.method == "lora" and not config.train_embeddings and random_init:
             ch["train_embeddings"] = True
             ev.append("train_embeddings False -> True")
@@ -467,7 +470,8 @@ def diagnose(config: TrainConfig, result: TrainResult, report: EvalReport | None
         last = text.splitlines()[-1] if text else "no error text recorded"
         ev = [f"status=error: {last}"]
         if repeats("error"):
-            ev.append("the previous attempt also failed with status=error: a code or data problem, not a hyperparameter")
+            ev.append("the previous attempt also failed with status=error: "
+                      "a code or data problem, not a hyperparameter")
         return Diagnosis(label="error", evidence=ev)
 
     gate_lines = [f"gate {m}={'missing' if v is None else f'{v:.3f}'} < {minimum}" for m, (v, minimum) in unmet.items()]

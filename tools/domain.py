@@ -25,42 +25,45 @@ DOMAINS: tuple[Domain, ...] = (
     Domain(
         "task-management agent",
         "You are a precise task-management assistant: one tool call or one short reply per request.",
-        frozenset("task tasks todo to-do remind reminder due deadline list complete completed finish finished "
-                  "done mark add schedule priority summarize summary pending open agenda".split()),
+        frozenset(["task", "tasks", "todo", "to-do", "remind", "reminder", "due", "deadline", "list", "complete",
+                   "completed", "finish", "finished", "done", "mark", "add", "schedule", "priority", "summarize",
+                   "summary", "pending", "open", "agenda"]),
         markers=("<action>", "add_task(", "list_tasks(", "complete_task("),
     ),
     Domain(
         "medical reasoning",
         "You are a careful physician who reasons step by step from symptoms, history and findings to a "
         "diagnosis and treatment, and states uncertainty plainly.",
-        frozenset("patient patients diagnosis symptom symptoms treatment clinical disease dose mg blood pain "
-                  "fever infection therapy chronic acute medication syndrome physician lesion mri ct".split()),
+        frozenset(["patient", "patients", "diagnosis", "symptom", "symptoms", "treatment", "clinical", "disease",
+                   "dose", "mg", "blood", "pain", "fever", "infection", "therapy", "chronic", "acute", "medication",
+                   "syndrome", "physician", "lesion", "mri", "ct"]),
     ),
     Domain(
         "legal reasoning",
         "You are a meticulous lawyer who identifies the issue, the governing rule, applies it to the facts "
         "and reaches a reasoned conclusion.",
-        frozenset("court law legal statute contract plaintiff defendant liability judge ruling appeal "
-                  "jurisdiction clause breach tort evidence counsel precedent section act rights".split()),
+        frozenset(["court", "law", "legal", "statute", "contract", "plaintiff", "defendant", "liability", "judge",
+                   "ruling", "appeal", "jurisdiction", "clause", "breach", "tort", "evidence", "counsel", "precedent",
+                   "section", "act", "rights"]),
     ),
     Domain(
         "software engineering",
         "You are a senior software engineer who writes correct, idiomatic code and explains it briefly.",
-        frozenset("code function python class variable error bug compile test def return import api "
-                  "javascript sql loop array string".split()),
+        frozenset(["code", "function", "python", "class", "variable", "error", "bug", "compile", "test", "def",
+                   "return", "import", "api", "javascript", "sql", "loop", "array", "string"]),
         markers=("```", "def ", "return "),
     ),
     Domain(
         "mathematics",
         "You are a mathematician who solves problems step by step and states the final answer clearly.",
-        frozenset("solve equation integer sum prove number probability triangle derivative integral "
-                  "answer calculate fraction prime".split()),
+        frozenset(["solve", "equation", "integer", "sum", "prove", "number", "probability", "triangle", "derivative",
+                   "integral", "answer", "calculate", "fraction", "prime"]),
     ),
     Domain(
         "customer support",
         "You are a friendly, efficient customer-support agent who resolves the customer's issue.",
-        frozenset("order refund account password shipping delivery customer support subscription "
-                  "billing cancel help issue".split()),
+        frozenset(["order", "refund", "account", "password", "shipping", "delivery", "customer", "support",
+                   "subscription", "billing", "cancel", "help", "issue"]),
     ),
 )
 

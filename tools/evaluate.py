@@ -9,8 +9,9 @@ held-out group too, and keeps a few failures for the Judge to explain.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .contracts import EvalReport, Failure, GroupMetrics, LeakCheck
 
@@ -56,7 +57,7 @@ def load_model(base_model: str, adapter_path: str | None = None, threads: int = 
     source = adapter_path or base_model
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-    except Exception as exc:  # noqa: BLE001 - a broken adapter dir must say which dir, not a library trace
+    except Exception as exc:  # a broken adapter dir must say which dir, not a library trace
         if not adapter_path:
             raise
         raise _bad_adapter(adapter_path, exc) from exc
@@ -71,12 +72,12 @@ def load_model(base_model: str, adapter_path: str | None = None, threads: int = 
 
         try:
             model = PeftModel.from_pretrained(base, adapter_path)
-        except Exception as exc:  # noqa: BLE001 - see above
+        except Exception as exc:  # see above
             raise _bad_adapter(adapter_path, exc) from exc
     elif adapter_path:  # a full fine-tune saved a whole model
         try:
             model = AutoModelForCausalLM.from_pretrained(adapter_path, dtype=base.dtype)
-        except Exception as exc:  # noqa: BLE001 - see above
+        except Exception as exc:  # see above
             raise _bad_adapter(adapter_path, exc) from exc
     model.to(device).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, description=f"{base_model} + {adapter_path or 'no adapter'}")
@@ -110,7 +111,8 @@ def generate(
     device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(device)
         with torch.inference_mode():
             out = model.generate(
                 **batch,
@@ -121,7 +123,7 @@ def generate(
                 eos_token_id=tokenizer.eos_token_id,
             )
         new_tokens = out[:, batch["input_ids"].shape[1] :]
-        for i, row in zip(idx, new_tokens):
+        for i, row in zip(idx, new_tokens, strict=True):
             # One sequence decodes to one str; decode's annotation (str | list[str]) also covers a batch.
             replies[i] = cast(str, tokenizer.decode(row, skip_special_tokens=True)).strip()
     return replies
@@ -153,7 +155,7 @@ def score_replies(
     group_sizes: dict[str, int] = {}
     failures: list[Failure] = []
     examples: list[Failure] = []
-    for row, reply in zip(rows, replies):
+    for row, reply in zip(rows, replies, strict=True):
         expected = row["messages"][-1]["content"]
         score = scorer(expected, reply)
         group = row.get("group", "all")

@@ -96,9 +96,8 @@ def check_feasibility(config: TrainConfig, hardware: Hardware, model_params: int
         # bitsandbytes >= 0.50 runs 4-bit on CPU too, so the package, not the device, is the limit.
         problems.append("method=qlora needs bitsandbytes (4-bit weights), which is not installed: "
                         "pip install 'tunecrew[qlora]', or set method=lora")
-    if hardware.device != "cuda":
-        if config.backend == "unsloth":
-            problems.append(f"backend=unsloth needs CUDA but device={hardware.device}: set backend=hf")
+    if hardware.device != "cuda" and config.backend == "unsloth":
+        problems.append(f"backend=unsloth needs CUDA but device={hardware.device}: set backend=hf")
     if memory > MEMORY_HEADROOM * budget:
         problems.append(
             f"estimated {memory:.1f} GB > {MEMORY_HEADROOM:.0%} of {budget:.1f} GB {budget_name}: lower "

@@ -6,6 +6,7 @@ path or a test) stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from pathlib import Path
@@ -97,10 +98,8 @@ def cpu_count() -> int:
         count = os.cpu_count() or 1
     quota = _read("/sys/fs/cgroup/cpu.max").split()
     if len(quota) == 2 and quota[0] != "max":
-        try:
+        with contextlib.suppress(ValueError, ZeroDivisionError):
             count = min(count, max(1, int(int(quota[0]) / int(quota[1]))))
-        except (ValueError, ZeroDivisionError):
-            pass
     return max(1, count)
 
 

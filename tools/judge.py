@@ -12,14 +12,16 @@ agreement (mean |diff|, share within 1 point, Spearman) says how far any one of 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
 import threading
 import time
 import warnings
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Coroutine, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from autogen_core.models import AssistantMessage, ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -74,7 +76,7 @@ def samples_from_rows(rows: Sequence[dict], replies: Sequence[str]) -> list[Judg
     if len(rows) != len(replies):
         raise ValueError(f"{len(rows)} held-out rows but {len(replies)} replies")
     out = []
-    for i, (row, reply) in enumerate(zip(rows, replies)):
+    for i, (row, reply) in enumerate(zip(rows, replies, strict=True)):
         turns = [m for m in row["messages"][:-1] if m["role"] != "system"]
         question = "\n".join(f"{m['role']}: {m['content']}" for m in turns) if len(turns) > 1 else turns[-1]["content"]
         out.append(JudgeSample(index=i, question=question, reference=row["messages"][-1]["content"], reply=reply))
@@ -105,7 +107,7 @@ def judge_messages(persona: str, sample: JudgeSample) -> list[LLMMessage]:
         "You now act as a strict, impartial judge of another model's replies in this domain.\n"
         f"{RUBRIC}\nAnswer with only a JSON object that matches this JSON schema, no other text:\n{schema_text()}")
     parts = [f"<{tag}>\n{_clip(text)}\n</{tag}>"
-             for tag, text in zip(TAGS, (sample.question, sample.reference, sample.reply))]
+             for tag, text in zip(TAGS, (sample.question, sample.reference, sample.reply), strict=True)]
     user = "\n".join(parts) + "\n\nJudge the reply against the question and the reference answer."
     return [SystemMessage(content=system), UserMessage(content=user, source="user")]
 
@@ -179,7 +181,7 @@ async def judge_one(
             verdict = parse_verdict(raw)
             return SampleVerdict(sample=sample.index, judge=name, tries=attempt, rationale=verdict.rationale[:1000],
                                  scores={c: getattr(verdict, c) for c in CRITERIA})
-        except Exception as exc:  # noqa: BLE001 - any failure of one request is retried, then counted
+        except Exception as exc:  # any failure of one request is retried, then counted
             error = _error_text(exc)
         messages = [*messages, *([AssistantMessage(content=raw, source=name)] if raw else []),
                     UserMessage(source="user", content=f"Your verdict could not be used: {error}. Answer again with "
@@ -316,7 +318,8 @@ class JudgePanel:
     def names(self) -> list[str]:
         return list(self.judges)
 
-    def judge(self, samples: Sequence[JudgeSample], persona: str, *, seed: int, subject: str, split: str) -> JudgeReport:
+    def judge(self, samples: Sequence[JudgeSample], persona: str, *, seed: int, subject: str,
+              split: str) -> JudgeReport:
         return self._run(judge_samples(self.judges, samples, persona, self.n, seed, subject=subject, split=split,
                                        retries=self.retries, concurrency=self.concurrency))
 
@@ -324,10 +327,8 @@ class JudgePanel:
         if self._loop is None:
             return
         for client in self.judges.values():
-            try:
+            with contextlib.suppress(Exception):  # closing is best effort at the end of a run
                 self._run(client.close())
-            except Exception:  # noqa: BLE001 - closing is best effort at the end of a run
-                pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         assert self._thread is not None
         self._thread.join(timeout=5)

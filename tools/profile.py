@@ -8,7 +8,8 @@ import collections
 import json
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tunecrew.tools.contracts import DatasetProfile, TokenStats
 from tunecrew.tools.data_layouts import columns_of, detect_layout, format_from_mapping, to_messages
@@ -17,15 +18,18 @@ from tunecrew.tools.rows import DataError, fingerprint, truncate
 __all__ = ["DOMINANT_RESPONSE_SHARE", "guess_language", "profile_rows", "token_stats", "top_words"]
 
 _STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have
-    having he her here hers herself him himself his how i if in into is it its itself just let me more most
-    my myself no nor not now of off on once only or other our ours ourselves out over own same she should
-    so some such than that the their theirs them themselves then there these they this those through to
-    too under until up very was we were what when where which while who whom why will with would you your
-    yours yourself yourselves also may might must shall get got one two use used using like well yes ok
-    okay please thanks thank hi hello hey don doesn didn isn aren wasn weren won can't i'm it's that's
-    there's what's let's you're i've i'll i'd""".split()
+    ["a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be",
+     "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does",
+     "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her",
+     "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself",
+     "just", "let", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only",
+     "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some", "such",
+     "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those",
+     "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which",
+     "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves", "also",
+     "may", "might", "must", "shall", "get", "got", "one", "two", "use", "used", "using", "like", "well", "yes", "ok",
+     "okay", "please", "thanks", "thank", "hi", "hello", "hey", "don", "doesn", "didn", "isn", "aren", "wasn", "weren",
+     "won", "can't", "i'm", "it's", "that's", "there's", "what's", "let's", "you're", "i've", "i'll", "i'd"]
 )
 
 _LANG_STOPWORDS = {
@@ -84,9 +88,9 @@ def profile_rows(
         (lambda texts: [len(t.split()) for t in texts])
     )
     prompt_lengths, response_lengths = count(prompts), count(responses)
-    total_lengths = [p + r for p, r in zip(prompt_lengths, response_lengths)]
+    total_lengths = [p + r for p, r in zip(prompt_lengths, response_lengths, strict=True)]
 
-    texts = [p + "\n" + r for p, r in zip(prompts[:_PROFILE_TEXT_ROWS], responses[:_PROFILE_TEXT_ROWS])]
+    texts = [p + "\n" + r for p, r in zip(prompts[:_PROFILE_TEXT_ROWS], responses[:_PROFILE_TEXT_ROWS], strict=True)]
     return DatasetProfile(
         source=str(source),
         fingerprint=fingerprint(rows),

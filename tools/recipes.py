@@ -23,8 +23,9 @@ import json
 import math
 import random
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from .contracts import DataRecipe
 from .splits import normalize_prompt
@@ -409,7 +410,8 @@ async def llm_synthetic_rows(client: Any, examples: Sequence[Row], n: int, *, se
     out: list[Row] = []
     for _ in range(math.ceil(n / per_call)):
         sample = rng.sample(list(examples), min(shots, len(examples)))
-        shown = "\n".join(json.dumps({"prompt": user_text(r), "reply": reply_of(r)}, ensure_ascii=False) for r in sample)
+        shown = "\n".join(json.dumps({"prompt": user_text(r), "reply": reply_of(r)}, ensure_ascii=False)
+                          for r in sample)
         text = await _complete(client, SYNTHETIC_INSTRUCTION.format(k=per_call), shown)
         for line in text.splitlines():
             try:

@@ -15,7 +15,7 @@ import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from tunecrew.tools.contracts import AttemptRecord, EvalReport, JudgeReport, RubricScores, RunSpec, TrainConfig
 from tunecrew.tools.run_dir import RunDir
@@ -61,13 +61,14 @@ class Code:
     text: str
 
 
-Block = Union[Heading, Para, Table, Bullets, Image, Code]
+Block = Heading | Para | Table | Bullets | Image | Code
 
 
 # --------------------------------------------------------------------------- entry point
 
 
-def write_report(run_dir: Path, spec: RunSpec, records: list[AttemptRecord], baseline: EvalReport | None = None) -> Path:
+def write_report(run_dir: Path, spec: RunSpec, records: list[AttemptRecord],
+                 baseline: EvalReport | None = None) -> Path:
     """Write report.md (returned), report.html and the two PNGs into `run_dir`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -178,7 +179,7 @@ def base_vs_attempts(baseline: EvalReport, records: list[AttemptRecord]) -> list
     blocks: list[Block] = [Heading(2, "Base model vs attempts"), Table(["model", "scored on", *metrics], rows)]
     best = max(scored, key=lambda r: r.score or 0.0, default=None)
     if best is not None and best.eval is not None and best.eval.examples and baseline.examples:
-        pairs = zip(baseline.examples, best.eval.examples)
+        pairs = zip(baseline.examples, best.eval.examples, strict=False)
         blocks += [Para(f"Replies side by side: base model vs attempt {best.attempt} (first held-out rows)."),
                    Table(["prompt", "expected", "base model", f"attempt {best.attempt}"],
                          [[_clip(b.prompt), _clip(b.expected), _clip(b.got), _clip(a.got)] for b, a in pairs])]

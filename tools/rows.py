@@ -14,8 +14,9 @@ import io
 import json
 import re
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = [
     "SUPPORTED_SUFFIXES", "DataError", "brief_list", "clip", "fingerprint", "load_rows", "sniff_delimiter", "truncate",
@@ -91,7 +92,8 @@ def load_rows(source: str | Path, split: str = "train", config: str | None = Non
         else:
             rows = _parse_delimited(text, path, "\t" if suffix == ".tsv" else None)
     else:
-        raise DataError(f"{path}: unsupported file type {suffix or '(none)'}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+        raise DataError(f"{path}: unsupported file type {suffix or '(none)'}; "
+                        f"use one of {', '.join(SUPPORTED_SUFFIXES)}")
     if not rows:
         raise DataError(f"{path}: no rows; the file needs at least one row")
     return rows

@@ -6,9 +6,9 @@ implement this contract; the agents read it from here, so they never import from
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from tunecrew.tools.base_models import DEFAULT_BASE_MODEL
 from tunecrew.tools.evaluate import Scorer

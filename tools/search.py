@@ -70,13 +70,13 @@ class SearchSpace:
         length = params[self.length_field]
         changes: dict[str, Any] = {"learning_rate": float(f"{params['learning_rate']:.3g}"),
                                    self.length_field: round(length, 1) if self.length_field == "epochs"
-                                   else max(1, int(round(length)))}
+                                   else max(1, round(length))}
         if self.ranks:
             rank = int(params["lora_rank"])
             changes.update(lora_rank=rank, lora_alpha=2 * rank)
         return self.base.with_changes(changes)
 
-    def covering(self, configs: Sequence[TrainConfig]) -> "SearchSpace":
+    def covering(self, configs: Sequence[TrainConfig]) -> SearchSpace:
         """This space widened to contain `configs` (attempts chosen by someone else, e.g. the
         Planner's escalations), so every finished attempt is evidence for the sampler."""
         if not configs:

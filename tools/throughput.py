@@ -13,6 +13,7 @@ Model FLOPs utilisation (MFU) = model FLOPs per token x tokens/s / the device's 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,10 +67,8 @@ def _cpu_flags_and_clock() -> tuple[set[str], float]:
         if key == "flags" and not flags:
             flags = set(value.split())
         elif key == "model name" and "GHz" in value and not clock:
-            try:
+            with contextlib.suppress(ValueError):
                 clock = float(value.rsplit("@", 1)[-1].strip().removesuffix("GHz")) * 1e9
-            except ValueError:
-                pass
         elif key == "cpu MHz" and not clock:
             clock = float(value) * 1e6
     return flags, clock or CLOCK_HZ_DEFAULT

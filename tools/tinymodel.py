@@ -10,9 +10,9 @@ exactly the path a hub id takes, so nothing downstream knows the model is tiny.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 # `{% generation %}` marks the assistant's tokens (end-of-turn included) so TRL can mask the
 # prompt out of the loss when a dataset comes as whole conversations.

@@ -7,6 +7,7 @@ interpreter for Unsloth, `accelerate launch`, a cluster job) is a change in this
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,8 +16,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,7 +41,8 @@ class TrainJob(BaseModel):
     output_dir: str = Field(description="The attempt directory; the adapter goes to <output_dir>/adapter.")
     system_prompt: str = Field("", description="The Domain Expert's persona, prepended to every prompt.")
     threads: int = Field(2, ge=1, le=256, description="torch threads: these machines are shared, 2 cores.")
-    max_wall_seconds: float | None = Field(None, gt=0, description="Stop training (keeping what was learned) after this.")
+    max_wall_seconds: float | None = Field(None, gt=0, description="Stop training (keeping what was learned) "
+                                           "after this.")
     init_adapter: str | None = Field(None, description="config.continue_training: the adapter folder to keep "
                                      "training, instead of a fresh adapter on the base model.")
     python: str | None = Field(None, description="Interpreter that runs the worker, e.g. an Unsloth venv's; "
@@ -230,10 +233,8 @@ def _drain(stream, tail: deque[str], path: Path) -> None:
 
 def _kill(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _child_setup(limit_mb: int | None) -> Callable[[], None]:

@@ -274,7 +274,8 @@ def train(job: TrainJob) -> TrainResult:
 
     dataset = Dataset.from_list(rows).shuffle(seed=config.seed)
     n_eval = eval_rows(len(rows), config)
-    train_ds, eval_ds = (dataset.select(range(n_eval, len(rows))), dataset.select(range(n_eval))) if n_eval else (dataset, None)
+    train_ds, eval_ds = ((dataset.select(range(n_eval, len(rows))), dataset.select(range(n_eval))) if n_eval
+                         else (dataset, None))
     steps_per_epoch = math.ceil(len(train_ds) / (config.batch_size * config.grad_accum))
 
     state: dict[str, Any] = {"curve": [], "eval": [], "status": "ok", "error": None, "first": None}
@@ -297,7 +298,8 @@ def train(job: TrainJob) -> TrainResult:
                     state["first"] = loss
                 elif state["first"] is not None and diverged(loss, state["first"]):
                     state["status"] = "diverged"
-                    state["error"] = f"loss rose to {loss:.3f} at step {step}, over {DIVERGENCE_FACTOR}x its early {state['first']:.3f}"
+                    state["error"] = (f"loss rose to {loss:.3f} at step {step}, "
+                                      f"over {DIVERGENCE_FACTOR}x its early {state['first']:.3f}")
                     control.should_training_stop = True
             if "eval_runtime" in logs:
                 state["eval_seconds"] = state.get("eval_seconds", 0.0) + float(logs["eval_runtime"])
@@ -317,7 +319,8 @@ def train(job: TrainJob) -> TrainResult:
     trainer_cls, make_args = (DPOTrainer, dpo_config) if config.method == "dpo" else (SFTTrainer, sft_config)
     trainer = trainer_cls(
         model=model,
-        args=make_args(config, job, eval_ds is not None, use_cpu=not use_cuda, bf16=bf16, steps_per_epoch=steps_per_epoch),
+        args=make_args(config, job, eval_ds is not None, use_cpu=not use_cuda, bf16=bf16,
+                       steps_per_epoch=steps_per_epoch),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
@@ -378,7 +381,7 @@ def main(argv: list[str]) -> int:
         result = train(job)
     except MemoryError as exc:
         result = TrainResult(status="oom", wall_seconds=time.monotonic() - started, error=f"MemoryError: {exc}")
-    except Exception as exc:  # noqa: BLE001 - every failure must become a result the Planner can read
+    except Exception as exc:  # every failure must become a result the Planner can read
         text = f"{type(exc).__name__}: {exc}"
         capped = resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
         status = "oom" if looks_like_oom(text, memory_capped=capped) else "error"

@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tunecrew.tools.run_dir import RunDir
 from tunecrew.memory.ledger import Ledger, LedgerError
 from tunecrew.tools.contracts import AttemptRecord, DomainCard, RunSpec
+from tunecrew.tools.run_dir import RunDir
 
 from .executor import ExecutionResult, chat_payload, execute
 from .store import TaskStore
@@ -187,7 +187,7 @@ class TaskAgent:
 
     @classmethod
     def from_run(cls, ref: str | Path, runs_dir: str | Path = "runs", *, merged_model: str | Path | None = None,
-                 threads: int = 2, store: TaskStore | None = None) -> "TaskAgent":
+                 threads: int = 2, store: TaskStore | None = None) -> TaskAgent:
         return cls(load_run(ref, runs_dir, merged_model=merged_model), threads=threads, store=store)
 
     @property

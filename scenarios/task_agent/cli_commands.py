@@ -47,7 +47,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("run", metavar="RUN_ID_OR_DIR", help="a run id under --runs-dir, or a run directory")
         p.add_argument("--runs-dir", default="runs", type=Path, help="where run ids are looked up (default ./runs)")
-        p.add_argument("--store", type=Path, help="task database dir (default $TUNECREW_HOME/tasks or ~/.tunecrew/tasks)")
+        p.add_argument("--store", type=Path,
+                       help="task database dir (default $TUNECREW_HOME/tasks or ~/.tunecrew/tasks)")
         p.add_argument("--merged", type=Path, help="serve this merged model dir instead of base model + adapter")
         p.add_argument("--threads", type=int, default=None,
                        help=f"CPU threads for torch, 1-{MAX_THREADS} (default: the free cores, at most 4)")
@@ -162,7 +163,8 @@ def _read_tokens_file(path: Path) -> str:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise FlagError(f"--tokens-file {path}: cannot read it ({reason}); give a text file of user:token lines")
+        raise FlagError(f"--tokens-file {path}: cannot read it ({reason}); "
+                        "give a text file of user:token lines") from exc
     return text
 
 

@@ -219,12 +219,15 @@ _DECORATED = {"add.plain", "add.due", "add.priority", "add.due_priority", "list.
               "list.done", "list.all", "summarize", "complete"}
 
 _FINALS = {
-    "greeting": ("The user greets me; no tool is needed.", "Hello! I can add, list, complete and summarize your tasks."),
+    "greeting": ("The user greets me; no tool is needed.",
+                 "Hello! I can add, list, complete and summarize your tasks."),
     "thanks": ("The user says thanks; no tool is needed.", "You're welcome!"),
     "out_of_scope": ("The request is outside task management.", "Sorry, I can only help with your tasks."),
 }
-_LIST_ANALYSIS = {"list.any": ("List the tasks.", {}), "list.open": ("List open tasks.", {"status": "open"}),
-                  "list.done": ("List done tasks.", {"status": "done"}), "list.all": ("List all tasks.", {"status": "all"})}
+_LIST_ANALYSIS = {"list.any": ("List the tasks.", {}),
+                  "list.open": ("List open tasks.", {"status": "open"}),
+                  "list.done": ("List done tasks.", {"status": "done"}),
+                  "list.all": ("List all tasks.", {"status": "all"})}
 
 _FIRST_DAY = _dt.date(2025, 1, 1)
 _DAYS = (_dt.date(2027, 12, 31) - _FIRST_DAY).days
@@ -303,7 +306,7 @@ def _intents(rng: random.Random, n: int) -> list[str]:
     rng.shuffle(kinds)
     out = []
     for kind in kinds:
-        names, weights = zip(*_VARIANTS[kind])
+        names, weights = zip(*_VARIANTS[kind], strict=True)
         out.append(rng.choices(names, weights=weights)[0])
     return out
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import unicodedata
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 

@@ -38,8 +38,9 @@ import re
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -317,7 +318,7 @@ def create_app(
         except QueueFull as full:
             return JSONResponse({"detail": f"the model is busy ({queue.limit} chats queued); retry later"},
                                 status_code=503, headers={"Retry-After": str(full.retry_after)})
-        except Exception:  # noqa: BLE001 - a model failure is a 500 with a message, not a dead server
+        except Exception:  # a model failure is a 500 with a message, not a dead server
             log.exception("generation failed")
             raise HTTPException(status_code=500, detail="the model failed to reply") from None
         log.info("chat user=%s kind=%s tool=%s %.2fs", user, execution.kind, execution.tool,
@@ -367,7 +368,7 @@ class BackgroundServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> "BackgroundServer":
+    def start(self, timeout: float = 20.0) -> BackgroundServer:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
@@ -381,7 +382,7 @@ class BackgroundServer:
         self._thread.join(timeout)
         self._sock.close()
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

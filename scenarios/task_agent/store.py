@@ -152,7 +152,7 @@ class TaskStore:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "TaskStore":
+    def __enter__(self) -> TaskStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -245,7 +245,7 @@ class TaskStore:
 
     # ------------------------------------------------------------------ internals
 
-    def _write(self) -> "_Transaction":
+    def _write(self) -> _Transaction:
         return _Transaction(self)
 
 
