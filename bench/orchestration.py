@@ -3,7 +3,7 @@ wall time, with the offline provider.
 
     python bench/orchestration.py [--train-rows 120] [--heldout 16] [--attempts 2] [--attempt-seconds 20]
 
-Runs `tunecrew.scenarios.runner.run` for real (group chat, offline policy, every tool, the ledger,
+Runs `tunecrew.app.runner.run` for real (group chat, offline policy, every tool, the ledger,
 Chroma memory, the report) on small task-agent data and the demo's tiny model, with the ML calls and the main helpers
 wrapped in timers. Reported per tool, then:
 
@@ -68,7 +68,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    from tunecrew.scenarios import runner
+    from tunecrew.app import runner
     from tunecrew.tools.scenario import ScenarioData
     from tunecrew.scenarios.task_agent.data import generate
     from tunecrew.scenarios.task_agent.scenario import SCENARIO

@@ -109,7 +109,7 @@ def attempts_to_target(records) -> int | None:
 
 
 def run_once(scenario, base_model: str, seed: int, memory: str, runs: Path, run_id: str, args) -> dict:
-    from tunecrew.scenarios.runner import RunOptions, run
+    from tunecrew.app.runner import RunOptions, run
 
     t0 = time.monotonic()
     outcome = run(RunOptions(scenario=scenario, base_model=base_model, seed=seed, memory=memory, runs_dir=runs,
@@ -166,7 +166,7 @@ def main() -> None:
     args.max_attempts = args.max_attempts or 4
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    from tunecrew.scenarios.runner import _quiet_libraries
+    from tunecrew.app.runner import _quiet_libraries
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
     _quiet_libraries()

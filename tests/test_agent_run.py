@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tunecrew.scenarios.cli import main
+from tunecrew.app.cli import main
 from tunecrew.scenarios.task_agent.agent import RunNotUsable, TaskAgent, load_run
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
 from tunecrew.scenarios.task_agent.store import TaskStore
@@ -172,7 +172,7 @@ def test_agent_command_in_process(tmp_path, tiny_model, tunecrew_home, monkeypat
 
 def _agent_cli(args: list[str], lines: str, tunecrew_home) -> subprocess.CompletedProcess:
     env = {**os.environ, "TUNECREW_HOME": str(tunecrew_home), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "tunecrew.scenarios.cli", "agent", *args, "--threads", "1"],
+    return subprocess.run([sys.executable, "-m", "tunecrew.app.cli", "agent", *args, "--threads", "1"],
                           input=lines, capture_output=True, text=True, timeout=180, env=env)
 
 

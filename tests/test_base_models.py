@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tunecrew.scenarios.cli import main
+from tunecrew.app.cli import main
 from tunecrew.tools import base_models
 from tunecrew.tools.base_models import DEFAULT_BASE_MODEL, READY_FILE, REGISTRY, TINY
 from tunecrew.tools.model_info import ModelNotFound

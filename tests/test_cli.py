@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tunecrew.scenarios.cli import main
+from tunecrew.app.cli import main
 
 
 def test_missing_base_model_names_the_flag(tmp_path, capsys, tunecrew_home):
@@ -34,7 +34,7 @@ def test_unknown_scenario_lists_the_known_ones():
 
 
 def test_unknown_provider_needs_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tunecrew.scenarios.cli", "run", "task-agent", "--provider", "gpt5"],
+    proc = subprocess.run([sys.executable, "-m", "tunecrew.app.cli", "run", "task-agent", "--provider", "gpt5"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "invalid choice: 'gpt5'" in proc.stderr and "Traceback" not in proc.stderr
 

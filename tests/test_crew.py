@@ -10,9 +10,9 @@ import pytest
 
 from tunecrew.agents import policy
 from tunecrew.agents.roles import ROLES
+from tunecrew.app.runner import RunOptions, run
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
-from tunecrew.scenarios.runner import RunOptions, run
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
 from factories import as_remembered_success, small_task_agent_data

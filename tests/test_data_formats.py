@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tunecrew.scenarios.cli import main
+from tunecrew.app.cli import main
 from tunecrew.scenarios.dataset import parse_columns, with_data
 from tunecrew.scenarios.registry import load_scenario
 from tunecrew.tools.data_layouts import (

@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from tunecrew.agents.review import parse_review
+from tunecrew.app.runner import RunOptions, resume, run
 from tunecrew.memory.ledger import Ledger
-from tunecrew.scenarios.runner import RunOptions, resume, run
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
 from tunecrew.tools.contracts import TrainConfig
 

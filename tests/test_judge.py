@@ -294,8 +294,8 @@ def test_report_shows_judges_base_and_attempt_side_by_side_with_counts_and_agree
 
 @pytest.mark.slow
 def test_an_offline_crew_run_writes_judge_files_and_the_report_table(tmp_path, tiny_model, tunecrew_home):
-    from tunecrew.scenarios.runner import RunOptions
-    from tunecrew.scenarios.runner import run as run_crew
+    from tunecrew.app.runner import RunOptions
+    from tunecrew.app.runner import run as run_crew
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
     from tunecrew.tools.contracts import EvalReport, JudgeReport
 

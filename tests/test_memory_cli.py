@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tunecrew.app.cli import main, parser
 from tunecrew.memory.store import AttemptMemory
-from tunecrew.scenarios.cli import main, parser
 from tunecrew.tools.contracts import AttemptRecord
 
 from factories import make_domain_record, make_record
@@ -136,7 +136,7 @@ def test_embedder_flag_is_checked_against_the_store(store: str, capsys: pytest.C
 
 def test_a_run_remembers_with_its_embedder(tmp_path: Path) -> None:
     """RunOptions.embedder reaches the store, and run.json records it so `resume` reopens the same."""
-    from tunecrew.scenarios.runner import RunOptions, open_memory
+    from tunecrew.app.runner import RunOptions, open_memory
     from tunecrew.tools.contracts import RunSpec
 
     assert RunOptions(scenario=None, embedder="hashing:128").embedder == "hashing:128"  # type: ignore[arg-type]

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tunecrew.app.cli import main
+from tunecrew.app.runner import RunOptions, run
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory, MemoryStoreError
-from tunecrew.scenarios.cli import main
-from tunecrew.scenarios.runner import RunOptions, run
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
 from factories import as_remembered_success, make_domain_record, make_record, small_task_agent_data

@@ -12,8 +12,8 @@ from autogen_core.models import UserMessage
 
 from tunecrew.agents.models import ProviderError, ProviderSpec, make_client, role_specs
 from tunecrew.agents.roles import ROLES
+from tunecrew.app.runner import RunOptions, run
 from tunecrew.memory.ledger import Ledger
-from tunecrew.scenarios.runner import RunOptions, run
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
 from factories import small_task_agent_data

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tunecrew.scenarios.cli import main
+from tunecrew.app.cli import main
 from tunecrew.scenarios.dataset import parse_columns, score_reply, with_data
 from tunecrew.scenarios.legal_reasoning import sample_data as legal_sample
 from tunecrew.scenarios.medical_reasoning import sample_data as medical_sample

@@ -163,8 +163,8 @@ def test_balanced_data_has_no_warning():
 
 
 def test_heldout_split_too_small_is_refused_before_anything_is_written(tmp_path):
-    from tunecrew.scenarios.console import CrewConsole
-    from tunecrew.scenarios.runner import RunOptions, prepare
+    from tunecrew.app.console import CrewConsole
+    from tunecrew.app.runner import RunOptions, prepare
 
     with pytest.raises(DataError, match="held-out split has 2 rows; at least 4"):
         check_heldout([{}, {}], "mine")
@@ -296,7 +296,7 @@ def test_disk_full_while_saving_an_attempt_is_reported_and_loses_no_earlier_atte
 
 
 def test_cli_reports_a_ledger_error_in_one_line(tmp_path, capsys, monkeypatch):
-    from tunecrew.scenarios import cli, runner
+    from tunecrew.app import cli, runner
 
     def full_disk(options):
         raise LedgerError(f"{tmp_path}/ledger.jsonl: could not save attempt 1 (No space left on device)")
@@ -312,8 +312,8 @@ def test_cli_reports_a_ledger_error_in_one_line(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("run_id", ["../escape", "a/../../escape", "..", "/tmp/abs", "a/b", ".hidden", "x" * 200])
 def test_a_crafted_run_id_cannot_escape_the_runs_dir(tmp_path, run_id):
-    from tunecrew.scenarios.console import CrewConsole
-    from tunecrew.scenarios.runner import RunOptions, prepare
+    from tunecrew.app.console import CrewConsole
+    from tunecrew.app.runner import RunOptions, prepare
 
     options = RunOptions(scenario=SCENARIO, runs_dir=tmp_path / "sandbox" / "runs", use_memory=False, quiet=True,
                          run_id=run_id)
@@ -323,8 +323,8 @@ def test_a_crafted_run_id_cannot_escape_the_runs_dir(tmp_path, run_id):
 
 
 def test_a_crafted_scenario_name_cannot_escape_the_runs_dir(tmp_path):
-    from tunecrew.scenarios.console import CrewConsole
-    from tunecrew.scenarios.runner import RunOptions, prepare
+    from tunecrew.app.console import CrewConsole
+    from tunecrew.app.runner import RunOptions, prepare
 
     options = RunOptions(scenario=replace(SCENARIO, name="../../evil"), runs_dir=tmp_path / "sandbox" / "runs",
                          use_memory=False, quiet=True)  # the run id is generated from the scenario's name

@@ -128,7 +128,7 @@ def test_base_model_beside_every_attempt(tmp_path: Path) -> None:
 
 
 def test_the_terminal_summary_shows_the_target_its_other_groups_and_the_gates():
-    from tunecrew.scenarios.console import summary_metrics
+    from tunecrew.app.console import summary_metrics
 
     present = {"format_compliance", "tool_accuracy", "action_exact_match", "novel_phrasing/action_exact_match",
                "trained_phrasing/action_exact_match"}

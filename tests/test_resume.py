@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from tunecrew.app.cli import main
+from tunecrew.app.runner import RunOptions, resume
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
-from tunecrew.scenarios.cli import main
-from tunecrew.scenarios.runner import RunOptions, resume
 
 START = """
 from dataclasses import replace
 from pathlib import Path
-from tunecrew.scenarios.runner import RunOptions, run
+from tunecrew.app.runner import RunOptions, run
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
 from factories import small_task_agent_data
 run(RunOptions(scenario=replace(SCENARIO, build_data=small_task_agent_data, max_attempts=2, target=1.0),
@@ -95,7 +95,7 @@ def test_kill_9_during_training_then_resume(tmp_path, tiny_model, tunecrew_home)
 def test_a_trained_but_undecided_attempt_is_reused_not_retrained(tmp_path, tiny_model, tunecrew_home):
     from dataclasses import replace
 
-    from tunecrew.scenarios.runner import run
+    from tunecrew.app.runner import run
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
     from factories import small_task_agent_data
@@ -130,8 +130,8 @@ def test_a_ledger_that_cannot_be_written_stops_the_run_and_keeps_the_training(tm
                                                                               monkeypatch):
     from dataclasses import replace
 
+    from tunecrew.app.runner import run
     from tunecrew.memory.ledger import LedgerError
-    from tunecrew.scenarios.runner import run
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
     from factories import small_task_agent_data

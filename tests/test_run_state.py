@@ -15,9 +15,9 @@ from tunecrew.agents.review import ALIASES, parse_review
 from tunecrew.agents.roles import CREW, ROLES
 from tunecrew.agents.state import Attempt
 from tunecrew.agents.toolkit import Toolkit
-from tunecrew.scenarios.cli import parser
-from tunecrew.scenarios.console import CrewConsole
-from tunecrew.scenarios.runner import RunOptions, prepare
+from tunecrew.app.cli import parser
+from tunecrew.app.console import CrewConsole
+from tunecrew.app.runner import RunOptions, prepare
 from tunecrew.scenarios.task_agent.data import generate
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
 from tunecrew.tools.contracts import DataRecipe, Decision, TrainConfig, TrainResult

@@ -176,7 +176,7 @@ def test_a_bad_train_python_is_a_clear_error_before_any_training(tmp_path, monke
 
 @pytest.mark.parametrize("command", [["run", "task-agent"], ["resume", "some-run"], ["chat", "some-run"]])
 def test_cli_refuses_a_bad_train_python_at_once(tmp_path, capsys, command):
-    from tunecrew.scenarios.cli import main
+    from tunecrew.app.cli import main
 
     code = main([*command, "--train-python", str(tmp_path / "nope"), "--runs-dir", str(tmp_path)])
     assert code == 2

@@ -75,7 +75,9 @@ def parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="the named base models: size, licence, source, cache state")
     models.add_argument("action", nargs="?", choices=["list", "pull"], default="list")
     models.add_argument("name", nargs="?", help="with pull: the model to fetch and convert now")
-    from .task_agent import cli_commands as task_agent_commands  # serve, agent: the trained task agent
+    from tunecrew.scenarios.task_agent import (
+        cli_commands as task_agent_commands,  # serve, agent: the trained task agent
+    )
 
     task_agent_commands.add_parsers(sub)
     from tunecrew.memory import cli as memory_commands  # memory list|search|show|export|import|forget
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         return _models(args)
     if args.command in ("serve", "agent"):
-        from .task_agent.cli_commands import main as task_agent_main
+        from tunecrew.scenarios.task_agent.cli_commands import main as task_agent_main
 
         return task_agent_main(args)
     if args.command == "memory":

@@ -31,6 +31,8 @@ from tunecrew.agents.state import Attempt, RunContext, Wiring
 from tunecrew.agents.toolkit import Toolkit
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
+from tunecrew.scenarios.dataset import with_data
+from tunecrew.scenarios.registry import load_scenario
 from tunecrew.tools.base_models import DEFAULT_BASE_MODEL, TINY
 from tunecrew.tools.base_models import resolve as resolve_base_model
 from tunecrew.tools.contracts import (
@@ -52,8 +54,6 @@ from tunecrew.tools.scenario import Scenario, ScenarioData
 from tunecrew.tools.splits import check_heldout
 
 from .console import CrewConsole
-from .dataset import with_data
-from .registry import load_scenario
 
 # Kept out of --budget's reach for the crew: the report, its plots and the summary after the last attempt.
 FINISH_SECONDS = 20.0
