@@ -18,6 +18,8 @@ from tunecrew.scenarios.registry import load_scenario as _load
 from tunecrew.tools.run_dir import RunDir
 from tunecrew.tools.scenario import Scenario
 
+from .config import CrewConfig, FlagError, RunConfig, add_flags, config_from_args
+
 
 def load_scenario(name: str) -> Scenario:
     try:
@@ -29,48 +31,19 @@ def load_scenario(name: str) -> Scenario:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tunecrew", description="A crew of agents that fine-tunes a model for a domain.")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a scenario end to end")
-    run.add_argument("scenario", nargs="?", help=f"one of: {', '.join(sorted(SCENARIOS))} "
-                     "(leave out with --data: your own dataset)")
-    run.add_argument("--data", metavar="FILE_OR_HUB_ID",
-                     help="a .jsonl/.csv/.parquet file or hub id (owner/name[:config]) instead of the scenario's data")
-    run.add_argument("--columns", metavar="ROLE=COLUMN,...",
-                     help="column mapping when detection fails, "
-                          "e.g. prompt=Question,response=Response,reasoning=Complex_CoT")
-    run.add_argument("--heldout", type=float, metavar="N",
-                     help="held-out rows to score on (N >= 1) or a fraction (< 1); default 10%%, at most 64")
-    run.add_argument("--base-model", metavar="NAME_PATH_OR_HUB_ID",
-                     help="a name from `tunecrew models` (default smollm2-135m, a pretrained model that resolves "
-                          "offline; tiny: a random-init model built from the data, for tests), a local model "
-                          "folder or a hub id")
-    _crew_args(run)
-    run.add_argument("--max-attempts", type=int, help="training attempts at most (default: the scenario's, 3)")
-    run.add_argument("--target", type=float, help="stop when the primary metric reaches this (0-1)")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--budget", type=float, metavar="MINUTES",
-                     help="wall-clock minutes for the whole run: each attempt is sized from the measured training "
-                          "rate to fit (default: the scenario's, 10 for task-agent)")
-    run.add_argument("--attempt-seconds", type=float, help="wall-clock cap per training run (keeps what it learned)")
-    run.add_argument("--judge", action="append", default=[], metavar="PROVIDER[:MODEL]",
-                     help="an LLM judge of held-out replies, e.g. openai:gpt-4.1-mini (repeatable: agreement is "
-                          "reported); default: the Judge agent's provider (offline: a heuristic judge, no LLM)")
-    run.add_argument("--judge-samples", type=int, default=30,
-                     help="held-out samples each judge scores, chosen by --seed (default 30; all when fewer)")
-    run.add_argument("--memory", help="memory store dir or Chroma server URL (default ~/.tunecrew/memory)")
-    run.add_argument("--no-memory", action="store_true", help="neither recall nor remember attempts")
-    run.add_argument("--embedder", default="hashing", help="memory embedder: hashing[:DIM] (default, offline), "
-                     "st:/path/to/model, openai:MODEL or gemini:MODEL; must match the store's")
-    run.add_argument("--runs-dir", default="runs", type=Path, help="where runs/<id>/ is written (default ./runs)")
+    run = sub.add_parser("run", help="run a scenario end to end",
+                         epilog=f"scenarios: {', '.join(sorted(SCENARIOS))}")
+    add_flags(run, RunConfig)  # every flag is a RunConfig field (app/config.py)
     resume = sub.add_parser("resume", help="continue a run at its next unfinished attempt (after a crash or kill)")
     resume.add_argument("run", help="run id (in --runs-dir) or run directory")
     resume.add_argument("--runs-dir", default="runs", type=Path)
     resume.add_argument("--add-attempts", type=int, default=0, help="extend the attempt budget")
-    _crew_args(resume)
+    add_flags(resume, CrewConfig)
     chat = sub.add_parser("chat", help="join a run (finished or stopped) and steer the Planner's decisions")
     chat.add_argument("run", help="run id (in --runs-dir) or run directory")
     chat.add_argument("--runs-dir", default="runs", type=Path)
     chat.add_argument("--add-attempts", type=int, default=0, help="extend the attempt budget")
-    _crew_args(chat)
+    add_flags(chat, CrewConfig)
     sub.add_parser("scenarios", help="list the scenarios")
     models = sub.add_parser("models", help="the named base models: size, licence, source, cache state")
     models.add_argument("action", nargs="?", choices=["list", "pull"], default="list")
@@ -84,25 +57,6 @@ def parser() -> argparse.ArgumentParser:
 
     memory_commands.add_parsers(sub)
     return p
-
-
-def _crew_args(p: argparse.ArgumentParser) -> None:
-    """Who drives the agents and how the run uses this machine; shared by run and resume."""
-    p.add_argument("--provider", default="offline", choices=["offline", "openai", "gemini", "ollama"],
-                   help="who drives the agents (default: offline, a deterministic policy)")
-    p.add_argument("--model", help="LLM name for the provider, e.g. gemini-2.5-flash")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint (vLLM, Ollama, LM Studio, llama.cpp)")
-    p.add_argument("--api-key", help="API key (prefer OPENAI_API_KEY / GEMINI_API_KEY in the environment)")
-    p.add_argument("--agent", action="append", default=[], metavar="ROLE=PROVIDER[:MODEL]",
-                   help="a different provider for one agent, e.g. Planner=openai:gpt-4.1 (repeatable)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: the free cores, at most 4)")
-    p.add_argument("--train-python", metavar="PATH",
-                   help="interpreter that runs training, e.g. .venv-unsloth/bin/python for backend=unsloth "
-                        "(default: $TUNECREW_TRAIN_PYTHON, else this one)")
-    p.add_argument("--interactive", action="store_true",
-                   help="review each Planner decision: approve, edit ('lr 1e-4, rank 8'), +N attempts, stop, or guide")
-    p.add_argument("--quiet", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,26 +115,34 @@ def _run(args: argparse.Namespace) -> int:
 
     from .runner import ResumeError, RunOptions, resume, run
 
-    if (problem := _check_train_python(args) or (_check_run_flags(args) if args.command == "run" else None)):
+    try:
+        crew = config_from_args(RunConfig if args.command == "run" else CrewConfig, args)
+    except FlagError as exc:
+        print(f"tunecrew: {exc}", file=sys.stderr)
+        return 2
+    if args.command != "run" and not 0 <= args.add_attempts <= 50:
+        print(f"tunecrew: --add-attempts {args.add_attempts} must be between 0 and 50", file=sys.stderr)
+        return 2
+    if problem := _check_train_python(crew.train_python):
         print(f"tunecrew: {problem}", file=sys.stderr)
         return 2
-    provider = ProviderSpec(provider=args.provider, model=args.model, base_url=args.base_url, api_key=args.api_key)
-    args.threads = args.threads or free_cores()
+    provider = ProviderSpec(provider=crew.provider, model=crew.model, base_url=crew.base_url, api_key=crew.api_key)
+    threads = crew.threads or free_cores()
     try:
         if args.command in ("resume", "chat"):
-            options = RunOptions(scenario=None, provider=provider, agents=args.agent,  # type: ignore[arg-type]
-                                 threads=args.threads, quiet=args.quiet, train_python=args.train_python,
-                                 interactive=args.interactive or args.command == "chat")
+            options = RunOptions(scenario=None, provider=provider, agents=crew.agent,  # type: ignore[arg-type]
+                                 threads=threads, quiet=crew.quiet, train_python=crew.train_python,
+                                 interactive=crew.interactive or args.command == "chat")
             resume(run_dir_of(args.run, args.runs_dir), options, add_attempts=args.add_attempts)
         else:
+            c: RunConfig = crew
             run(RunOptions(
-                scenario=load_scenario(args.scenario or "custom"), base_model=args.base_model, provider=provider,
-                data=args.data, columns=parse_columns(args.columns) if args.columns else None, heldout=args.heldout,
-                agents=args.agent, max_attempts=args.max_attempts, target=args.target, seed=args.seed,
-                memory=args.memory, use_memory=not args.no_memory, embedder=args.embedder, runs_dir=args.runs_dir,
-                threads=args.threads, quiet=args.quiet, attempt_seconds=args.attempt_seconds,
-                budget_minutes=args.budget, interactive=args.interactive, judges=args.judge,
-                judge_samples=args.judge_samples, train_python=args.train_python,
+                scenario=load_scenario(c.scenario or "custom"), base_model=c.base_model, provider=provider,
+                data=c.data, columns=parse_columns(c.columns) if c.columns else None, heldout=c.heldout,
+                agents=c.agent, max_attempts=c.max_attempts, target=c.target, seed=c.seed, memory=c.memory,
+                use_memory=not c.no_memory, embedder=c.embedder, runs_dir=c.runs_dir, threads=threads, quiet=c.quiet,
+                attempt_seconds=c.attempt_seconds, budget_minutes=c.budget, interactive=c.interactive,
+                judges=c.judge, judge_samples=c.judge_samples, train_python=c.train_python,
             ))
     except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError) as exc:
         print(f"tunecrew: {exc}", file=sys.stderr)
@@ -195,33 +157,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_run_flags(args: argparse.Namespace) -> str | None:
-    if args.max_attempts is not None and not 1 <= args.max_attempts <= 50:
-        return f"--max-attempts {args.max_attempts} must be between 1 and 50"
-    if args.target is not None and not 0 < args.target <= 1:
-        return f"--target {args.target} must be in (0, 1]"
-    if args.scenario is None and args.data is None:
-        return "give a scenario name (tunecrew scenarios lists them) or --data FILE_OR_HUB_ID"
-    if args.columns is not None:
-        try:
-            parse_columns(args.columns)
-        except ValueError as exc:
-            return str(exc)
-    if args.heldout is not None and (args.heldout <= 0 or (args.heldout >= 1 and args.heldout != int(args.heldout))):
-        return f"--heldout {args.heldout} must be a row count (1, 2, ...) or a fraction in (0, 1)"
-    if args.budget is not None and not 1 <= args.budget <= 10_000:
-        return f"--budget {args.budget} must be minutes between 1 and 10000"
-    if args.judge_samples < 1:
-        return f"--judge-samples {args.judge_samples} must be at least 1"
-    return None
-
-
-def _check_train_python(args: argparse.Namespace) -> str | None:
-    if args.train_python:  # checked before any work: a broken interpreter would fail every attempt
+def _check_train_python(train_python: str | None) -> str | None:
+    if train_python:  # checked before any work: a broken interpreter would fail every attempt
         from tunecrew.tools.train import TrainSetupError, resolve_python
 
         try:
-            resolve_python(args.train_python)
+            resolve_python(train_python)
         except TrainSetupError as exc:
             return str(exc)
     return None

@@ -42,3 +42,33 @@ def test_unknown_provider_needs_no_traceback(tmp_path):
 def test_scenarios_lists_the_task_agent(capsys):
     assert main(["scenarios"]) == 0
     assert "task-agent" in capsys.readouterr().out
+
+
+def test_every_run_flag_is_a_run_config_field_and_back():
+    """The flags are generated from RunConfig: each field is one flag, parsed into the same field."""
+    from tunecrew.app.cli import parser
+    from tunecrew.app.config import RunConfig, config_from_args
+
+    run = next(a for a in parser()._actions if a.dest == "command").choices["run"]
+    dests = {a.dest for a in run._actions if a.dest != "help"}
+    assert dests == set(RunConfig.model_fields)
+    argv = ["run", "medical-reasoning", "--seed", "3", "--budget", "5", "--judge", "openai:m", "--judge", "gemini:g",
+            "--no-memory", "--heldout", "0.2", "--max-attempts", "2", "--threads", "1", "--provider", "ollama"]
+    config = config_from_args(RunConfig, parser().parse_args(argv))
+    assert (config.scenario, config.seed, config.budget, config.judge, config.no_memory, config.heldout,
+            config.max_attempts, config.threads, config.provider) == \
+        ("medical-reasoning", 3, 5.0, ["openai:m", "gemini:g"], True, 0.2, 2, 1, "ollama")
+    assert config_from_args(RunConfig, parser().parse_args(["run", "task-agent"])) == RunConfig(scenario="task-agent")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--budget", "nan"], "--budget nan must be a finite number"),
+    (["--threads", "0"], "--threads 0 must be between 1 and 256"),
+    (["--attempt-seconds", "-5"], "--attempt-seconds -5.0 must be above 0"),
+    (["--judge-samples", "0"], "--judge-samples 0 must be at least 1"),
+])
+def test_out_of_range_flags_name_the_flag_and_the_range(argv, message, capsys):
+    from tunecrew.app.cli import main
+
+    assert main(["run", "task-agent", *argv]) == 2
+    assert capsys.readouterr().err.strip() == f"tunecrew: {message}"
