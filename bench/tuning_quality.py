@@ -3,11 +3,12 @@ compared with the default config, random search and Optuna TPE?
 
     python bench/tuning_quality.py --quick                  # smoke: 1 seed, 2 runs, 120 rows (~2 min)
     python bench/tuning_quality.py [--seeds 0,1,2] [--runs 3] [--n-train 240] [--n-heldout 64]
+    python bench/tuning_quality.py --base-model smollm2-135m --attempt-seconds 120 ...   # a real model
 
 Per seed, on the task-agent scenario (data from `generate(seed)`, cut to --n-train/--n-heldout),
 one base model for every method (the tests' tiny Llama, ~0.1M params, random init; --demo-model
-for the demo's 2M one), the same held-out split, the same scoring (the scenario's primary metric,
-trained_phrasing/tool_accuracy):
+for the demo's 2M one; --base-model NAME for a `tunecrew models` name or folder such as
+smollm2-135m), the same held-out split, the same scoring (the scenario's primary metric):
 
 - crew:    the offline crew (rule-based policy), max_attempts=N, memory off, target 1.0 so that it
            keeps going; if its Planner stops early, the runs it used are reported as they are.
@@ -25,6 +26,12 @@ sequence length) they keep; so they start from the policy's sizing but not from 
 Every baseline trial goes through the crew's own tools (`Toolkit.propose_config` -> `train` ->
 `evaluate`: the same validation, training subprocess, persona and scoring) without the agents.
 The score of a method is the best held-out score over its runs (what a person would ship).
+
+--attempt-seconds caps every training run of every method at the same wall time (the train tool
+stops there and keeps what it learned): on a CPU a pretrained model's planned runs are far longer
+than a bench can wait for. The crew also has the scenario's --budget (10 min for the whole run)
+unless --crew-budget-minutes says otherwise; the baselines have no run budget, so to compare at
+equal runs give the crew a budget that the per-run cap, not the budget, binds.
 """
 
 from __future__ import annotations
@@ -78,13 +85,14 @@ def make_scenario(n_train: int, n_heldout: int, runs: int):
     return replace(SCENARIO, build_data=build, max_attempts=runs)
 
 
-def run_crew(scenario, base_model: str, seed: int, runs: int, out: Path, threads: int) -> Outcome:
-    from tunecrew.scenarios.runner import RunOptions, run
+def run_crew(scenario, base_model: str, seed: int, runs: int, out: Path, threads: int,
+             attempt_seconds: float | None = None, budget_minutes: float | None = None) -> Outcome:
+    from tunecrew.app.runner import RunOptions, run
 
     t0 = time.monotonic()
     outcome = run(RunOptions(scenario=scenario, base_model=base_model, seed=seed, use_memory=False, runs_dir=out,
                              run_id=f"crew-s{seed}", quiet=True, threads=threads, max_attempts=runs,
-                             target=CREW_TARGET))
+                             target=CREW_TARGET, attempt_seconds=attempt_seconds, budget_minutes=budget_minutes))
     result = Outcome("crew", seed, wall=time.monotonic() - t0)
     for r in outcome.records:
         result.scores.append(r.score)
@@ -98,55 +106,62 @@ class Trials:
     """One seed's baseline trials through the crew's tools, without the agents: same data, base
     model, persona (the offline Domain Expert's choice), validation, training and scoring."""
 
-    def __init__(self, scenario, base_model: str, seed: int, out: Path, run_id: str, threads: int):
+    def __init__(self, scenario, base_model: str, seed: int, out: Path, run_id: str, threads: int,
+                 attempt_seconds: float | None = None):
         from tunecrew.agents import policy
+        from tunecrew.agents.answers import DomainCandidates
         from tunecrew.agents.toolkit import Toolkit
-        from tunecrew.scenarios.console import CrewConsole
-        from tunecrew.scenarios.runner import RunOptions, prepare
+        from tunecrew.app.console import CrewConsole
+        from tunecrew.app.runner import RunOptions, prepare
         from tunecrew.tools.contracts import TrainConfig
 
         self.ctx = prepare(RunOptions(scenario=scenario, base_model=base_model, seed=seed, use_memory=False,
-                                      runs_dir=out, run_id=run_id, quiet=True, threads=threads),
+                                      runs_dir=out, run_id=run_id, quiet=True, threads=threads,
+                                      attempt_seconds=attempt_seconds),
                            CrewConsole(quiet=True))
         self.tk = Toolkit(self.ctx)
         self.tk.profile_dataset()
-        top = json.loads(self.tk.detect_domain())["candidates"][0]
-        self.tk.write_domain_card(top["domain"], top["persona"], top["evidence"], min(1.0, top["score"]))
-        args, _ = policy.initial_config(json.loads(self.tk.recall_attempts()))
+        found = self.tk.detect_domain()
+        assert isinstance(found, DomainCandidates), found
+        top = found.candidates[0]
+        self.tk.write_domain_card(top.domain, top.persona, top.evidence, min(1.0, top.score))
         # The crew's first config (what the offline Tuner proposes): the centre of the search space.
-        self.crew_first = TrainConfig.model_validate({**{k: v for k, v in args.items() if k != "max_rows"},
-                                                      "data": {"max_rows": args["max_rows"]}})
+        self.crew_first: TrainConfig
+        self.crew_first, _ = policy.initial_config(self.tk.brief())
 
     def score(self, config, attempt: int) -> tuple[float | None, object]:
         """Propose, train and evaluate one config as attempt `attempt`; (score, report or refusal)."""
-        from tunecrew.agents import policy
+        from tunecrew.agents.state import Attempt
 
         ctx = self.ctx
-        ctx.attempt, ctx.config, ctx.result, ctx.report = attempt, None, None, None
+        ctx.current = Attempt(attempt)
         ctx.rejections = 0  # a refusal is reported as such, never replaced by the policy's fallback config
-        answer = json.loads(self.tk.propose_config(**policy._args(config)))
-        if not answer.get("accepted"):
-            return None, answer
+        answer = self.tk.propose_config(config)
+        if not answer.accepted:
+            return None, answer.model_dump(exclude_none=True)
         self.tk.train()
         self.tk.evaluate()
-        return (ctx.report.score if ctx.report else None), ctx.report
+        report = ctx.current.report
+        return (report.score if report else None), report
 
 
-def run_default(scenario, base_model: str, seed: int, out: Path, threads: int) -> Outcome:
+def run_default(scenario, base_model: str, seed: int, out: Path, threads: int,
+                attempt_seconds: float | None = None) -> Outcome:
     from tunecrew.tools.contracts import TrainConfig
 
     t0 = time.monotonic()
-    trials = Trials(scenario, base_model, seed, out, f"default-s{seed}", threads)
+    trials = Trials(scenario, base_model, seed, out, f"default-s{seed}", threads, attempt_seconds)
     config = TrainConfig()
     score, report = trials.score(config, 1)
     return _outcome("default", seed, [(config, score, report)], time.monotonic() - t0)
 
 
-def run_search(sampler: str, scenario, base_model: str, seed: int, runs: int, out: Path, threads: int) -> Outcome:
+def run_search(sampler: str, scenario, base_model: str, seed: int, runs: int, out: Path, threads: int,
+               attempt_seconds: float | None = None) -> Outcome:
     from tunecrew.tools.search import suggest_next
 
     t0 = time.monotonic()
-    trials = Trials(scenario, base_model, seed, out, f"{sampler}-s{seed}", threads)
+    trials = Trials(scenario, base_model, seed, out, f"{sampler}-s{seed}", threads, attempt_seconds)
     done = []
     for attempt in range(1, runs + 1):
         config = suggest_next([(c, s) for c, s, _ in done], trials.crew_first, seed, sampler)
@@ -207,6 +222,12 @@ def main(argv: list[str] | None = None) -> dict[str, list[Outcome]]:
                                                  "--quick 16)")
     p.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
     p.add_argument("--demo-model", action="store_true", help="the demo's 2M-param tiny model instead of ~0.1M")
+    p.add_argument("--base-model", help="a `tunecrew models` name or model folder (e.g. smollm2-135m) for every "
+                                        "method, instead of a tiny random-init Llama")
+    p.add_argument("--attempt-seconds", type=float, help="wall cap on every training run of every method "
+                                                         "(default: none)")
+    p.add_argument("--crew-budget-minutes", type=float, help="the crew's --budget for its whole run (default: "
+                                                             "the scenario's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, help="keep runs here (default: a temporary dir)")
     args = p.parse_args(argv)
@@ -219,28 +240,30 @@ def main(argv: list[str] | None = None) -> dict[str, list[Outcome]]:
     if unknown:
         p.error(f"--methods: unknown {sorted(unknown)}; choose from {','.join(METHODS)}")
 
-    from tunecrew.scenarios.runner import _quiet_libraries
+    from tunecrew.app.runner import _quiet_libraries
 
     _quiet_libraries()
     out = args.out or Path(tempfile.mkdtemp(prefix="tunecrew-tuning-quality-"))
     out.mkdir(parents=True, exist_ok=True)
     scenario = make_scenario(n_train, n_heldout, runs)
-    base_model = build_base_model(out / "base_model", scenario, args.demo_model)
+    base_model = args.base_model or build_base_model(out / "base_model", scenario, args.demo_model)
     print(f"machine: {_common.machine()}")
     print(f"tuning quality: task-agent, {n_train} train rows, {n_heldout} held-out, base model {base_model}, "
           f"{runs} training runs per method (default: 1), seeds {seeds}, threads {args.threads}, metric "
-          f"{scenario.primary_metric} (best over a method's runs)", flush=True)
+          f"{scenario.primary_metric} (best over a method's runs), cap per training run {args.attempt_seconds} s, "
+          f"crew budget {args.crew_budget_minutes or scenario.budget_minutes} min", flush=True)
 
     results: dict[str, list[Outcome]] = {m: [] for m in methods}
     for seed in seeds:
         d = out / f"seed{seed}"
         for method in methods:
             if method == "crew":
-                o = run_crew(scenario, base_model, seed, runs, d, args.threads)
+                o = run_crew(scenario, base_model, seed, runs, d, args.threads, args.attempt_seconds,
+                             args.crew_budget_minutes)
             elif method == "default":
-                o = run_default(scenario, base_model, seed, d, args.threads)
+                o = run_default(scenario, base_model, seed, d, args.threads, args.attempt_seconds)
             else:
-                o = run_search(method, scenario, base_model, seed, runs, d, args.threads)
+                o = run_search(method, scenario, base_model, seed, runs, d, args.threads, args.attempt_seconds)
             results[method].append(o)
             print(f"seed {seed} {method:7s} best {_fmt(o.best)} on {o.split} (n={o.samples}) in {len(o.scores)} "
                   f"run(s), {o.wall:.0f} s: " + "; ".join(f"{c} -> {_fmt(s)}" for c, s in zip(o.configs, o.scores)),
