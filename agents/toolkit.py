@@ -370,7 +370,7 @@ class Toolkit:
         log.warning(note)
         return self._accept_config(config, self._feasibility(config), fallback=note)
 
-    def train(self) -> TrainAnswer | ToolError:
+    async def train(self) -> TrainAnswer | ToolError:
         """Train the accepted config in a separate process. Returns status (ok/oom/nan/diverged/error),
         steps, losses, throughput and any error text."""
         ctx = self.ctx
@@ -380,14 +380,15 @@ class Toolkit:
         if attempt.result is not None:
             return ToolError(error=f"attempt {attempt.number} is already trained")
         try:
-            train_file = self._recipe_file(attempt.config)
+            train_file = await asyncio.to_thread(self._recipe_file, attempt.config)
         except ValueError as exc:  # e.g. no pair could be made: the Tuner can change the recipe
             attempt.result = TrainResult(status="error", error=str(exc))
             return TrainAnswer(attempt=attempt.number, status="error", error=str(exc))
         source = self._continued() if attempt.config.continue_training else None
         job = self._job(attempt.config, train_file, ctx.attempt_dir.path, max_wall_seconds=self._wall_cap(),
                         init_adapter=source.result.adapter_path if source else None)
-        result = run_training(job, on_event=ctx.wiring.on_train_event)
+        # The worker process trains; a thread waits on it, off the crew's event loop.
+        result = await asyncio.to_thread(run_training, job, on_event=ctx.wiring.on_train_event)
         before = (source.result.steps_from_base or source.result.steps) if source else 0
         attempt.result = r = result.model_copy(update={
             "estimated_seconds": attempt.estimate, "steps_from_base": before + result.steps,
@@ -478,7 +479,7 @@ class Toolkit:
 
     # ------------------------------------------------------------------ Judge
 
-    def evaluate(self) -> EvalAnswer | ToolError:
+    async def evaluate(self) -> EvalAnswer | ToolError:
         """Generate replies for the held-out split with the trained model and score them; returns
         metrics overall and per group, sample count, seed, a few failing examples, and the LLM
         judge's 1-10 means (accuracy, reasoning, completeness, clarity) for this attempt and for the
@@ -490,46 +491,57 @@ class Toolkit:
         if attempt.report is not None:
             return ToolError(error=f"already evaluated: {attempt.report.metrics}")
         judging = ctx.judge_panel is not None
-        if ctx.baseline is None or (judging and ctx.judge_baseline is None):
-            # What the attempts are measured against: the untuned model, scored and judged once per run.
-            ctx.baseline, base_replies = self._score(load_model(ctx.base.name, None, threads=ctx.wiring.threads),
-                                                     system_prompt=ctx.baseline_system_prompt)
-            if judging:
-                ctx.judge_baseline = self._judge(base_replies, "base model", ctx.run.judge_baseline)
-                ctx.baseline = self._with_rubric(ctx.baseline, ctx.judge_baseline)
-            write_model(ctx.run.baseline, ctx.baseline)
+        adapter = attempt.result.adapter_path
+        baseline = await self._scored_baseline()
         started = time.monotonic()
-        report, replies = self._score(load_model(ctx.base.name, attempt.result.adapter_path,
-                                                 threads=ctx.wiring.threads))
-        judged = self._judge(replies, f"attempt {attempt.number}", ctx.attempt_dir.judge) if judging else None
+        # Loading and generating are CPU work: a thread does them, off the crew's event loop.
+        report, replies = await asyncio.to_thread(self._score, adapter)
+        judged = await self._judge(replies, f"attempt {attempt.number}", ctx.attempt_dir.judge) if judging else None
         attempt.report = r = self._with_rubric(report, judged)
         ctx.eval_seconds = time.monotonic() - started
         write_model(ctx.attempt_dir.eval, r)
         return EvalAnswer(split=r.split, samples=r.samples, seed=r.seed, metrics=r.metrics,
-                          base_model_metrics=ctx.baseline.metrics, primary_metric=r.primary_metric,
+                          base_model_metrics=baseline.metrics, primary_metric=r.primary_metric,
                           target=ctx.spec.target, groups={g: m.model_dump() for g, m in r.groups.items()},
                           failures=[f.model_dump() for f in r.failures[:4]],
                           rubric_metrics=ctx.scenario.rubric_metrics,
                           llm_judge=compact(judged) if judged else None,
                           llm_judge_base_model=compact(ctx.judge_baseline) if judged and ctx.judge_baseline else None)
 
-    def _score(self, loaded: Any, system_prompt: str | None = None) -> tuple[EvalReport, list[str]]:
+    async def _scored_baseline(self) -> EvalReport:
+        """What the attempts are measured against: the untuned model on the same split, scored (and
+        judged) once per run."""
+        ctx = self.ctx
+        judging = ctx.judge_panel is not None
+        if ctx.baseline is not None and not (judging and ctx.judge_baseline is None):
+            return ctx.baseline
+        report, replies = await asyncio.to_thread(self._score, None, ctx.baseline_system_prompt)
+        if judging:
+            ctx.judge_baseline = await self._judge(replies, "base model", ctx.run.judge_baseline)
+            report = self._with_rubric(report, ctx.judge_baseline)
+        ctx.baseline = report
+        write_model(ctx.run.baseline, report)
+        return report
+
+    def _score(self, adapter: str | None, system_prompt: str | None = None) -> tuple[EvalReport, list[str]]:
+        """Load the base model (with `adapter`, if any), generate for the held-out rows, score them."""
         ctx = self.ctx
         assert ctx.scenario.scorer is not None
+        loaded = load_model(ctx.base.name, adapter, threads=ctx.wiring.threads)
         return evaluate_with_replies(loaded, ctx.data.heldout, ctx.scenario.scorer,
                                      system_prompt=system_prompt or ctx.system_prompt,
                                      split=ctx.data.heldout_split, seed=ctx.spec.seed,
                                      primary_metric=ctx.scenario.primary_metric, leak_check=ctx.leak,
                                      max_new_tokens=ctx.scenario.max_new_tokens)
 
-    def _judge(self, replies: list[str], subject: str, path: Path) -> JudgeReport | None:
+    async def _judge(self, replies: list[str], subject: str, path: Path) -> JudgeReport | None:
         """The LLM judge on the run's samples (same seed, so the same rows for base and attempts)."""
         ctx = self.ctx
         assert ctx.judge_panel is not None
         try:
-            report = ctx.judge_panel.judge(samples_from_rows(ctx.data.heldout, replies),
-                                           ctx.domain.persona if ctx.domain else "", seed=ctx.spec.seed,
-                                           subject=subject, split=ctx.data.heldout_split)
+            report = await ctx.judge_panel.judge(samples_from_rows(ctx.data.heldout, replies),
+                                                 ctx.domain.persona if ctx.domain else "", seed=ctx.spec.seed,
+                                                 subject=subject, split=ctx.data.heldout_split)
         except Exception as exc:  # the judge adds evidence; the metrics stand without it
             note = f"{subject}: the LLM judge failed ({type(exc).__name__}: {str(exc)[:200]}); metrics only"
             ctx.current.notes.append(note)

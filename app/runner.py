@@ -216,6 +216,8 @@ async def run_crew(ctx: RunContext, clients: dict[str, ChatCompletionClient], co
     finally:
         for client in clients.values():
             await client.close()
+        if ctx.judge_panel is not None:  # its clients live on this loop: closed here, before it ends
+            await ctx.judge_panel.close()
 
 
 def _quiet_libraries() -> None:
@@ -361,10 +363,7 @@ def resume(folder: Path | RunDir, options: RunOptions, add_attempts: int = 0) ->
         console.note(f"run {ctx.spec.run_id} is finished ({len(ctx.records)} attempts); "
                      "`tunecrew chat` with --add-attempts continues it")
     else:
-        try:
-            asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx), input_func=options.input_func))
-        finally:
-            ctx.judge_panel.close()
+        asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx), input_func=options.input_func))
     report = write_report(ctx.run.path, ctx.spec, ctx.records, baseline=ctx.baseline)
     console.summary(ctx, report)
     return RunOutcome(run_dir=ctx.run.path, spec=ctx.spec, records=ctx.records, report=report)
@@ -382,10 +381,7 @@ def run(options: RunOptions) -> RunOutcome:
     ctx.judge_panel = panel
     ctx.deadline = started + ctx.spec.budget_s - FINISH_SECONDS if ctx.spec.budget_s else None
     console.header(ctx)
-    try:
-        asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))
-    finally:
-        panel.close()
+    asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))
     report = write_report(ctx.run.path, ctx.spec, ctx.records, baseline=ctx.baseline)
     console.summary(ctx, report)
     return RunOutcome(run_dir=ctx.run.path, spec=ctx.spec, records=ctx.records, report=report)

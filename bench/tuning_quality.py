@@ -37,6 +37,7 @@ equal runs give the crew a budget that the per-run cap, not the budget, binds.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -139,8 +140,8 @@ class Trials:
         answer = self.tk.propose_config(config)
         if not answer.accepted:
             return None, answer.model_dump(exclude_none=True)
-        self.tk.train()
-        self.tk.evaluate()
+        asyncio.run(self.tk.train())
+        asyncio.run(self.tk.evaluate())
         report = ctx.current.report
         return (report.score if report else None), report
 

@@ -215,20 +215,20 @@ def test_the_persona_rubric_and_schema_reach_the_judge_model():
     assert "response_format" not in text  # no structured output: the schema is in the prompt only
 
 
-def test_the_panel_is_called_from_tool_threads_of_different_event_loops():
-    """The crew calls tools in worker threads of its own loop; the panel's clients keep one loop."""
+def test_the_panel_judges_on_the_crews_loop_and_closes_its_clients_there():
+    """The evaluate tool awaits the panel on the crew's loop, where the judges' HTTP clients live."""
     with JudgeServer(lambda m, q, r: verdict(4)) as server:
         panel = JudgePanel({"j": server.client("j")}, n=2)
 
-        async def tool_call() -> float:
-            report = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: panel.judge(samples(3), PERSONA, seed=0, subject="base model", split="s"))
-            return report.judges[0].means["accuracy"]
+        async def crew() -> list[float]:
+            try:  # the base model, then an attempt: one loop, one HTTP client
+                reports = [await panel.judge(samples(3), PERSONA, seed=0, subject=s, split="s")
+                           for s in ("base model", "attempt 1")]
+            finally:
+                await panel.close()
+            return [r.judges[0].means["accuracy"] for r in reports]
 
-        try:
-            assert run(tool_call()) == 4.0 and run(tool_call()) == 4.0  # two loops, one HTTP client
-        finally:
-            panel.close()
+        assert run(crew()) == [4.0, 4.0]
     assert len(server.bodies) == 4
 
 

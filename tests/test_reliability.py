@@ -4,6 +4,7 @@ fix, or in a recovery that loses no finished attempt. Nothing here trains: all f
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
@@ -343,7 +344,7 @@ def test_tools_write_only_inside_the_run_dir(tmp_path, monkeypatch):
     toolkit.write_domain_card(domain="tasks", persona="You are a task agent that calls tools.", evidence=[],
                               confidence=0.9)
     assert seen(toolkit.propose(PROPOSAL))["accepted"]
-    toolkit.train()
+    asyncio.run(toolkit.train())
     toolkit.decide("stop", reason="done")
     run_dir = ctx.run.path.resolve()
     for path in set(tmp_path.rglob("*")) - before:

@@ -3,6 +3,7 @@ every noun that used to be declared several times now comes from one definition.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -56,7 +57,7 @@ def test_the_seed_on_the_command_line_reaches_the_training_job(tmp_path, tiny_mo
     assert brief.seed == 7
     config, _ = policy.initial_config(brief)
     assert toolkit.propose(config.model_dump()).accepted
-    toolkit.train()
+    asyncio.run(toolkit.train())
     assert jobs[0].config.seed == 7
 
 

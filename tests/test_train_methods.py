@@ -7,6 +7,7 @@ the result with the evaluation's `load_model`, so an adapter the Judge cannot re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import stat
@@ -122,7 +123,7 @@ def test_train_tool_applies_the_nat_recipe_into_the_attempt_dir(tiny_model, task
     assert answer["accepted"], answer
     assert ctx.current.config.data.negative_ratio == 2.0
     ctx.current.config = ctx.current.config.with_changes({"max_steps": 3})
-    out = seen(toolkit.train())
+    out = seen(asyncio.run(toolkit.train()))
     assert out["status"] == "ok", out
     job = json.loads((ctx.attempt_dir.path / "job.json").read_text())
     nat_file = Path(job["train_file"])

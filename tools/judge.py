@@ -16,12 +16,11 @@ import contextlib
 import json
 import random
 import re
-import threading
 import time
 import warnings
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from autogen_core.models import AssistantMessage, ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -292,53 +291,29 @@ def compact(report: JudgeReport) -> dict[str, Any]:
             **({"agreement": report.agreement_summary} if report.agreement_summary else {})}
 
 
-# --------------------------------------------------------------------------- sync edge
-
-T = TypeVar("T")
+# --------------------------------------------------------------------------- the run's panel
 
 
 class JudgePanel:
-    """The run's judges, called from the crew's sync tools.
-
-    Tools run in AutoGen's worker threads while its event loop waits on them, and an HTTP client
-    belongs to the loop it first ran on. So the panel owns one event loop in its own thread for the
-    whole run: every judging call, and the clients' close, run there.
-    """
+    """The run's judges and how many samples each scores. The crew's evaluate tool awaits it on the
+    crew's own event loop, where the judges' HTTP clients live; the runner closes it there too."""
 
     def __init__(self, judges: dict[str, ChatCompletionClient], n: int = DEFAULT_SAMPLES,
                  retries: int = DEFAULT_RETRIES, concurrency: int = DEFAULT_CONCURRENCY):
         if not judges:
             raise ValueError("a judge panel needs at least one judge")
         self.judges, self.n, self.retries, self.concurrency = judges, n, retries, concurrency
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
     @property
     def names(self) -> list[str]:
         return list(self.judges)
 
-    def judge(self, samples: Sequence[JudgeSample], persona: str, *, seed: int, subject: str,
-              split: str) -> JudgeReport:
-        return self._run(judge_samples(self.judges, samples, persona, self.n, seed, subject=subject, split=split,
-                                       retries=self.retries, concurrency=self.concurrency))
+    async def judge(self, samples: Sequence[JudgeSample], persona: str, *, seed: int, subject: str,
+                    split: str) -> JudgeReport:
+        return await judge_samples(self.judges, samples, persona, self.n, seed, subject=subject, split=split,
+                                   retries=self.retries, concurrency=self.concurrency)
 
-    def close(self) -> None:
-        if self._loop is None:
-            return
+    async def close(self) -> None:
         for client in self.judges.values():
             with contextlib.suppress(Exception):  # closing is best effort at the end of a run
-                self._run(client.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        assert self._thread is not None
-        self._thread.join(timeout=5)
-        self._loop.close()
-        self._loop = self._thread = None
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        with self._lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(target=self._loop.run_forever, name="tunecrew-judge", daemon=True)
-                self._thread.start()
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+                await client.close()
