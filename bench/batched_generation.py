@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
+import _common
 
 
 def main() -> None:
@@ -42,7 +42,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tunecrew-bench-gen-"))
     if args.base_model == "tiny":
         texts = [m["content"] for r in data.train for m in r["messages"]] + [INSTRUCTION]
-        model, label = _common.tiny_model(tmp / "model", texts), "tiny llama (random init: every reply runs to max_new_tokens)"
+        model = _common.tiny_model(tmp / "model", texts)
+        label = "tiny llama (random init: every reply runs to max_new_tokens)"
     else:
         from tunecrew.tools.base_models import resolve
 
@@ -66,7 +67,7 @@ def main() -> None:
 
     tok = loaded.tokenizer
     n_tokens = sum(len(tok(r, add_special_tokens=False)["input_ids"]) for r in batched)
-    mismatches = sum(a != b for a, b in zip(batched, single))
+    mismatches = sum(a != b for a, b in zip(batched, single, strict=True))
     print(_common.table(["mode", "seconds", "prompts/s", "generated tokens/s"], [
         [f"batched (batch_size={args.batch})", t_batched, len(prompts) / t_batched, n_tokens / t_batched],
         ["per-sample loop", t_single, len(prompts) / t_single, n_tokens / t_single],

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402,F401  (offline environment defaults)
+import _common  # noqa: F401  (offline environment defaults)
 
 TOKEN = "bench-token"
 REPLY = "<analysis>List.</analysis><action>list_tasks()</action>"
@@ -122,7 +122,7 @@ async def probe_while(url: str, load: subprocess.Popen, args: argparse.Namespace
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:

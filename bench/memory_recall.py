@@ -18,9 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DOMAINS, make_domain_record, make_hardware, make_profile  # noqa: E402
-from tunecrew.memory.store import AttemptMemory, recall_query  # noqa: E402
-from tunecrew.tools.contracts import AttemptRecord, DomainCard  # noqa: E402
+from tunecrew.memory.store import AttemptMemory, recall_query
+from tunecrew.tools.contracts import AttemptRecord, DomainCard
+
+from _common import DOMAINS, make_domain_record, make_hardware, make_profile
 
 OUTCOMES = [("ok", "good", 0.9), ("ok", "underfit", 0.3), ("ok", "overfit", 0.5), ("oom", "oom", None)]
 
@@ -42,7 +43,7 @@ def records(n: int, rng: random.Random) -> list[AttemptRecord]:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ Nothing is downloaded; the store is a temporary directory unless --dir is given.
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import resource
 import shutil
@@ -28,9 +29,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import DOMAINS, make_domain_record, make_hardware, make_profile, table  # noqa: E402
 from tunecrew.memory.store import AttemptMemory, recall_query  # noqa: E402
 from tunecrew.tools.contracts import AttemptRecord, DomainCard  # noqa: E402
+
+from _common import DOMAINS, make_domain_record, make_hardware, make_profile, table  # noqa: E402
 
 OUTCOMES = [("ok", "good", 0.9), ("ok", "underfit", 0.3), ("ok", "overfit", 0.5), ("ok", "format", 0.2),
             ("oom", "oom", None), ("nan", "unstable", None)]
@@ -77,7 +79,7 @@ def queries(n: int, rng: random.Random) -> list[tuple[str, str, str]]:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure(memory: AttemptMemory, qs: list[tuple[str, str, str]]) -> dict[str, object]:
@@ -131,7 +133,8 @@ def main() -> None:
             assert memory.count() == size, (memory.count(), size)
             m = measure(memory, qs)
             stats[size] = m
-            rows.append([size, f"{insert_s:.1f}", f"{1000 * insert_s / max(1, size - (rows and rows[-1][0] or 0)):.2f}",
+            added = max(1, size - ((rows and rows[-1][0]) or 0))
+            rows.append([size, f"{insert_s:.1f}", f"{1000 * insert_s / added:.2f}",
                          statistics.median(m["embed"]), statistics.median(m["recall"]), pct(m["recall"], 0.95),
                          max(m["recall"]), statistics.median(m["tuner"]), pct(m["tuner"], 0.95),
                          f"{m['wrong']}/{5 * len(qs)}", f"{dir_mb(Path(location)):.0f}",
@@ -145,7 +148,7 @@ def main() -> None:
                  "recall max ms", "tuner p50 ms", "tuner p95 ms", "off-domain hits", "store MB", "max RSS MB"],
                 rows))
     print("\ngrowth (p50 / p95 of recall, tuner recall) between sizes:")
-    for small, big in zip(sizes, sizes[1:]):
+    for small, big in itertools.pairwise(sizes):
         a, b = stats[small], stats[big]
         p50 = statistics.median(b["recall"]) / statistics.median(a["recall"])
         print(f"  {small} -> {big} ({big / small:g}x records): recall p50 x{p50:.2f}, "

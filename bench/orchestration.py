@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
+import _common
 
 TIMES: dict[str, list[float]] = collections.defaultdict(list)
 
@@ -68,15 +68,14 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    from tunecrew.app import runner
-    from tunecrew.tools.scenario import ScenarioData
-    from tunecrew.scenarios.task_agent.data import generate
-    from tunecrew.scenarios.task_agent.scenario import SCENARIO
-
     from tunecrew.agents import toolkit as tk
+    from tunecrew.app import runner
     from tunecrew.memory.ledger import Ledger
     from tunecrew.memory.store import AttemptMemory
+    from tunecrew.scenarios.task_agent.data import generate
+    from tunecrew.scenarios.task_agent.scenario import SCENARIO
     from tunecrew.tools.judge import JudgePanel
+    from tunecrew.tools.scenario import ScenarioData
 
     # The ML work, as the Toolkit calls it (module globals: the tools' own signatures stay intact).
     tk.run_training = timed("train (subprocess)", tk.run_training)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
+import _common
 
 PLAIN_TRL = r'''
 import json, sys, time
@@ -73,9 +73,9 @@ def tool_run(model: str, train_file: Path, out: Path, args, *, packing: bool, st
     from tunecrew.tools.contracts import TrainConfig
     from tunecrew.tools.train import TrainJob, run_training
 
-    config = TrainConfig(method="lora", lora_rank=8, lora_alpha=16, train_embeddings=args.embeddings, learning_rate=3e-3,
-                         lr_scheduler="constant", warmup_ratio=0.0, batch_size=args.batch, max_steps=steps,
-                         epochs=epochs, max_seq_length=seq, packing=packing, eval_fraction=0.0, seed=0,
+    config = TrainConfig(method="lora", lora_rank=8, lora_alpha=16, train_embeddings=args.embeddings,
+                         learning_rate=3e-3, lr_scheduler="constant", warmup_ratio=0.0, batch_size=args.batch,
+                         max_steps=steps, epochs=epochs, max_seq_length=seq, packing=packing, eval_fraction=0.0, seed=0,
                          data={"dedup": False})
     job = TrainJob(config=config, base_model=model, train_file=str(train_file), output_dir=str(out),
                    system_prompt=SYSTEM, threads=args.threads)
@@ -105,11 +105,12 @@ def plain_run(model: str, train_file: Path, out: Path, args, *, steps: int, seq:
     wall = time.monotonic() - t0
     if proc.returncode != 0:
         raise SystemExit(f"plain TRL script failed:\n{proc.stderr[-3000:]}")
-    line = [l for l in proc.stdout.splitlines() if l.startswith("{")][-1]
+    line = [out for out in proc.stdout.splitlines() if out.startswith("{")][-1]
     return {**json.loads(line), "wall_s": wall}
 
 
-SYSTEM = "You are a task-management assistant. Answer <analysis>…</analysis> then <action>…</action> or <final>…</final>."
+SYSTEM = ("You are a task-management assistant. Answer <analysis>…</analysis> then <action>…</action> "
+          "or <final>…</final>.")
 
 
 def main() -> None:
@@ -154,10 +155,10 @@ def main() -> None:
         script.write_text(PLAIN_TRL)
         tool, plain = [], []
         for i in range(args.repeats):  # ABBA order: a drift in the machine's load hits both sides alike
-            runs = [lambda: tool.append(tool_run(model, train_file, tmp / f"tool{i}", args, packing=False,
-                                                 steps=args.steps, seq=256)),
-                    lambda: plain.append(plain_run(model, train_file, tmp / f"plain{i}", args, steps=args.steps,
-                                                   seq=256, script=script))]
+            runs = [lambda i=i: tool.append(tool_run(model, train_file, tmp / f"tool{i}", args, packing=False,
+                                                     steps=args.steps, seq=256)),
+                    lambda i=i: plain.append(plain_run(model, train_file, tmp / f"plain{i}", args, steps=args.steps,
+                                                       seq=256, script=script))]
             for run in runs if i % 2 == 0 else runs[::-1]:
                 run()
         # TRL's SFTConfig defaults to bf16=True, also on a CPU: autocast that this CPU has no fast bf16

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -51,7 +50,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
+import _common
 
 METHODS = ("crew", "default", "random", "tpe")
 CREW_TARGET = 1.0  # out of reach for these models (they top out near 0.8): the crew spends its runs
@@ -74,9 +73,9 @@ class Outcome:
 
 
 def make_scenario(n_train: int, n_heldout: int, runs: int):
-    from tunecrew.tools.scenario import ScenarioData
     from tunecrew.scenarios.task_agent.data import generate
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
+    from tunecrew.tools.scenario import ScenarioData
 
     def build(seed: int) -> ScenarioData:
         d = generate(seed=seed, n_train=n_train, n_heldout=n_heldout)
@@ -266,9 +265,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[Outcome]]:
             else:
                 o = run_search(method, scenario, base_model, seed, runs, d, args.threads, args.attempt_seconds)
             results[method].append(o)
+            tried = "; ".join(f"{c} -> {_fmt(s)}" for c, s in zip(o.configs, o.scores, strict=False))
             print(f"seed {seed} {method:7s} best {_fmt(o.best)} on {o.split} (n={o.samples}) in {len(o.scores)} "
-                  f"run(s), {o.wall:.0f} s: " + "; ".join(f"{c} -> {_fmt(s)}" for c, s in zip(o.configs, o.scores)),
-                  flush=True)
+                  f"run(s), {o.wall:.0f} s: {tried}", flush=True)
 
     rows = [[o.method, o.seed, _fmt(o.best), len(o.scores), f"{o.wall:.0f}"] for m in methods for o in results[m]]
     print()

@@ -46,7 +46,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
+import _common
 
 TOOLS = ("add_task", "list_tasks", "complete_task")  # the second project's agent calls only these
 SECOND_SEED_OFFSET = 1000  # the second project's data come from another generator seed
@@ -55,8 +55,8 @@ SECOND_SEED_OFFSET = 1000  # the second project's data come from another generat
 def task_agent_data(n_train: int, n_heldout: int, seed_offset: int = 0):
     """The five-kind task agent as shipped; with `seed_offset` (the next dataset of the same kind)
     generated with another seed: other titles, names, users and dates."""
-    from tunecrew.tools.scenario import ScenarioData
     from tunecrew.scenarios.task_agent.data import generate
+    from tunecrew.tools.scenario import ScenarioData
 
     def build(seed: int) -> ScenarioData:
         d = generate(seed=seed + seed_offset, n_train=n_train, n_heldout=n_heldout)
@@ -68,9 +68,9 @@ def task_agent_data(n_train: int, n_heldout: int, seed_offset: int = 0):
 
 def second_data(n_train: int, n_heldout: int):
     """Tool-call rows only (3 of the 5 intent kinds), generated with another seed, cut to n_train/n_heldout."""
-    from tunecrew.tools.scenario import ScenarioData
     from tunecrew.scenarios.task_agent.contract import parse_reply
     from tunecrew.scenarios.task_agent.data import generate
+    from tunecrew.tools.scenario import ScenarioData
 
     def keep(row: dict) -> bool:
         parsed = parse_reply(row["messages"][-1]["content"])
