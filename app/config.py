@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -100,6 +101,17 @@ class RunConfig(CrewConfig):
     def _columns(cls, value: str | None) -> str | None:
         if value is not None:
             parse_columns(value)  # its ValueError names the bad role or pair
+        return value
+
+    @field_validator("runs_dir")
+    @classmethod
+    def _writable_folder(cls, value: Path) -> Path:
+        """Checked before any work: the run's folder is created under it."""
+        existing = next((p for p in (value, *value.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise ValueError(f"must be a folder to hold runs/<id>/, but {existing} is a file")
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"must be a folder you can write to, but {existing} is not writable")
         return value
 
     @model_validator(mode="after")

@@ -72,3 +72,13 @@ def test_out_of_range_flags_name_the_flag_and_the_range(argv, message, capsys):
 
     assert main(["run", "task-agent", *argv]) == 2
     assert capsys.readouterr().err.strip() == f"tunecrew: {message}"
+
+
+def test_a_runs_dir_that_cannot_hold_runs_is_one_line_before_any_work(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for runs_dir in (a_file, a_file / "below"):
+        assert main(["run", "task-agent", "--runs-dir", str(runs_dir)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"tunecrew: --runs-dir {runs_dir} must be a folder to hold runs/<id>/, but {a_file} is a file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
