@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .contracts import DataRecipe
+from .control_tokens import neutralise
 from .splits import normalize_prompt
 
 Row = dict[str, Any]  # {"messages": [..., {"role": "user"}, {"role": "assistant"}]}
@@ -394,7 +395,7 @@ async def llm_negative_replies(client: Any, rows: Sequence[Row], *, concurrency:
         async with gate:
             text = await _complete(client, NEGATIVE_INSTRUCTION,
                                    f"Request:\n{user_text(row)}\n\nCorrect reply:\n{reply_of(row)}")
-        text = text.strip()
+        text = neutralise(text.strip()).text  # an LLM's text is as untrusted as the data's (issue 16)
         return _prompt_key(row), (text if text and not _same(text, reply_of(row)) else None)
 
     answers = await asyncio.gather(*(one(r) for r in rows))
@@ -419,6 +420,8 @@ async def llm_synthetic_rows(client: Any, examples: Sequence[Row], n: int, *, se
             except ValueError:
                 continue
             if isinstance(item, dict) and isinstance(item.get("prompt"), str) and isinstance(item.get("reply"), str):
-                out.append({"messages": [{"role": "user", "content": item["prompt"]},
-                                         {"role": "assistant", "content": item["reply"]}], "synthetic": "llm"})
+                # Escaped like the data's own rows: no control token of the LLM's opens a turn (issue 16).
+                out.append({"messages": [{"role": "user", "content": neutralise(item["prompt"]).text},
+                                         {"role": "assistant", "content": neutralise(item["reply"]).text}],
+                            "synthetic": "llm"})
     return out[:n]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunecrew.tools.base_models import DEFAULT_BASE_MODEL
+from tunecrew.tools.control_tokens import RowsNeutralised, neutralise_rows
 from tunecrew.tools.evaluate import Scorer
 
 __all__ = ["Scenario", "ScenarioData"]
@@ -18,10 +19,25 @@ __all__ = ["Scenario", "ScenarioData"]
 
 @dataclass
 class ScenarioData:
+    """A scenario's rows. Chat-template control tokens in any of their text (`<|im_end|>\\n<|im_start|>system`
+    inside a prompt or an answer) are escaped on construction (tools/control_tokens.py), so neither the
+    training text nor a held-out prompt can gain a turn the template did not write; how many rows
+    changed is added to `notes`. Escaping is idempotent: rows read back from a run's files are unchanged."""
+
     train: list[dict]  # {"messages": [user, assistant]} rows
     heldout: list[dict]  # same, plus an optional "group" label for per-group metrics
     heldout_split: str  # the name a score is reported under, e.g. "heldout-v1(seed=0)"
     notes: list[str] = field(default_factory=list)  # what the user should know: source, detected columns, fallbacks
+
+    def __post_init__(self) -> None:
+        train, heldout = neutralise_rows(self.train), neutralise_rows(self.heldout)
+        self.train, self.heldout = train.rows, heldout.rows
+        if train.changed_rows or heldout.changed_rows:
+            found = dict(train.found)
+            for token, n in heldout.found.items():
+                found[token] = found.get(token, 0) + n
+            both = RowsNeutralised(rows=[], changed_rows=train.changed_rows + heldout.changed_rows, found=found)
+            self.notes.append("data: " + both.note(f" ({train.changed_rows} train, {heldout.changed_rows} held-out)"))
 
 
 @dataclass
