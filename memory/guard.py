@@ -17,6 +17,10 @@ already exists").
   knows another process wrote since it loaded the index: it reopens its Chroma client (which loads
   the index from disk and replays the log past the watermark) before it reads or writes.
 
+Before every (re)open the guard runs its `check` (set by the store): a damaged directory is
+reported before Chroma touches it, since Chroma would migrate its schema into another
+application's SQLite file, or crash in native code on a truncated index file.
+
 Writes from one process are therefore always applied to an index that holds everyone's vectors,
 and a reader sees other processes' writes at its next call. A reopen costs a few tens of ms plus
 the replay of the log tail (< `sync_threshold` records); a process that writes alone never
@@ -28,7 +32,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar
@@ -80,17 +84,33 @@ class LocalStoreGuard:
         self._depth = 0
         self._mode: int | None = None
         self._fd: int | None = None
+        self.check: Callable[[Path], None] | None = None  # raises if the directory is damaged
 
     @classmethod
-    def for_path(cls, path: Path) -> LocalStoreGuard:
+    def for_path(cls, path: Path, check: Callable[[Path], None] | None = None) -> LocalStoreGuard:
         key = (os.getpid(), str(path))  # a forked child must not share its parent's lock fd
         with cls._open_lock:
             guard = cls._open.get(key)
             if guard is None:
                 guard = cls._open[key] = cls(path)
+            if check is not None:
+                guard.check = check
         with guard.write(stamp=False):  # first open: creates or migrates the SQLite schema
             pass
         return guard
+
+    @classmethod
+    def discard(cls, path: Path) -> None:
+        """Forget this process's client of `path` (before the directory is moved or replaced)."""
+        with cls._open_lock:
+            guard = cls._open.pop((os.getpid(), str(path)), None)
+        if guard is not None:
+            with guard._thread_lock:
+                guard._close_client()
+                if guard._fd is not None:
+                    os.close(guard._fd)
+                    guard._fd = None
+        _drop_chroma_system(path)
 
     @property
     def client(self) -> Any:
@@ -164,16 +184,31 @@ class LocalStoreGuard:
 
     def _reopen(self) -> None:
         """A fresh client: Chroma caches one per path per process, so drop that cache entry first."""
-        from chromadb.api.shared_system_client import SharedSystemClient
+        self._close_client()
+        if self.check is not None:
+            self.check(self.path)
+        try:
+            self._client = chromadb.PersistentClient(path=str(self.path),
+                                                     settings=Settings(anonymized_telemetry=False))
+        except BaseException:
+            _drop_chroma_system(self.path)  # Chroma caches a system that failed to start: the next try must not get it
+            raise
+        self._seen = self._read_stamp()
+        self.generation += 1
 
+    def _close_client(self) -> None:
         if self._client is not None:
             with suppress(Exception):  # a broken old client must not block the fresh one
                 self._client.close()  # stops the old client's index when nothing else holds it
-            SharedSystemClient._identifier_to_system.pop(str(self.path), None)
-            SharedSystemClient._identifier_to_refcount.pop(str(self.path), None)
-        self._client = chromadb.PersistentClient(path=str(self.path), settings=Settings(anonymized_telemetry=False))
-        self._seen = self._read_stamp()
-        self.generation += 1
+            self._client = None
+            _drop_chroma_system(self.path)
+
+
+def _drop_chroma_system(path: Path) -> None:
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient._identifier_to_system.pop(str(path), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(path), None)
 
 
 _EX = fcntl.LOCK_EX if fcntl is not None else 2

@@ -14,6 +14,14 @@ A local directory may be written by several processes at once (runs sharing ~/.t
 every read and write goes through `memory/guard.py`, which locks the directory and reloads
 Chroma's index when another process wrote. Vectors are computed here, client-side, and sent with
 the documents, so a Chroma server needs no tunecrew code.
+
+A damaged local store is one `MemoryStoreDamaged` line naming the file and the command that
+rebuilds the store from the runs' ledgers (`tunecrew memory rebuild`), never a traceback and never
+an empty memory. Measured with Chroma 1.5.9, before these checks: a truncated or overwritten
+chroma.sqlite3 raised InternalError tracebacks; a zero-byte or deleted chroma.sqlite3 and another
+application's SQLite file opened as an empty memory (Chroma migrated its tables into the other
+file); a deleted vector index folder left `count()` at 1500 while recall found only the log tail,
+and a truncated one crashed the process (SIGSEGV) at the next write.
 """
 
 from __future__ import annotations
@@ -21,15 +29,19 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import shlex
+import sqlite3
+import struct
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import chromadb
 from chromadb.config import Settings
-from chromadb.errors import NotFoundError
+from chromadb.errors import InternalError, NotFoundError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tunecrew.memory.embedding import make_embedder  # registers tunecrew-hashing before any reopen
@@ -47,6 +59,30 @@ _NON_IDENTITY_KEYS = frozenset({"device", "api_key_env_var", "api_base", "organi
 
 class MemoryStoreError(RuntimeError):
     """The memory store cannot be opened or used as asked; the message says what to do."""
+
+
+class MemoryStoreDamaged(MemoryStoreError):
+    """A local store's files are damaged: one line naming the file and the command that rebuilds it."""
+
+    def __init__(self, store: Path, file: Path, problem: str, embedder: str = "hashing") -> None:
+        self.store, self.file, self.problem, self.embedder = store, file, problem, embedder
+        super().__init__(damage_message(store, file, problem, embedder))
+
+
+def rebuild_command(store: Path, embedder: str = "hashing", runs_dir: str = "runs") -> str:
+    """The `tunecrew memory rebuild` line for this store, as a shell would take it."""
+    flags = f" --embedder {shlex.quote(embedder)}" if embedder != "hashing" else ""
+    return f"tunecrew memory rebuild --memory {shlex.quote(str(store))}{flags} --runs-dir {shlex.quote(runs_dir)}"
+
+
+def damage_message(store: Path, file: Path, problem: str, embedder: str = "hashing") -> str:
+    problem = " ".join(problem.split())[:240]  # one line, whatever Chroma's message looked like
+    return (
+        f"memory store {store} is damaged: {file}: {problem}. Every attempt is also in its run's ledger.jsonl: "
+        f"`{rebuild_command(store, embedder)}` moves the store aside and rebuilds it from every run under --runs-dir "
+        f"(./runs unless your runs live elsewhere); or move it aside and `tunecrew memory import FILE --memory "
+        f"{shlex.quote(str(store))}` an export"
+    )
 
 
 class Recalled(BaseModel):
@@ -253,6 +289,13 @@ def _embedder_identity(name: str, config: dict[str, Any]) -> tuple[str, str]:
     return name, json.dumps(kept, sort_keys=True, default=str)
 
 
+def _local_path(location: str | Path | None) -> Path | None:
+    """The absolute directory of a local store; None for a Chroma server."""
+    if isinstance(location, str) and location.startswith(("http://", "https://")):
+        return None
+    return (Path(location).expanduser() if location is not None else default_memory_dir()).resolve()
+
+
 def _open_client(location: str | Path | None) -> tuple[LocalStoreGuard | NullGuard, str]:
     settings = Settings(anonymized_telemetry=False)
     if isinstance(location, str) and location.startswith(("http://", "https://")):
@@ -269,6 +312,8 @@ def _open_client(location: str | Path | None) -> tuple[LocalStoreGuard | NullGua
             ) from exc
         return NullGuard(client), location
     path = Path(location).expanduser() if location is not None else default_memory_dir()
+    if path.exists() and not path.is_dir():
+        raise MemoryStoreDamaged(path.resolve(), path.resolve(), "a file where the store directory should be")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-probe-{os.getpid()}"
@@ -280,7 +325,89 @@ def _open_client(location: str | Path | None) -> tuple[LocalStoreGuard | NullGua
             "with --memory PATH (or set TUNECREW_HOME)"
         ) from exc
     # One guard per directory: other processes may write to it at the same time (see memory/guard.py).
-    return LocalStoreGuard.for_path(path.resolve()), str(path)
+    return LocalStoreGuard.for_path(path.resolve(), check=check_local_store), str(path)
+
+
+# --------------------------------------------------------------------------- damage (local stores)
+
+SQLITE_FILE = "chroma.sqlite3"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_CHROMA_TABLES = frozenset({"collections", "segments", "embeddings", "max_seq_id"})
+_HNSW_HEADER = 100  # chroma-hnswlib's header.bin: version, offsets, element counts, graph parameters
+_HNSW_FILES = ("header.bin", "data_level0.bin", "length.bin", "link_lists.bin", "index_metadata.pickle")
+
+
+def check_local_store(path: Path) -> None:
+    """Raise `MemoryStoreDamaged` if Chroma would fail on, crash on, or silently empty this directory.
+
+    Cheap (a few stat calls, a read-only look at SQLite's table list and one header per vector
+    index) and run before every (re)open, under the directory's lock. What it looks for is what was
+    measured to go wrong (see the module docstring); anything else Chroma reports on the way is
+    translated at the store's boundary (`AttemptMemory._boundary`).
+    """
+    db = path / SQLITE_FILE
+    if not db.exists():
+        written = (path / ".tunecrew.stamp").exists() or any(_segment_dirs(path))
+        if written:  # the store was used (a write left the stamp, or index folders remain): its SQLite is gone
+            raise MemoryStoreDamaged(path, db, "missing, though the store was written before")
+        return  # a new store
+    if not db.is_file():
+        raise MemoryStoreDamaged(path, db, "not a file")
+    size = db.stat().st_size
+    if size == 0:
+        raise MemoryStoreDamaged(path, db, "empty (0 bytes): its attempts are lost")
+    with open(db, "rb") as fh:
+        if fh.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+            raise MemoryStoreDamaged(path, db, "not a SQLite database (overwritten or corrupted)")
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not _CHROMA_TABLES.issubset(tables):  # Chroma would add its own tables to it and show an empty memory
+                raise MemoryStoreDamaged(path, db, "a SQLite database of another application (no Chroma tables)")
+            persisted = con.execute(
+                "SELECT s.id, m.seq_id FROM segments s JOIN max_seq_id m ON m.segment_id = s.id "
+                "WHERE s.scope = 'VECTOR' AND s.type LIKE '%hnsw%'"
+            ).fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise MemoryStoreDamaged(path, db, f"SQLite: {exc}") from exc
+    for segment, seq_id in persisted:
+        if int.from_bytes(seq_id, "big") if isinstance(seq_id, bytes) else int(seq_id or 0):
+            _check_hnsw(path, path / str(segment))
+
+
+def _check_hnsw(store: Path, folder: Path) -> None:
+    """A vector index that SQLite says holds vectors: its files are there and as long as its header says.
+
+    Without the folder Chroma rebuilds the index from the log tail only (recall silently misses the
+    rest); with a short file it reads past the end (SIGSEGV).
+    """
+    if not folder.is_dir():
+        raise MemoryStoreDamaged(store, folder, f"the vector index folder is missing, though {SQLITE_FILE} "
+                                 "says it holds vectors")
+    for name in _HNSW_FILES:
+        if not (folder / name).is_file():
+            raise MemoryStoreDamaged(store, folder / name, "missing from the vector index")
+    header = (folder / "header.bin").read_bytes()
+    if len(header) != _HNSW_HEADER:
+        raise MemoryStoreDamaged(store, folder / "header.bin",
+                                 f"{len(header)} bytes, a vector index header has {_HNSW_HEADER}")
+    # version i32, offsetLevel0 u64, max_elements u64, cur_element_count u64, size_data_per_element u64, ...
+    _version, _offset, _max, count, per_element = struct.unpack_from("<iQQQQ", header)
+    for name, need in (("data_level0.bin", count * per_element), ("length.bin", 4 * count)):
+        have = (folder / name).stat().st_size
+        if have < need:
+            raise MemoryStoreDamaged(store, folder / name, f"truncated: {have} bytes, the index header needs {need} "
+                                     f"for its {count} vectors")
+
+
+def _segment_dirs(path: Path) -> Iterator[Path]:
+    """Chroma's per-segment folders: named by a UUID."""
+    for child in path.iterdir():
+        if child.is_dir() and len(child.name) == 36 and child.name.count("-") == 4:
+            yield child
 
 
 class AttemptMemory:
@@ -296,13 +423,43 @@ class AttemptMemory:
             self._ef = make_embedder(embedder)
         except (ValueError, RuntimeError) as exc:
             raise MemoryStoreError(f"--embedder {embedder!r}: {exc}") from exc
-        self._guard, self.location = _open_client(location)
         self.embedder = embedder
-        self._collection_name, self._col_generation = collection, -1
-        name, config = self._ef.name(), self._ef.get_config()
-        wanted = _embedder_identity(name, config)
-        with self._guard.write():
-            self._open_collection(collection, name, config, wanted)
+        self.location = str(location)
+        self._local = _local_path(location)
+        with self._boundary():
+            self._guard, self.location = _open_client(location)
+            self._collection_name, self._col_generation = collection, -1
+            name, config = self._ef.name(), self._ef.get_config()
+            wanted = _embedder_identity(name, config)
+            with self._guard.write():
+                self._open_collection(collection, name, config, wanted)
+
+    @contextmanager
+    def _boundary(self) -> Iterator[None]:
+        """Whatever Chroma raises on a damaged store leaves here as one `MemoryStoreError` line."""
+        try:
+            yield
+        except MemoryStoreDamaged as exc:
+            if exc.embedder != self.embedder:  # the rebuild command must name this store's embedder
+                raise MemoryStoreDamaged(exc.store, exc.file, exc.problem, self.embedder) from exc
+            raise
+        except (InternalError, sqlite3.DatabaseError) as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: Exception) -> MemoryStoreError:
+        said = " ".join(str(exc).split())[:240] or type(exc).__name__
+        if self._local is None:
+            return MemoryStoreError(f"the Chroma server at {self.location} failed: {said}; see the server's log")
+        db = self._local / SQLITE_FILE
+        lowered = said.lower()
+        if "disk is full" in lowered or "readonly" in lowered or "read-only" in lowered:
+            return MemoryStoreError(f"memory store {self._local}: {db}: {said}; free disk space or make it writable, "
+                                    "then run again")
+        segments = builtins.list(_segment_dirs(self._local)) if self._local.is_dir() else []
+        where = db
+        if "hnsw" in lowered and len(segments) == 1:  # the vector index, not SQLite
+            where = segments[0] / "index_metadata.pickle" if "pickle" in lowered else segments[0]
+        return MemoryStoreDamaged(self._local, where, f"Chroma: {said}", self.embedder)
 
     def _open_collection(self, collection: str, name: str, config: dict[str, Any], wanted: tuple[str, str]) -> None:
         self._client = self._guard.client
@@ -376,7 +533,7 @@ class AttemptMemory:
         ids = [attempt_id(r) for r in batch]
         documents = [attempt_document(r) for r in batch]
         embeddings = self._ef([task_text(r) for r in batch])  # outside the lock: other writers wait for the store only
-        with self._guard.write():
+        with self._boundary(), self._guard.write():
             self._col.upsert(
                 ids=ids,
                 documents=documents,
@@ -390,7 +547,7 @@ class AttemptMemory:
         if id is None and run_id is None:
             raise ValueError("forget() needs id= or run_id=; refusing to wipe the whole memory")
         where = _where({"run_id": run_id} if run_id is not None else None)
-        with self._guard.write():
+        with self._boundary(), self._guard.write():
             found = self._col.get(ids=[id] if id is not None else None, where=where, include=[])
             ids = found["ids"]
             if ids:
@@ -400,11 +557,11 @@ class AttemptMemory:
     # ---- reading
 
     def count(self) -> int:
-        with self._guard.read():
+        with self._boundary(), self._guard.read():
             return self._col.count()
 
     def get(self, id: str) -> AttemptRecord | None:
-        with self._guard.read():
+        with self._boundary(), self._guard.read():
             found = self._col.get(ids=[id], include=["metadatas"])
         if not found["ids"]:
             return None
@@ -412,7 +569,7 @@ class AttemptMemory:
 
     def list(self, limit: int = 50, where: dict[str, Any] | None = None) -> builtins.list[AttemptRecord]:
         """The `limit` most recent attempts (by created_at), optionally filtered by metadata."""
-        with self._guard.read():
+        with self._boundary(), self._guard.read():
             found = self._col.get(where=_where(where), include=["metadatas"])
         records = [r for r in (_parse(m) for m in found["metadatas"] or []) if r is not None]
         records.sort(key=lambda r: (r.created_at, r.run_id, r.attempt), reverse=True)
@@ -434,8 +591,11 @@ class AttemptMemory:
             return []
         flt = _where(where, {"run_id": {"$ne": exclude_run}} if exclude_run is not None else None)
         embedding = self._ef([query])
-        with self._guard.read():  # filtered searches avoid Chroma's whole-store pre-filter when they can
-            found = nearest(self._col, embedding, k * _CANDIDATE_FACTOR, flt, min_similarity)
+        want = k * _CANDIDATE_FACTOR
+        with self._boundary(), self._guard.read():  # filtered searches avoid Chroma's whole-store pre-filter
+            found = nearest(self._col, embedding, want, flt, min_similarity)
+            if flt is None and len(found[0]) < want and self._local is not None:
+                self._check_index(len(found[0]), want)
         hits: builtins.list[Recalled] = []
         for id_, meta, dist in zip(*found, strict=True):
             similarity = 1.0 - float(dist)
@@ -451,6 +611,17 @@ class AttemptMemory:
             )
         hits.sort(key=lambda h: (not h.worked, -h.similarity))
         return hits[:k]
+
+    def _check_index(self, returned: int, asked: int) -> None:
+        """An unfiltered search that returned fewer than asked must have seen every stored attempt."""
+        stored = self._col.count()
+        if returned < min(asked, stored):
+            assert self._local is not None
+            segments = builtins.list(_segment_dirs(self._local))
+            raise MemoryStoreDamaged(
+                self._local, segments[0] if len(segments) == 1 else self._local / SQLITE_FILE,
+                f"the vector index returned {returned} of the {stored} attempts {SQLITE_FILE} lists", self.embedder,
+            )
 
 
 def _parse(meta: Any) -> AttemptRecord | None:
