@@ -6,11 +6,18 @@
     tunecrew memory export attempts.jsonl          # '-' writes to stdout
     tunecrew memory import attempts.jsonl          # validated line by line, re-embedded here
     tunecrew memory forget RUN_ID:ATTEMPT | --run RUN_ID
+    tunecrew memory rebuild [--runs-dir runs]      # a damaged store: moved aside, rebuilt from the ledgers
 
 Every command takes `--memory DIR|URL` (default ~/.tunecrew/memory; http://host:port is a Chroma
 server) and `--embedder SPEC` (default hashing). An export holds records, not vectors: one
 `AttemptRecord` JSON per line, so it moves between machines and embedders; import embeds each
 record again with the destination's embedder.
+
+A damaged store (see `MemoryStoreDamaged`) is reported as one line that names the `rebuild`
+command: it moves the store aside to `DIR.damaged-TIMESTAMP` and remembers every attempt of every
+run's `ledger.jsonl` again, through the same `remember_many` a run uses, so ids and records are the
+ones the runs wrote. Attempts that only came from `import` are not in any ledger: import their
+export again.
 
 This module only registers the parsers at import; chromadb is loaded when a command runs.
 """
@@ -18,7 +25,9 @@ This module only registers the parsers at import; chromadb is loaded when a comm
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     common.add_argument("--embedder", default="hashing",
                         help="hashing[:DIM] (default, offline), st:/path/to/model, openai:MODEL or gemini:MODEL; "
                              "must be the one the store was built with")
-    memory = sub.add_parser("memory", help="list, search, show, export, import or forget remembered attempts")
+    memory = sub.add_parser("memory", help="list, search, show, export, import, forget or rebuild remembered attempts")
     cmds = memory.add_subparsers(dest="memory_command", required=True, metavar="COMMAND")
 
     ls = cmds.add_parser("list", parents=[common], help="the most recent attempts, as a table")
@@ -68,10 +77,22 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     what.add_argument("id", nargs="?", metavar="ID", help="RUN_ID:ATTEMPT")
     what.add_argument("--run", help="every attempt of this run id")
 
+    rebuild = cmds.add_parser("rebuild", parents=[common],
+                              help="move a damaged store aside and rebuild it from every run's ledger.jsonl")
+    rebuild.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                         help="where the runs are, runs/<id>/ledger.jsonl (default ./runs); stop runs that use "
+                              "the store first")
+
 
 def main(args: argparse.Namespace) -> int:
     from tunecrew.memory.store import AttemptMemory, MemoryStoreError
 
+    if args.memory_command == "rebuild":  # the store is not opened: it may be damaged
+        try:
+            return _rebuild(args)
+        except (_Refusal, MemoryStoreError) as exc:
+            print(f"tunecrew: {exc}", file=sys.stderr)
+            return 2
     if args.memory_command == "import":  # check the file before anything opens (or creates) a store
         try:
             records = read_records(args.file)
@@ -87,7 +108,7 @@ def main(args: argparse.Namespace) -> int:
         if args.memory_command == "import":
             return _import(memory, args.file, records)
         return _COMMANDS[args.memory_command](memory, args)
-    except _Refusal as exc:
+    except (_Refusal, MemoryStoreError) as exc:  # a store found damaged by a read or write, past the open
         print(f"tunecrew: {exc}", file=sys.stderr)
         return 2
 
@@ -221,6 +242,81 @@ def _forget(memory: AttemptMemory, args: argparse.Namespace) -> int:
         return 1
     print(f"forgot {n} attempt{'s' if n != 1 else ''} ({what}) in {memory.location}")
     return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    """Read every ledger first (a bad one refuses before anything moves), then move aside and rebuild."""
+    from tunecrew.memory.guard import LocalStoreGuard
+    from tunecrew.memory.store import AttemptMemory, MemoryStoreError, attempt_id, default_memory_dir
+
+    if args.memory and args.memory.startswith(("http://", "https://")):
+        raise _Refusal(f"rebuild is for a local store directory, not the Chroma server {args.memory}")
+    store = (Path(args.memory).expanduser() if args.memory else default_memory_dir()).resolve()
+    records, runs, skipped = _ledger_records(args.runs_dir, store, default_memory_dir().resolve())
+    if not runs:
+        raise _Refusal(f"no run under {args.runs_dir} remembered in {store} (looked for "
+                       f"{args.runs_dir}/*/ledger.jsonl); pass the folder your runs are in with --runs-dir; "
+                       "nothing was moved")
+    moved = None
+    if store.exists() or store.is_symlink():
+        moved = store.with_name(f"{store.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        n = 1
+        while moved.exists():
+            n += 1
+            moved = moved.with_name(f"{store.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        LocalStoreGuard.discard(store)  # this process's client of the old files must not serve the new store
+        try:
+            os.rename(store, moved)
+        except OSError as exc:
+            raise _Refusal(f"cannot move {store} aside to {moved} ({exc.strerror or exc}); "
+                           "nothing was changed") from exc
+    try:
+        memory = AttemptMemory(store, embedder=args.embedder)
+        for i in range(0, len(records), IMPORT_BATCH):
+            memory.remember_many(records[i : i + IMPORT_BATCH])  # what a run does after each attempt
+    except MemoryStoreError as exc:
+        raise _Refusal(f"{exc} (the old store is in {moved})" if moved else str(exc)) from exc
+    where = f"moved the old store to {moved}; " if moved else ""
+    print(f"{where}rebuilt {store} with {len({attempt_id(r) for r in records})} attempts from the ledgers of "
+          f"{runs} runs under {args.runs_dir} (embedded with {memory.embedder})"
+          + (f"; skipped {skipped} runs that remembered elsewhere or not at all" if skipped else ""))
+    return 0
+
+
+def _ledger_records(runs_dir: Path, store: Path, default_store: Path) -> tuple[list[AttemptRecord], int, int]:
+    """(records, runs read, runs skipped): the runs whose run.json names this store, or has no memory set."""
+    from tunecrew.memory.ledger import Ledger, LedgerError
+    from tunecrew.tools.contracts import RunSpec
+
+    if not runs_dir.is_dir():
+        raise _Refusal(f"--runs-dir {runs_dir} is not a directory; pass the folder your runs are in; nothing was moved")
+    records: list[AttemptRecord] = []
+    runs = skipped = 0
+    for ledger in sorted(runs_dir.glob("*/ledger.jsonl")):
+        spec_file = ledger.parent / "run.json"
+        if spec_file.is_file():
+            try:
+                memory = RunSpec.model_validate_json(spec_file.read_text(encoding="utf-8")).memory
+            except (OSError, ValueError):
+                memory = None  # the ledger is what counts; an unreadable run.json does not hide it
+            if memory is not None and _store_of(memory, default_store) != store:
+                skipped += 1
+                continue
+        try:
+            records.extend(Ledger(ledger).read())
+        except (LedgerError, OSError) as exc:
+            raise _Refusal(f"{exc}; nothing was moved") from exc
+        runs += 1
+    return records, runs, skipped
+
+
+def _store_of(memory: str, default_store: Path) -> Path | None:
+    """The store a run.json's `memory` names: 'default', 'off', a URL or an absolute path."""
+    if memory == "default":
+        return default_store
+    if memory == "off" or memory.startswith(("http://", "https://")):
+        return None
+    return Path(memory).resolve()
 
 
 _COMMANDS = {"list": _list, "search": _search, "show": _show, "export": _export, "forget": _forget}
