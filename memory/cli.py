@@ -255,8 +255,8 @@ def _rebuild(args: argparse.Namespace) -> int:
     records, runs, skipped = _ledger_records(args.runs_dir, store, default_memory_dir().resolve())
     if not runs:
         raise _Refusal(f"no run under {args.runs_dir} remembered in {store} (looked for "
-                       f"{args.runs_dir}/*/ledger.jsonl); pass the folder your runs are in with --runs-dir; "
-                       "nothing was moved")
+                       f"{args.runs_dir}/*/ledger.jsonl); pass the folder your runs are in with --runs-dir, or "
+                       f"move {store} aside to start an empty memory; nothing was moved")
     moved = None
     if store.exists() or store.is_symlink():
         moved = store.with_name(f"{store.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")

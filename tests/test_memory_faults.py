@@ -268,6 +268,10 @@ def test_rebuild_reads_only_the_runs_of_this_store_and_refuses_without_runs(
     assert main(["memory", "rebuild", "--memory", str(store.path), "--runs-dir", str(tmp_path / "nowhere")]) == 2
     _, err = capsys.readouterr()
     assert err.count("\n") == 1 and "is not a directory" in err and "nothing was moved" in err
+    (tmp_path / "no-runs").mkdir()
+    assert main(["memory", "rebuild", "--memory", str(store.path), "--runs-dir", str(tmp_path / "no-runs")]) == 2
+    _, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "no run under" in err and "to start an empty memory" in err
     assert (store.path / "chroma.sqlite3").exists() and not list(tmp_path.glob("memory.damaged-*"))
 
     assert main(["memory", "rebuild", "--memory", str(store.path), "--runs-dir", "runs"]) == 0
