@@ -7,21 +7,16 @@ flag or the environment. Keys are never stored in run files: they live only in t
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import cast
 
 from autogen_core.models import ChatCompletionClient, ModelFamily, ModelInfo
 
-from .fallback import FallbackClient
+from .fallback import FallbackClient, ProviderError, StepWatch
 from .offline import OfflinePolicyClient
 
 PROVIDERS = ("offline", "openai", "gemini", "ollama")
 GEMINI_OPENAI_URL = "https://generativelanguage.googleapis.com/v1beta/openai/"
-
-
-class ProviderError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -32,7 +27,8 @@ class ProviderSpec:
     api_key: str | None = None  # else OPENAI_API_KEY / GEMINI_API_KEY; never written to run files
     timeout: float = 120.0  # seconds per LLM request
     max_retries: int = 3  # the OpenAI client retries 429/5xx/timeouts with exponential backoff
-    fallback: bool = True  # a step whose LLM call still fails is answered by the offline policy
+    fallback: bool = True  # a step whose LLM call still fails is answered by the offline policy;
+    # False (--strict-provider): it is a ProviderError and the run ends
 
     def label(self) -> str:
         """What run.json records: provider and model, never the key."""
@@ -56,12 +52,10 @@ def role_specs(default: ProviderSpec, overrides: list[str], roles: tuple[str, ..
     return specs
 
 
-def make_client(spec: ProviderSpec, role: str,
-                on_fallback: Callable[[str], None] | None = None) -> ChatCompletionClient:
+def make_client(spec: ProviderSpec, role: str, watch: StepWatch | None = None) -> ChatCompletionClient:
     if spec.provider == "offline":
         return OfflinePolicyClient(role)
-    client = _llm_client(spec)
-    return FallbackClient(client, role, on_fallback) if spec.fallback else client
+    return FallbackClient(_llm_client(spec), role, watch, fallback=spec.fallback)
 
 
 def _llm_client(spec: ProviderSpec) -> ChatCompletionClient:

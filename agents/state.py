@@ -50,6 +50,7 @@ class Wiring:
     train_python: str | None = None  # interpreter for the training worker (an Unsloth venv); None: this one
     on_train_event: Callable[[dict[str, Any]], None] | None = None  # progress lines for the terminal
     interactive: bool = False  # a person reviews each Planner decision before it takes effect
+    provider: str = "offline"  # who drives the agents in this process (label): each record says so
 
 
 @dataclass
@@ -64,6 +65,8 @@ class Attempt:
     report: EvalReport | None = None  # evaluate (+ score_rubric)
     diagnosis: Diagnosis | None = None  # diagnose
     notes: list[str] = field(default_factory=list)  # fallbacks and human edits, saved with the record
+    llm_steps: int = 0  # agent steps the provider's LLM answered
+    fallback_steps: int = 0  # agent steps the offline policy answered after a failed LLM call
 
     @property
     def trained(self) -> bool:
@@ -77,7 +80,8 @@ class Attempt:
             model_family=ctx.base.family, model_params=ctx.base.params, hardware=ctx.hardware,
             profile=ctx.profile.model_copy(update={"samples": ctx.profile.samples[:2]}), domain=ctx.domain,
             config=self.config, result=self.result, eval=self.report, diagnosis=self.diagnosis, decision=decision,
-            notes=list(self.notes),
+            notes=list(self.notes), provider=ctx.wiring.provider, llm_steps=self.llm_steps,
+            fallback_steps=self.fallback_steps,
         )
 
 

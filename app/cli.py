@@ -15,7 +15,8 @@ from pathlib import Path
 from tunecrew.scenarios.dataset import parse_columns
 from tunecrew.scenarios.registry import SCENARIOS, UnknownScenario
 from tunecrew.scenarios.registry import load_scenario as _load
-from tunecrew.tools.run_dir import RunDir
+from tunecrew.tools.contracts import AttemptRecord
+from tunecrew.tools.run_dir import RunDir, RunInUse
 from tunecrew.tools.scenario import Scenario
 
 from .config import CrewConfig, FlagError, RunConfig, add_flags, config_from_args
@@ -126,25 +127,28 @@ def _run(args: argparse.Namespace) -> int:
     if problem := _check_train_python(crew.train_python):
         print(f"tunecrew: {problem}", file=sys.stderr)
         return 2
-    provider = ProviderSpec(provider=crew.provider, model=crew.model, base_url=crew.base_url, api_key=crew.api_key)
+    provider = None if crew.provider is None else ProviderSpec(
+        provider=crew.provider, model=crew.model, base_url=crew.base_url, api_key=crew.api_key,
+        fallback=not crew.strict_provider)
     threads = crew.threads or free_cores()
     try:
         if args.command in ("resume", "chat"):
             options = RunOptions(scenario=None, provider=provider, agents=crew.agent,  # type: ignore[arg-type]
-                                 threads=threads, quiet=crew.quiet, train_python=crew.train_python,
-                                 interactive=crew.interactive or args.command == "chat")
-            resume(run_dir_of(args.run, args.runs_dir), options, add_attempts=args.add_attempts)
+                                 strict_provider=crew.strict_provider, threads=threads, quiet=crew.quiet,
+                                 train_python=crew.train_python, interactive=crew.interactive or args.command == "chat")
+            outcome = resume(run_dir_of(args.run, args.runs_dir), options, add_attempts=args.add_attempts)
         else:
             c: RunConfig = crew
-            run(RunOptions(
+            outcome = run(RunOptions(
                 scenario=load_scenario(c.scenario or "custom"), base_model=c.base_model, provider=provider,
+                strict_provider=c.strict_provider,
                 data=c.data, columns=parse_columns(c.columns) if c.columns else None, heldout=c.heldout,
                 agents=c.agent, max_attempts=c.max_attempts, target=c.target, seed=c.seed, memory=c.memory,
                 use_memory=not c.no_memory, embedder=c.embedder, runs_dir=c.runs_dir, threads=threads, quiet=c.quiet,
                 attempt_seconds=c.attempt_seconds, budget_minutes=c.budget, interactive=c.interactive,
                 judges=c.judge, judge_samples=c.judge_samples, train_python=c.train_python,
             ))
-    except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError) as exc:
+    except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError, RunInUse) as exc:
         print(f"tunecrew: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -154,7 +158,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"tunecrew: interrupted{' (training stopped)' if killed else ''}; finished attempts are in the "
               "run's ledger.jsonl; `tunecrew resume RUN_ID` continues", file=sys.stderr)
         os._exit(130)  # do not wait for the tool thread that was waiting on the killed trainer
+    if problem := unfinished_work(outcome.records):
+        print(f"tunecrew: {problem}; see {outcome.report}", file=sys.stderr)
+        return 1
     return 0
+
+
+def unfinished_work(records: list[AttemptRecord]) -> str | None:
+    """Why a run that ended produced nothing to use, or None: the exit code must not say success."""
+    if not any(r.result.status == "ok" for r in records):
+        statuses = ", ".join(f"#{r.attempt} {r.result.status}" for r in records)
+        return f"no attempt trained ({statuses})" if records else "no attempt was recorded"
+    if not any(r.score is not None for r in records):
+        return "no trained attempt was scored on the held-out split"
+    return None
 
 
 def _check_train_python(train_python: str | None) -> str | None:

@@ -31,8 +31,11 @@ class CrewConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: Literal["offline", "openai", "gemini", "ollama"] = Field(
-        "offline", description="who drives the agents (default: offline, a deterministic policy)")
+    provider: Literal["offline", "openai", "gemini", "ollama"] | None = Field(
+        None, description="who drives the agents (default: offline, a deterministic policy; for resume and chat: "
+        "the provider the run was started with)")
+    strict_provider: bool = Field(False, description="a failed LLM call ends the run (exit 2) instead of being "
+                                  "answered by the offline policy")
     model: str | None = Field(None, description="LLM name for the provider, e.g. gemini-2.5-flash")
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint (vLLM, Ollama, LM Studio, llama.cpp)")
     api_key: str | None = Field(None, description="API key (prefer OPENAI_API_KEY / GEMINI_API_KEY in the environment)")

@@ -16,7 +16,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from autogen_core.models import ChatCompletionClient
 
 from tunecrew.agents.crew import build_team
 from tunecrew.agents.judges import make_judges
-from tunecrew.agents.models import ProviderSpec, make_client, role_specs
+from tunecrew.agents.models import ProviderError, ProviderSpec, make_client, role_specs
 from tunecrew.agents.review import parse_review
 from tunecrew.agents.roles import ROLES
 from tunecrew.agents.state import Attempt, RunContext, Wiring
@@ -54,6 +54,7 @@ from tunecrew.tools.scenario import Scenario, ScenarioData
 from tunecrew.tools.splits import check_heldout
 
 from .console import CrewConsole
+from .interrupt import StopOnSignal
 
 # Kept out of --budget's reach for the crew: the report, its plots and the summary after the last attempt.
 FINISH_SECONDS = 20.0
@@ -63,7 +64,8 @@ FINISH_SECONDS = 20.0
 class RunOptions:
     scenario: Scenario
     base_model: str | None = None  # registry name (smollm2-135m, tiny), local path or hub id; None: the scenario's
-    provider: ProviderSpec = field(default_factory=ProviderSpec)
+    provider: ProviderSpec | None = None  # None: offline for `run`; for `resume`, the provider run.json records
+    strict_provider: bool = False  # --strict-provider: a failed LLM call ends the run instead of falling back
     agents: list[str] = field(default_factory=list)  # per-role overrides: ROLE=PROVIDER[:MODEL]
     max_attempts: int | None = None  # None: the scenario's default
     target: float | None = None
@@ -99,14 +101,20 @@ def new_run_id(scenario: str) -> str:
     return f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{scenario}-{secrets.token_hex(2)}"
 
 
-def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
-    """Create the run directory, the data, the base model and the run's state."""
-    scenario = with_data(options.scenario, options.data, options.columns, options.heldout)
-    run_id = options.run_id or new_run_id(scenario.name)
+def new_run_dir(options: RunOptions) -> RunDir:
+    """Where this run's files go: `--runs-dir/<id>`, the id given or made from the scenario's name."""
+    run_id = options.run_id or new_run_id(with_data(options.scenario, options.data, options.columns,
+                                                     options.heldout).name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id) or ".." in run_id:
         # The id names a folder under runs/: no separators, no "..", so nothing is written outside it.
         raise ValueError(f"run id {run_id!r} must be letters, digits, '.', '_' or '-' (no '/' or '..')")
-    run_dir = RunDir(options.runs_dir / run_id)
+    return RunDir(options.runs_dir / run_id)
+
+
+def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
+    """Create the run directory, the data, the base model and the run's state."""
+    scenario = with_data(options.scenario, options.data, options.columns, options.heldout)
+    run_dir = new_run_dir(options)
     assert scenario.build_data is not None
     data = scenario.build_data(options.seed)
     check_heldout(data.heldout, f"scenario {scenario.name}")
@@ -123,7 +131,8 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     hardware = detect_hardware()
     memory = AttemptMemory(options.memory, embedder=options.embedder) if options.use_memory else None
     spec = RunSpec(
-        run_id=run_id, scenario=scenario.name, base_model=base.name, provider=provider_label(options),
+        run_id=run_dir.path.name, scenario=scenario.name, base_model=base.name, provider=provider_label(options),
+        base_url=provider_of(options).base_url,
         max_attempts=options.max_attempts or scenario.max_attempts,
         target=options.target if options.target is not None else scenario.target,
         gates=scenario.gates, seed=options.seed, dataset_fingerprint=fingerprint(data.train),
@@ -141,23 +150,39 @@ def wiring(options: RunOptions, console: CrewConsole) -> Wiring:
     """How this run uses the machine: from the command line, never from run.json (an interpreter
     path or a thread count belongs to the machine that resumes, not the one that started)."""
     return Wiring(threads=options.threads, train_python=options.train_python, on_train_event=console.train_event,
-                  interactive=options.interactive)
+                  interactive=options.interactive, provider=provider_label(options))
 
 
-class FallbackNotes:
-    """Where a provider's fallbacks are noted (`make_client(on_fallback=...)`): kept until the run
-    exists, then into the open attempt's notes, so each lands in the record of the attempt it hit."""
+class ProviderLog:
+    """Every LLM step of the run, counted into the open attempt: answered by the LLM, or by the
+    offline policy after a failed call (noted, so it lands in the record of the attempt it hit).
+    Steps before the run exists are held here and handed to the first attempt."""
 
     def __init__(self) -> None:
-        self.early: list[str] = []
+        self.early = Attempt(0)
         self.ctx: RunContext | None = None
 
-    def __call__(self, note: str) -> None:
-        (self.ctx.current.notes if self.ctx is not None else self.early).append(note)
+    @property
+    def _attempt(self) -> Attempt:
+        return self.ctx.current if self.ctx is not None else self.early
+
+    def answered(self) -> None:
+        self._attempt.llm_steps += 1
+
+    def fell_back(self, note: str) -> None:
+        self._attempt.fallback_steps += 1
+        self._attempt.notes.append(note)
+
+    def failed(self, error: ProviderError) -> None:
+        if self.ctx is not None:
+            self.ctx.fatal = error  # run_crew raises it, whatever AutoGen wraps it in
 
     def attach(self, ctx: RunContext) -> None:
-        ctx.current.notes.extend(self.early)
-        self.early.clear()
+        current = ctx.current
+        current.notes.extend(self.early.notes)
+        current.llm_steps += self.early.llm_steps
+        current.fallback_steps += self.early.fallback_steps
+        self.early = Attempt(0)
         self.ctx = ctx
 
 
@@ -181,23 +206,29 @@ def task_message(ctx: RunContext) -> str:
             f"attempts. Hardware: {ctx.hardware.device} ({ctx.hardware.device_name}).")
 
 
+def provider_of(options: RunOptions) -> ProviderSpec:
+    """The agents' provider: the one given, else offline (a resume fills in the recorded one first)."""
+    return options.provider or ProviderSpec(fallback=not options.strict_provider)
+
+
 def provider_label(options: RunOptions) -> str:
     """Who drives the agents, for run.json: provider and model names only, never keys."""
-    specs = role_specs(options.provider, options.agents, ROLES)
-    label = options.provider.label()
-    extra = [f"{role}={spec.label()}" for role, spec in specs.items() if spec != options.provider]
+    default = provider_of(options)
+    specs = role_specs(default, options.agents, ROLES)
+    extra = [f"{role}={spec.label()}" for role, spec in specs.items() if spec != default]
+    label = default.label()
     return "; ".join([label, *extra])
 
 
 def make_panel(options: RunOptions, judges: list[str], samples: int) -> JudgePanel:
     """The LLM judge(s), built with the agents' clients so a missing key fails before anything runs."""
-    return JudgePanel(make_judges(options.provider, options.agents, judges), n=samples)
+    return JudgePanel(make_judges(provider_of(options), options.agents, judges), n=samples)
 
 
-def make_clients(options: RunOptions, notes: Callable[[str], None]) -> dict[str, ChatCompletionClient]:
+def make_clients(options: RunOptions, log: ProviderLog) -> dict[str, ChatCompletionClient]:
     """One client per role; built before anything is written so a missing key fails at once."""
-    specs = role_specs(options.provider, options.agents, ROLES)
-    return {role: make_client(spec, role, on_fallback=notes) for role, spec in specs.items()}
+    specs = role_specs(provider_of(options), options.agents, ROLES)
+    return {role: make_client(spec, role, watch=log) for role, spec in specs.items()}
 
 
 async def run_crew(ctx: RunContext, clients: dict[str, ChatCompletionClient], console: CrewConsole,
@@ -206,13 +237,20 @@ async def run_crew(ctx: RunContext, clients: dict[str, ChatCompletionClient], co
     transcript = ctx.run.transcript
     try:
         with open(transcript, "a", encoding="utf-8") as out:
-            async for item in team.run_stream(task=task or task_message(ctx)):
-                if hasattr(item, "dump"):
-                    out.write(json.dumps(item.dump(), default=str) + "\n")
-                    out.flush()
-                console.message(item)
+            try:
+                async for item in team.run_stream(task=task or task_message(ctx)):
+                    if hasattr(item, "dump"):
+                        out.write(json.dumps(item.dump(), default=str) + "\n")
+                        out.flush()
+                    console.message(item)
+                    if ctx.fatal is not None:
+                        raise ctx.fatal
+            except Exception:
+                # AutoGen re-raises an agent's failure as its own RuntimeError: the cause we
+                # recorded (ledger unwritable, --strict-provider) is the one line the user needs.
                 if ctx.fatal is not None:
-                    raise ctx.fatal
+                    raise ctx.fatal from None
+                raise
     finally:
         for client in clients.values():
             await client.close()
@@ -276,8 +314,10 @@ def reopen(folder: Path | RunDir, console: CrewConsole, add_attempts: int = 0,
                      hardware=detect_hardware(), ledger=ledger, memory=open_memory(spec),
                      wiring=wired or Wiring(on_train_event=console.train_event), records=records,
                      current=Attempt(len(records) + 1, changes=_changes_after(records, spec.max_attempts)))
-    if ctx.memory is not None and records:
-        ctx.memory.remember_many(records)  # idempotent: a crash between ledger and memory is repaired here
+    if ctx.memory is not None and (finished := [r for r in records if r.result.status != "interrupted"]):
+        # Idempotent: a crash between ledger and memory is repaired here. An interrupted attempt
+        # taught nothing about its config, so it is never remembered.
+        ctx.memory.remember_many(finished)
     if run_dir.domain.exists():
         ctx.domain = DomainCard.model_validate_json(run_dir.domain.read_text())
         Toolkit(ctx).profile_dataset()  # the Domain Expert's work is done; its profile is recomputed
@@ -341,47 +381,87 @@ def resume_message(ctx: RunContext) -> str:
             f"Finished attempts: {done or 'none'}. Target: {ctx.scenario.primary_metric} >= {ctx.spec.target}.")
 
 
+def recorded_provider(spec: RunSpec, strict: bool = False) -> tuple[ProviderSpec, list[str]]:
+    """The provider (and per-role overrides) run.json records, for a resume that names none."""
+    default, *overrides = spec.provider.split("; ")
+    provider, _, model = default.partition(":")
+    return ProviderSpec(provider=provider, model=model or None, base_url=spec.base_url, fallback=not strict), overrides
+
+
 def resume(folder: Path | RunDir, options: RunOptions, add_attempts: int = 0) -> RunOutcome:
-    """Continue a run at its next unfinished attempt; `options` gives providers, threads, output."""
+    """Continue a run at its next unfinished attempt; `options` gives providers, threads, output.
+
+    `options.provider` None: the provider run.json records (its key from the environment, as at
+    the start); a provider given differs from the record only when asked, and the run says so.
+    """
     console = CrewConsole(quiet=options.quiet)
     _quiet_libraries()
     run_dir = folder if isinstance(folder, RunDir) else RunDir(Path(folder))
-    notes = FallbackNotes()
-    clients = make_clients(options, notes)
-    if options.interactive and not add_attempts and _finished(run_dir):
-        answer = (options.input_func or input)("This run is finished. Add attempts (+N), or Enter to leave: ")
-        review = parse_review(answer, None)
-        add_attempts = review.attempts if review.kind == "extend" else 0
-    ctx = reopen(run_dir, console, add_attempts=add_attempts, wired=wiring(options, console))
-    # A resumed run gets its --budget again, counted from now: the time before the crash is spent.
-    ctx.deadline = time.monotonic() + ctx.spec.budget_s - FINISH_SECONDS if ctx.spec.budget_s else None
-    notes.attach(ctx)
-    ctx.judge_panel = make_panel(options, ctx.spec.judges, ctx.spec.judge_samples)
-    console.header(ctx)
-    if ctx.current.number > ctx.spec.max_attempts or (ctx.records and ctx.records[-1].decision
-                                                and ctx.records[-1].decision.action == "stop" and not add_attempts):
-        console.note(f"run {ctx.spec.run_id} is finished ({len(ctx.records)} attempts); "
-                     "`tunecrew chat` with --add-attempts continues it")
-    else:
-        asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx), input_func=options.input_func))
-    report = write_report(ctx.run.path, ctx.spec, ctx.records, baseline=ctx.baseline)
-    console.summary(ctx, report)
-    return RunOutcome(run_dir=ctx.run.path, spec=ctx.spec, records=ctx.records, report=report)
+    if not run_dir.is_run():
+        raise ResumeError(f"{run_dir.path}: no run.json here; pass a run id from runs/ or a run directory")
+    with run_dir.hold():
+        recorded = run_dir.read_spec().provider
+        if options.provider is None:
+            provider, agents = recorded_provider(run_dir.read_spec(), strict=options.strict_provider)
+            options = replace(options, provider=provider, agents=agents)
+        log = ProviderLog()
+        clients = make_clients(options, log)
+        if provider_label(options) != recorded:
+            console.note(f"provider: {provider_label(options)} (run.json records {recorded}; each attempt's "
+                         "record says which drove it)")
+        if options.interactive and not add_attempts and _finished(run_dir):
+            answer = (options.input_func or input)("This run is finished. Add attempts (+N), or Enter to leave: ")
+            review = parse_review(answer, None)
+            add_attempts = review.attempts if review.kind == "extend" else 0
+        ctx = reopen(run_dir, console, add_attempts=add_attempts, wired=wiring(options, console))
+        # A resumed run gets its --budget again, counted from now: the time before the crash is spent.
+        ctx.deadline = time.monotonic() + ctx.spec.budget_s - FINISH_SECONDS if ctx.spec.budget_s else None
+        log.attach(ctx)
+        ctx.judge_panel = make_panel(options, ctx.spec.judges, ctx.spec.judge_samples)
+        console.header(ctx)
+        if ctx.current.number > ctx.spec.max_attempts or (ctx.records and ctx.records[-1].decision
+                                                    and ctx.records[-1].decision.action == "stop"
+                                                    and not add_attempts):
+            console.note(f"run {ctx.spec.run_id} is finished ({len(ctx.records)} attempts); "
+                         "`tunecrew chat` with --add-attempts continues it")
+        else:
+            with StopOnSignal(ctx, resume_hint(ctx)):
+                asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx), input_func=options.input_func))
+        return _finish(ctx, console)
 
 
 def run(options: RunOptions) -> RunOutcome:
     started = time.monotonic()  # --budget counts from here: data, model preparation and all
     console = CrewConsole(quiet=options.quiet)
     _quiet_libraries()
-    notes = FallbackNotes()
-    clients = make_clients(options, notes)
+    log = ProviderLog()
+    clients = make_clients(options, log)
     panel = make_panel(options, options.judges, options.judge_samples)
-    ctx = prepare(options, console)
-    notes.attach(ctx)
-    ctx.judge_panel = panel
-    ctx.deadline = started + ctx.spec.budget_s - FINISH_SECONDS if ctx.spec.budget_s else None
-    console.header(ctx)
-    asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))
+    run_dir = new_run_dir(options)
+    if run_dir.is_run():
+        raise ResumeError(f"{run_dir.path} is an existing run: `tunecrew resume` it, or start one with another id")
+    options = replace(options, run_id=run_dir.path.name)
+    with run_dir.hold():
+        try:
+            ctx = prepare(options, console)
+        except BaseException:
+            shutil.rmtree(run_dir.path, ignore_errors=True)  # a failed start leaves no run folder behind
+            raise
+        log.attach(ctx)
+        ctx.judge_panel = panel
+        ctx.deadline = started + ctx.spec.budget_s - FINISH_SECONDS if ctx.spec.budget_s else None
+        console.header(ctx)
+        with StopOnSignal(ctx, resume_hint(ctx)):
+            asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))
+        return _finish(ctx, console)
+
+
+def resume_hint(ctx: RunContext) -> str:
+    """The command that continues this run, as the user would type it."""
+    return f"`tunecrew resume {ctx.run.path}`"
+
+
+def _finish(ctx: RunContext, console: CrewConsole) -> RunOutcome:
     report = write_report(ctx.run.path, ctx.spec, ctx.records, baseline=ctx.baseline)
     console.summary(ctx, report)
     return RunOutcome(run_dir=ctx.run.path, spec=ctx.spec, records=ctx.records, report=report)

@@ -89,6 +89,13 @@ def test_crew_runs_through_the_openai_client_and_survives_faults(tmp_path, tiny_
     # The Planner's LLM never answered: the offline policy stood in, and the attempt says so.
     assert any("Planner: LLM call failed" in note for note in record.notes)
     assert json.loads((outcome.run_dir / "run.json").read_text())["provider"] == "openai:scripted"
+    # ... and the steps are counted: the report's provider line says how many the policy answered.
+    fell_back = sum("offline policy answered" in note for note in record.notes)
+    assert record.provider == "openai:scripted" and record.fallback_steps == fell_back >= 1
+    assert record.llm_steps >= 5  # the other roles' LLM answered their steps
+    report = (outcome.run_dir / "report.md").read_text()
+    steps = record.llm_steps + record.fallback_steps
+    assert f"openai:scripted: {fell_back} of {steps} LLM steps answered by the offline policy" in report
 
     # The key is nowhere on disk: run files, report, memory.
     for root in (outcome.run_dir, tmp_path / "memory"):
@@ -97,17 +104,45 @@ def test_crew_runs_through_the_openai_client_and_survives_faults(tmp_path, tiny_
                 assert SECRET.encode() not in path.read_bytes(), path
 
 
-def test_a_failing_llm_step_is_answered_by_the_offline_policy():
-    notes: list[str] = []
-    with ScriptedLLM(lambda n, role, tool: Fault(status=500)) as llm:
-        client = make_client(ProviderSpec(provider="openai", model="m", base_url=llm.base_url, max_retries=0),
-                             "Planner", on_fallback=notes.append)
-        from autogen_core.tools import FunctionTool
+class Steps:
+    """What the runner's ProviderLog sees: each step, answered or fallen back, and a strict failure."""
 
-        tools = [FunctionTool(lambda: "", name=n, description=n) for n in ("diagnose", "decide")]
-        result = asyncio.run(client.create([UserMessage(content="go", source="user")], tools=tools))
+    def __init__(self) -> None:
+        self.answers, self.notes, self.errors = 0, [], []
+
+    def answered(self) -> None:
+        self.answers += 1
+
+    def fell_back(self, note: str) -> None:
+        self.notes.append(note)
+
+    def failed(self, error: ProviderError) -> None:
+        self.errors.append(error)
+
+
+def _one_step(spec: ProviderSpec, steps: Steps):
+    from autogen_core.tools import FunctionTool
+
+    client = make_client(spec, "Planner", watch=steps)
+    tools = [FunctionTool(lambda: "", name=n, description=n) for n in ("diagnose", "decide")]
+    return asyncio.run(client.create([UserMessage(content="go", source="user")], tools=tools))
+
+
+def test_a_failing_llm_step_is_answered_by_the_offline_policy():
+    steps = Steps()
+    with ScriptedLLM(lambda n, role, tool: Fault(status=500)) as llm:
+        result = _one_step(ProviderSpec(provider="openai", model="m", base_url=llm.base_url, max_retries=0), steps)
     assert result.content[0].name == "diagnose"
-    assert notes and "InternalServerError" in notes[0]
+    assert len(steps.notes) == 1 and "InternalServerError" in steps.notes[0] and steps.answers == 0
+
+
+def test_strict_provider_fails_the_step_instead_of_answering_offline():
+    steps = Steps()
+    with ScriptedLLM(lambda n, role, tool: Fault(status=500)) as llm:
+        spec = ProviderSpec(provider="openai", model="m", base_url=llm.base_url, max_retries=0, fallback=False)
+        with pytest.raises(ProviderError, match=r"^--strict-provider: Planner: LLM call failed \(InternalServerError"):
+            _one_step(spec, steps)
+    assert steps.notes == [] and len(steps.errors) == 1 and "\n" not in str(steps.errors[0])
 
 
 def test_provider_errors_are_clear():

@@ -239,7 +239,8 @@ class LossPoint(_Model):
 
 
 class TrainResult(_Model):
-    status: Literal["ok", "oom", "nan", "diverged", "error"]
+    # interrupted: stopped by Ctrl-C/SIGTERM; recorded so the ledger says what ran, never remembered
+    status: Literal["ok", "oom", "nan", "diverged", "error", "interrupted"]
     loss_curve: list[LossPoint] = Field(default_factory=list)
     eval_curve: list[LossPoint] = Field(default_factory=list)
     train_loss: float | None = Field(None, description="Mean loss over the last 10% of logged steps.")
@@ -409,6 +410,10 @@ class AttemptRecord(_Model):
     diagnosis: Diagnosis | None = None
     decision: Decision | None = None
     notes: list[str] = Field(default_factory=list, description="Fallbacks and human edits during this attempt.")
+    provider: str | None = Field(None, description="Who drove the agents in this attempt (a resume may change it).")
+    llm_steps: int = Field(0, ge=0, description="Agent steps the provider's LLM answered in this attempt.")
+    fallback_steps: int = Field(0, ge=0, description="Agent steps the offline policy answered because the LLM "
+                                "call failed: a label alone would hide an offline run under an LLM's name.")
 
     @property
     def score(self) -> float | None:
@@ -424,6 +429,7 @@ class RunSpec(_Model):
     scenario: str
     base_model: str
     provider: str
+    base_url: str | None = Field(None, description="--base-url of the agents' provider: resume reuses it.")
     max_attempts: int = Field(ge=1, le=50)
     target: float = Field(ge=0.0, le=1.0, description="Stop once the primary metric reaches this.")
     gates: dict[str, float] = Field(

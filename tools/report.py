@@ -149,7 +149,7 @@ def build_blocks(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:
     blocks += [
         Heading(2, "Run"),
         Table(["field", "value"], [
-            ["scenario", spec.scenario], ["base model", spec.base_model], ["provider", spec.provider],
+            ["scenario", spec.scenario], ["base model", spec.base_model], ["provider", provider_line(spec, records)],
             ["seed", str(spec.seed)], ["target", f"{spec.target:.3f}"], ["max attempts", str(spec.max_attempts)],
             ["memory", spec.memory], ["created", spec.created_at],
         ]),
@@ -244,17 +244,35 @@ def _rubric_line(rb: RubricScores, e: EvalReport) -> str:
             f"{rb.clarity:.3g}." + (f" {_clip(rb.explanation)}" if rb.explanation else ""))
 
 
+def provider_line(spec: RunSpec, records: list[AttemptRecord]) -> str:
+    """Who really drove the agents: the provider(s), and how many steps the offline policy answered
+    because the LLM call failed (an unreachable endpoint would otherwise pass for an LLM run)."""
+    labels = list(dict.fromkeys(r.provider for r in records if r.provider)) or [spec.provider]
+    if all(label == "offline" for label in labels):
+        return "offline (the deterministic policy, no LLM)"
+    steps = sum(r.llm_steps + r.fallback_steps for r in records)
+    fell_back = sum(r.fallback_steps for r in records)
+    label = " then ".join(labels)
+    if not steps:
+        return label
+    if fell_back:
+        return f"{label}: {fell_back} of {steps} LLM steps answered by the offline policy (the LLM call failed)"
+    return f"{label}: all {steps} LLM steps answered by the LLM"
+
+
 def _summary(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:
     scored = [r for r in records if r.score is not None and r.eval is not None]
+    fell_back = sum(r.fallback_steps for r in records)
+    warning = [Para(f"Warning: provider {provider_line(spec, records)}.")] if fell_back else []
     if not scored:
-        return [Para(f"{len(records)} attempt(s); none produced a score. Target {spec.target:.3f}.")]
+        return [Para(f"{len(records)} attempt(s); none produced a score. Target {spec.target:.3f}."), *warning]
     best = max(scored, key=lambda r: r.score or 0.0)
     assert best.eval is not None and best.score is not None
     reached = "reached" if best.score >= spec.target else "not reached"
     return [Para(
         f"{len(records)} attempt(s). Best: attempt {best.attempt}, {best.eval.primary_metric} = "
         f"{best.score:.3f} ({_where(best.eval)}); target {spec.target:.3f} {reached}."
-    )]
+    ), *warning]
 
 
 def _dataset(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:

@@ -11,6 +11,7 @@
              report.md                 the report (tools/report.py)
              base_model/               `--base-model tiny`, built from the data
              rate_probe/               timed steps that measure the training rate (removed after)
+             .lock                     held (flock) by the one process running the crew on this run
              attempts/<n>/config.json  the accepted TrainConfig
                           result.json  the TrainResult (written by the training worker, then enriched)
                           eval.json    the EvalReport
@@ -23,6 +24,8 @@ Readers elsewhere (the task agent's server, `tunecrew memory`) take these names 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +33,18 @@ from pydantic import BaseModel
 
 from .contracts import RunSpec
 
-__all__ = ["AttemptDir", "RunDir", "write_model", "write_model_atomic"]
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; one process per run is then the user's to keep
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["AttemptDir", "RunDir", "RunInUse", "write_model", "write_model_atomic"]
 
 RESULT_FILE = "result.json"  # the training worker writes it into its output folder (an attempt's)
+
+
+class RunInUse(ValueError):
+    """Another process is running the crew on this run: two would train the same attempt."""
 
 
 def write_model(path: Path, model: BaseModel) -> None:
@@ -141,3 +153,26 @@ class RunDir:
     def write_spec(self, spec: RunSpec) -> None:
         """run.json: at the start, and when a person or `--add-attempts` extends the attempt budget."""
         write_model_atomic(self.spec, spec)
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Exclusive use of this run by this process, for as long as the block runs.
+
+        An `flock` on `.lock`: the kernel drops it when the process dies, however it dies, so a
+        killed run never leaves a stale lock behind and `resume` needs no clean-up.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by the trainer
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    raise RunInUse(f"{self.path} is in use by another tunecrew process (pid {holder}); wait for it "
+                                   "to end or stop it (Ctrl-C), then `tunecrew resume` this run") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing the only descriptor releases the lock
