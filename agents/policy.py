@@ -13,7 +13,8 @@ import re
 from typing import Any
 
 from tunecrew.agents.answers import DiagnoseAnswer, Recalled, TuningBrief
-from tunecrew.tools.contracts import Decision, TrainConfig
+from tunecrew.tools.contracts import Decision, TokenStats, TrainConfig
+from tunecrew.tools.profile import truncation_note
 from tunecrew.tools.train import EVAL_COST_SHARE
 
 # A never-trained model learns everything from this data: it needs a high lr and trained
@@ -43,12 +44,27 @@ MIN_STEPS = 10  # an attempt shorter than this measures nothing
 TIME_FIT_MARGIN = 0.95
 
 
-def seq_length_for(p95_tokens: float, max_tokens: int, max_positions: int | None) -> int:
-    """Next power of two over the longest row (with headroom), capped by the model's context."""
-    need = max(p95_tokens * 1.1, max_tokens, 32)
-    length = 2 ** math.ceil(math.log2(need))
+SEQ_HEADROOM = 1.1
+MIN_SEQ_LENGTH = 64
+
+
+def seq_length_for(high_tokens: float, max_tokens: int, max_positions: int | None) -> int:
+    """Next power of two over a high percentile of the row lengths (with headroom), never more than
+    the longest row needs, within the model's context. Not from the longest row itself: one 5 MB
+    row among 11-token ones would make every sequence 1,024 long; rows over it are truncated."""
+    need = max(high_tokens * SEQ_HEADROOM, 32)
+    length = min(2 ** math.ceil(math.log2(need)), 2 ** math.ceil(math.log2(max(max_tokens, 32))))
     cap = min(max_positions or 4096, 4096)
-    return int(max(64, min(length, cap)))
+    return int(max(MIN_SEQ_LENGTH, min(length, cap)))
+
+
+def seq_length_from(stats: TokenStats, extra: int, max_positions: int | None) -> tuple[int, str]:
+    """max_seq_length from the p99 of the row lengths (plus `extra` tokens a row: persona, markup),
+    and the rows it truncates, counted. A profile without a p99 (an older one) sizes from the max."""
+    high = stats.p99 or stats.max
+    seq = seq_length_for(high + extra, stats.max + extra, max_positions)
+    basis = f"p99 {stats.p99:g}" if stats.p99 else f"max {stats.max}"
+    return seq, f"seq {seq} from the {basis} tokens (+{extra} a row); {truncation_note(stats, seq, extra)}"
 
 
 def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
@@ -72,7 +88,7 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
         return config, why + timed
 
     extra = brief.system_prompt_tokens + 8  # persona + chat-template markup
-    seq = seq_length_for(profile.total_tokens.p95 + extra, profile.total_tokens.max + extra, base.max_positions)
+    seq, seq_why = seq_length_from(profile.total_tokens, extra, base.max_positions)
     warm = _best_recalled(brief.recalled)
     if warm is not None:
         remembered = warm.config
@@ -84,7 +100,7 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
         )
         config, timed = fit_to_time(config, brief, share=1.0)
         return config, (f"warm start from a remembered success (similarity {warm.similarity:.2f}, "
-                        f"score {warm.score}): {warm.summary}{timed}")
+                        f"score {warm.score}): {warm.summary}{timed}; {seq_why}")
 
     rows = max(1, profile.rows)
     on_gpu = hardware.device == "cuda"
@@ -110,8 +126,7 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
                          train_embeddings=embeddings, epochs=epochs, batch_size=batch, max_seq_length=seq,
                          warmup_ratio=0.05, lr_scheduler="cosine", seed=brief.seed)
     config, timed = fit_to_time(config, brief, share=FIRST_ATTEMPT_TIME_SHARE)
-    return config, (why + timed + f"; batch {batch} and seq {seq} from {rows} rows of "
-                                  f"p95 {profile.total_tokens.p95:.0f} tokens")
+    return config, (why + timed + f"; batch {batch} from {rows} rows; {seq_why}")
 
 
 def continuable(config: TrainConfig, previous: TrainConfig, brief: TuningBrief) -> bool:

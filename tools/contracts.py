@@ -55,7 +55,10 @@ class TokenStats(_Model):
     mean: float = 0.0
     p50: float = 0.0
     p95: float = 0.0
+    p99: float = Field(0.0, description="What max_seq_length is sized from (0: not measured, older profiles).")
     max: int = 0
+    longest: list[int] | None = Field(None, description="The longest lengths, longest first (at most 32): "
+                                      "how many rows a max_seq_length truncates.")
 
 
 class DatasetProfile(_Model):

@@ -15,7 +15,8 @@ from tunecrew.tools.contracts import DatasetProfile, TokenStats
 from tunecrew.tools.data_layouts import columns_of, detect_layout, format_from_mapping, to_messages
 from tunecrew.tools.rows import DataError, fingerprint, truncate
 
-__all__ = ["DOMINANT_RESPONSE_SHARE", "guess_language", "profile_rows", "token_stats", "top_words"]
+__all__ = ["DOMINANT_RESPONSE_SHARE", "LONGEST_KEPT", "guess_language", "profile_rows", "rows_over", "token_stats",
+           "top_words", "truncation_note"]
 
 _STOPWORDS = frozenset(
     ["a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be",
@@ -100,14 +101,14 @@ def profile_rows(
         column_map=cmap,
         prompt_tokens=token_stats(prompt_lengths),
         response_tokens=token_stats(response_lengths),
-        total_tokens=token_stats(total_lengths),
+        total_tokens=token_stats(total_lengths, keep_longest=LONGEST_KEPT),
         token_unit="tokenizer" if tokenizer is not None else "words",
         duplicates=duplicates,
         language=guess_language(texts),
         vocabulary=top_words(texts),
         extra={"layout": layout_name, "multi_turn_rows": multi_turn, "system_prompt_rows": system_rows,
                "empty_responses": sum(not r.strip() for r in responses),
-               **_response_balance(responses)},
+               **_warnings(_response_balance(responses), _outliers(total_lengths))},
         samples=[_truncate_value(r) for r in rows[:n_samples]],
     )
 
@@ -129,6 +130,24 @@ def _response_balance(responses: list[str]) -> dict[str, Any]:
     return {}
 
 
+OUTLIER_FACTOR = 8  # a row this many times the p99 is an outlier: it must not size every row's sequence
+
+
+def _outliers(lengths: list[int]) -> list[str]:
+    """A warning when a few rows are far longer than the rest (one 5 MB row among short ones)."""
+    stats = token_stats(lengths)
+    over = sum(n > OUTLIER_FACTOR * max(stats.p99, 1.0) for n in lengths)
+    if not over:
+        return []
+    return [f"{over} of {len(lengths):,} rows are over {OUTLIER_FACTOR}x the p99 of {stats.p99:g} tokens (longest "
+            f"{stats.max:,}): max_seq_length is sized from the p99, so they are truncated (counted as rows_truncated)"]
+
+
+def _warnings(*parts: dict[str, Any] | list[str]) -> dict[str, Any]:
+    found = [w for part in parts for w in (part.get("warnings", []) if isinstance(part, dict) else part)]
+    return {"warnings": found} if found else {}
+
+
 def _count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
     try:
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -137,8 +156,12 @@ def _count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
         return [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
 
 
-def token_stats(lengths: list[int]) -> TokenStats:
-    """count/mean/p50/p95/max of lengths (linear-interpolated percentiles)."""
+LONGEST_KEPT = 32  # the profile keeps this many of the longest rows' lengths, to count what a length truncates
+
+
+def token_stats(lengths: list[int], keep_longest: int = 0) -> TokenStats:
+    """count/mean/p50/p95/p99/max of lengths (linear-interpolated percentiles), and with
+    `keep_longest` the longest lengths, longest first."""
     if not lengths:
         return TokenStats()
     ordered = sorted(lengths)
@@ -150,8 +173,27 @@ def token_stats(lengths: list[int]) -> TokenStats:
 
     return TokenStats(
         count=len(ordered), mean=round(sum(ordered) / len(ordered), 2),
-        p50=round(pct(0.5), 2), p95=round(pct(0.95), 2), max=int(ordered[-1]),
+        p50=round(pct(0.5), 2), p95=round(pct(0.95), 2), p99=round(pct(0.99), 2), max=int(ordered[-1]),
+        longest=[int(n) for n in ordered[::-1][:keep_longest]] if keep_longest else None,
     )
+
+
+def rows_over(stats: TokenStats, limit: float) -> tuple[int, bool]:
+    """(rows longer than `limit`, exact): exact when the kept longest lengths decide it; otherwise
+    at least that many (every kept length is over the limit, and more rows may be)."""
+    if stats.max <= limit:
+        return 0, True
+    kept = stats.longest or [stats.max]
+    over = sum(n > limit for n in kept)
+    return over, over < len(kept) or len(kept) >= stats.count
+
+
+def truncation_note(stats: TokenStats, max_seq_length: int, extra_tokens: int = 0) -> str:
+    """`rows_truncated: 1 of 50,000 over 64 tokens`: the rows a max_seq_length cuts short, counting
+    the `extra_tokens` every row carries (persona, chat markup)."""
+    over, exact = rows_over(stats, max_seq_length - extra_tokens)
+    return (f"rows_truncated: {'' if exact else 'at least '}{over:,} of {stats.count:,} over {max_seq_length} tokens"
+            + (f" (longest {stats.max + extra_tokens:,})" if over else ""))
 
 
 def guess_language(texts: list[str]) -> str:
