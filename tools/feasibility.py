@@ -9,6 +9,8 @@ Memory  = weights/optimizer state (bytes per parameter by method)
         + a fixed framework overhead.
 Time    = 6 x params x tokens / throughput, tokens = rows x epochs x mean row length.
 method=dpo is costed as adapter training (like lora) over two sequences per row.
+Evaluation = batches x max_new_tokens decode steps, each a forward pass of the batch (2 x params
+        a token) plus a fixed per-step overhead: see `estimate_eval_seconds`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import math
 from dataclasses import dataclass
 
 from tunecrew.tools.contracts import DatasetProfile, Hardware, TrainConfig
+from tunecrew.tools.profile import rows_over, truncation_note
+from tunecrew.tools.splits import cap_heldout
 from tunecrew.tools.throughput import MeasuredRate
 from tunecrew.tools.train import EVAL_POINTS, FORWARD_SHARE, eval_rows
 
@@ -59,6 +63,22 @@ GPU_FLOPS = {"h200": 350e12, "h100": 350e12, "a100": 110e12, "l40": 60e12, "a10"
 GPU_FLOPS_DEFAULT = 30e12
 FP32_SLOWDOWN = 4  # no bf16: tensor cores mostly idle
 WORDS_TO_TOKENS = 1.3  # profile lengths counted in words understate tokens
+
+# --------------------------------------------------------------------------- evaluation assumptions
+# Held-out generation (tools/evaluate.py): greedy, batches of EVAL_BATCH, KV cache on. Costed as if
+# every reply ran to max_new_tokens (an untuned or random-init model often does). Per decode step:
+# the batch's forward pass (2 x params FLOPs a token) at the FLOP rate above, plus a fixed
+# overhead; the prompts' prefill is left out (batched, it is a small share of the decode steps).
+# Checked against docs/benchmarks.md's batched generation (64 prompts, 64 new tokens, 1 thread):
+# SmolLM2-135M measured 36-41 s, this model says 60 s; the 2M-param tiny model measured 3.7 s, this
+# model says 5.3 s: an upper bound, as a cap on the cost should be.
+EVAL_BATCH = 32
+# What one evaluation may take: this share of the run's --budget (what the crew reserves for one,
+# agents/toolkit.py EVAL_RESERVE_SHARE), or without a budget this many seconds.
+EVAL_BUDGET_SHARE = 0.12
+EVAL_SECONDS_WITHOUT_BUDGET = 900.0
+FORWARD_FLOPS_PER_PARAM_TOKEN = 2
+DECODE_STEP_OVERHEAD_S = 0.035
 
 
 # What to try instead when memory is short, by current method.
@@ -109,8 +129,13 @@ def check_feasibility(config: TrainConfig, hardware: Hardware, model_params: int
                         f"{'' if config.max_steps > 0 else ' or set data.max_rows'}")
     if problems:
         return Feasibility(False, round(memory, 3), round(seconds, 1), "; ".join(problems))
+    truncated = ""
+    if profile.token_unit == "tokenizer" and rows_over(profile.total_tokens,
+                                                       config.max_seq_length - extra_tokens_per_row)[0]:
+        truncated = f"; {truncation_note(profile.total_tokens, config.max_seq_length, extra_tokens_per_row)}"
     return Feasibility(True, round(memory, 3), round(seconds, 1),
-                       f"fits: estimated {memory:.2f} GB of {budget:.1f} GB {budget_name}, ~{seconds:.0f} s")
+                       f"fits: estimated {memory:.2f} GB of {budget:.1f} GB {budget_name}, ~{seconds:.0f} s"
+                       + truncated)
 
 
 def memory_budget_gb(hardware: Hardware) -> tuple[float, str]:
@@ -176,3 +201,35 @@ def estimate_seconds(config: TrainConfig, hardware: Hardware, model_params: int,
                      extra_tokens_per_row: int = 0) -> float:
     tokens = estimate_tokens(config, profile, extra_tokens_per_row)
     return FLOPS_PER_PARAM_TOKEN * model_params * tokens / throughput_flops(hardware)
+
+
+def estimate_eval_seconds(rows: int, max_new_tokens: int, model_params: int, hardware: Hardware,
+                          threads: int | None = None) -> float:
+    """Seconds to generate replies for `rows` held-out prompts, upper bound (every reply runs to
+    `max_new_tokens`). On a CPU, `threads` (the torch threads generation uses) sets the FLOP rate."""
+    if rows <= 0:
+        return 0.0
+    flops = (CPU_FLOPS_PER_CORE * (threads or hardware.cpu_count) if hardware.device == "cpu"
+             else throughput_flops(hardware))
+    per_token = FORWARD_FLOPS_PER_PARAM_TOKEN * model_params / flops
+    batches = math.ceil(rows / EVAL_BATCH)
+    return batches * max_new_tokens * (DECODE_STEP_OVERHEAD_S + min(rows, EVAL_BATCH) * per_token)
+
+
+def eval_time_cap(run_budget_s: float | None) -> tuple[float, str]:
+    """(seconds one evaluation may take, where that limit comes from, in words)."""
+    if run_budget_s:
+        return (EVAL_BUDGET_SHARE * run_budget_s,
+                f"{EVAL_BUDGET_SHARE:.0%} of --budget {run_budget_s / 60:g} min, what the crew reserves for one")
+    return EVAL_SECONDS_WITHOUT_BUDGET, "what one evaluation may take without --budget"
+
+
+def cap_evaluation(heldout: list[dict], *, seed: int, max_new_tokens: int, model_params: int, hardware: Hardware,
+                   threads: int | None = None, run_budget_s: float | None = None) -> tuple[list[dict], str | None]:
+    """The held-out rows every evaluation generates for: all of them when their estimated time fits
+    `eval_time_cap`, else a seeded sample that fits, with a note saying n and the cap (a DataError
+    naming --heldout when not even the minimum fits). See `cap_heldout`."""
+    cap_s, cap_name = eval_time_cap(run_budget_s)
+    return cap_heldout(heldout, seed=seed, cap_s=cap_s, cap_name=cap_name,
+                       seconds_for=lambda n: estimate_eval_seconds(n, max_new_tokens, model_params, hardware,
+                                                                   threads=threads))

@@ -1,5 +1,6 @@
 """Held-out splits: split rows into train and held-out without leaks, check that a held-out split
-shares no prompt with training, and refuse one too small to score an attempt on.
+shares no prompt with training, refuse one too small to score an attempt on, and cap the rows an
+evaluation generates for to what its time allows.
 
 Prompts are compared after :func:`normalize_prompt`, so a prompt that differs only in case,
 punctuation or spacing counts as the same prompt.
@@ -10,12 +11,13 @@ from __future__ import annotations
 import collections
 import random
 import unicodedata
+from collections.abc import Callable
 
 from tunecrew.tools.contracts import LeakCheck
 from tunecrew.tools.data_layouts import columns_of, detect_format, to_messages
 from tunecrew.tools.rows import DataError, truncate
 
-__all__ = ["MIN_HELDOUT_ROWS", "check_heldout", "leak_check", "normalize_prompt", "split_rows"]
+__all__ = ["MIN_HELDOUT_ROWS", "cap_heldout", "check_heldout", "leak_check", "normalize_prompt", "split_rows"]
 
 MIN_HELDOUT_ROWS = 4  # fewer held-out rows cannot tell one attempt's score from the next
 
@@ -99,3 +101,36 @@ def check_heldout(heldout: list[dict], source: str, minimum: int = MIN_HELDOUT_R
     if len(heldout) < minimum:
         raise DataError(f"{source}: the held-out split has {len(heldout)} rows; at least {minimum} are needed to "
                         "score an attempt. Give more data or a larger held-out fraction")
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def cap_heldout(heldout: list[dict], *, seed: int, seconds_for: Callable[[int], float], cap_s: float,
+                cap_name: str, minimum: int = MIN_HELDOUT_ROWS) -> tuple[list[dict], str | None]:
+    """The held-out rows an evaluation generates for, and a note when they were capped.
+
+    Every attempt (and the base model) generates a reply for every held-out row, so a split whose
+    estimated evaluation (`seconds_for(n)`, increasing in n) is over `cap_s` is cut to the largest
+    seeded sample that fits, in the split's order; the rows left out still stay out of training.
+    When not even `minimum` rows fit, a DataError naming --heldout: nothing could be scored in time.
+    """
+    total = len(heldout)
+    if total == 0 or seconds_for(total) <= cap_s:
+        return list(heldout), None
+    lo, hi = 0, total  # the largest n with seconds_for(n) <= cap_s: seconds_for(lo) fits, seconds_for(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if seconds_for(mid) <= cap_s else (lo, mid)
+    if lo < minimum:
+        raise DataError(f"--heldout: evaluating even {minimum} held-out rows takes ~{_duration(seconds_for(minimum))}, "
+                        f"over the {_duration(cap_s)} {cap_name}; a held-out split cannot be scored in time: raise "
+                        "--budget, or use a smaller model or shorter replies")
+    keep = sorted(random.Random(seed).sample(range(total), lo))
+    note = (f"held-out: evaluating a seeded sample (seed {seed}) of n={lo:,} of the {total:,} held-out rows: all of "
+            f"them would take ~{_duration(seconds_for(total))} an evaluation, over the cap of {_duration(cap_s)} "
+            f"({cap_name}); the other {total - lo:,} stay out of training. A smaller --heldout avoids the cap")
+    return [heldout[i] for i in keep], note
