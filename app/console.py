@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tunecrew.agents.roles import colour_of
+from tunecrew.tools.report import provider_line
 
 
 class CrewConsole:
@@ -100,6 +101,7 @@ class CrewConsole:
                 f"{r.diagnosis.label if r.diagnosis else '-'} → {r.decision.action if r.decision else '-'}",
             )
         self.console.print(table)
+        self.console.print(f"provider: {provider_line(ctx.spec, ctx.records)}")
         self.console.print(f"report: {report}")
         best = ctx.best
         if best is not None and best.result.adapter_path:

@@ -115,6 +115,8 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     """Create the run directory, the data, the base model and the run's state."""
     scenario = with_data(options.scenario, options.data, options.columns, options.heldout)
     run_dir = new_run_dir(options)
+    # Opened first: a damaged store is one line before minutes of data and model preparation.
+    memory = AttemptMemory(options.memory, embedder=options.embedder) if options.use_memory else None
     assert scenario.build_data is not None
     data = scenario.build_data(options.seed)
     check_heldout(data.heldout, f"scenario {scenario.name}")
@@ -129,7 +131,6 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     console.note(f"base model: {options.base_model or scenario.default_base_model} ({base.family}, "
                  f"{base.params / 1e6:.1f}M params{', never trained' if base.random_init else ''}): {base.name}")
     hardware = detect_hardware()
-    memory = AttemptMemory(options.memory, embedder=options.embedder) if options.use_memory else None
     spec = RunSpec(
         run_id=run_dir.path.name, scenario=scenario.name, base_model=base.name, provider=provider_label(options),
         base_url=provider_of(options).base_url,
@@ -314,10 +315,8 @@ def reopen(folder: Path | RunDir, console: CrewConsole, add_attempts: int = 0,
                      hardware=detect_hardware(), ledger=ledger, memory=open_memory(spec),
                      wiring=wired or Wiring(on_train_event=console.train_event), records=records,
                      current=Attempt(len(records) + 1, changes=_changes_after(records, spec.max_attempts)))
-    if ctx.memory is not None and (finished := [r for r in records if r.result.status != "interrupted"]):
-        # Idempotent: a crash between ledger and memory is repaired here. An interrupted attempt
-        # taught nothing about its config, so it is never remembered.
-        ctx.memory.remember_many(finished)
+    if ctx.memory is not None and records:
+        ctx.memory.remember_many(records)  # idempotent: a crash between ledger and memory is repaired here
     if run_dir.domain.exists():
         ctx.domain = DomainCard.model_validate_json(run_dir.domain.read_text())
         Toolkit(ctx).profile_dataset()  # the Domain Expert's work is done; its profile is recomputed

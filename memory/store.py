@@ -523,11 +523,16 @@ class AttemptMemory:
 
     def remember(self, record: AttemptRecord) -> str:
         """Upsert one attempt (same run_id:attempt overwrites) and return its id."""
-        return self.remember_many([record])[0]
+        self.remember_many([record])
+        return attempt_id(record)
 
     def remember_many(self, records: Iterable[AttemptRecord]) -> builtins.list[str]:
-        """Upsert several attempts in one call (much faster than one by one)."""
-        batch = builtins.list(records)
+        """Upsert several attempts in one call (much faster than one by one).
+
+        An attempt stopped by Ctrl-C is skipped: it says nothing about how its config trains, and
+        recall would offer it as evidence. The ledger keeps it.
+        """
+        batch = [r for r in records if r.result.status != "interrupted"]
         if not batch:
             return []
         ids = [attempt_id(r) for r in batch]

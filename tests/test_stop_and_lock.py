@@ -209,3 +209,13 @@ def test_resume_uses_the_recorded_provider_and_says_when_it_cannot(tmp_path, cap
     assert main(["resume", str(run_dir.path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "OPENAI_API_KEY" in err
+
+
+def test_an_interrupted_attempt_is_kept_in_the_ledger_but_never_remembered(tmp_path):
+    from tunecrew.memory.store import AttemptMemory
+
+    memory = AttemptMemory(str(tmp_path / "memory"))
+    stopped = make_record(run_id="r", attempt=1, status="ok")
+    stopped = stopped.model_copy(update={"result": stopped.result.model_copy(update={"status": "interrupted"})})
+    ids = memory.remember_many([stopped, make_record(run_id="r", attempt=2)])
+    assert ids == ["r:2"] and memory.count() == 1
