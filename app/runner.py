@@ -44,6 +44,7 @@ from tunecrew.tools.contracts import (
     TrainConfig,
     TrainResult,
 )
+from tunecrew.tools.feasibility import cap_evaluation
 from tunecrew.tools.hardware import detect_hardware
 from tunecrew.tools.judge import JudgePanel
 from tunecrew.tools.model_info import ModelNotFound, describe_base_model
@@ -131,6 +132,18 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     console.note(f"base model: {options.base_model or scenario.default_base_model} ({base.family}, "
                  f"{base.params / 1e6:.1f}M params{', never trained' if base.random_init else ''}): {base.name}")
     hardware = detect_hardware()
+    budget_s = 60 * budget if (budget := options.budget_minutes or scenario.budget_minutes) else None
+    if options.heldout is not None:
+        # An explicit --heldout can ask for thousands of generations per attempt; the scenarios'
+        # own splits are sized already (64 rows at most by default), so only this one is capped.
+        heldout, capped = cap_evaluation(data.heldout, seed=options.seed, max_new_tokens=scenario.max_new_tokens,
+                                         model_params=base.params, hardware=hardware, threads=options.threads,
+                                         run_budget_s=budget_s)
+        if capped:  # every evaluation generates for these rows only; the rest stay out of training
+            data.heldout = heldout
+            data.notes.append(capped)
+            console.note(capped)
+            write_jsonl(data.heldout, run_dir.heldout_data)  # resume reads this file back
     spec = RunSpec(
         run_id=run_dir.path.name, scenario=scenario.name, base_model=base.name, provider=provider_label(options),
         base_url=provider_of(options).base_url,
@@ -139,7 +152,7 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
         gates=scenario.gates, seed=options.seed, dataset_fingerprint=fingerprint(data.train),
         memory=_memory_location(options.memory) if options.use_memory else "off", memory_embedder=options.embedder,
         attempt_budget_s=options.attempt_seconds, heldout_split=data.heldout_split,
-        budget_s=60 * budget if (budget := options.budget_minutes or scenario.budget_minutes) else None,
+        budget_s=budget_s,
         judges=options.judges, judge_samples=options.judge_samples,
     )
     run_dir.write_spec(spec)

@@ -153,3 +153,23 @@ def test_attempt_cap_covers_tokenising_50k_rows(tmp_path, tiny_model, make_confi
     # Generous: interpreter start and a noisy shared machine ride on top of the cap, never 50k rows' tokenising.
     assert wall < 1.6 * cap, f"{wall:.1f} s for a {cap:.0f} s cap ({start})"
     assert result.loss_curve and result.loss_curve[-1].epoch is not None and result.loss_curve[-1].epoch < 1.0
+
+
+def test_an_explicit_heldout_is_capped_when_the_run_is_prepared(tmp_path, tiny_model):
+    """Through `prepare`, as `tunecrew run --data F --heldout 0.5 --budget 10` does it: the held-out
+    file every attempt is scored on holds the capped sample, and the run says so."""
+    from tunecrew.app.console import CrewConsole
+    from tunecrew.app.runner import RunOptions, prepare
+    from tunecrew.scenarios.registry import load_scenario
+    from tunecrew.tools.rows import load_rows, write_jsonl
+
+    rows = [{"prompt": f"What is {i} plus {i}?", "response": f"{2 * i}"} for i in range(3000)]
+    data = write_jsonl(rows, tmp_path / "sums.jsonl")
+    notes: list[str] = []
+    console = CrewConsole(quiet=True)
+    console.note = notes.append  # type: ignore[method-assign]
+    ctx = prepare(RunOptions(scenario=load_scenario("custom"), data=str(data), heldout=0.5, base_model=tiny_model,
+                             budget_minutes=10, runs_dir=tmp_path / "runs", use_memory=False, quiet=True), console)
+    kept = load_rows(ctx.run.heldout_data)
+    assert 4 <= len(kept) < 1500 and len(kept) == len(ctx.data.heldout)
+    assert any(f"n={len(kept):,} of the 1,500 held-out rows" in n and "--heldout" in n for n in notes), notes
