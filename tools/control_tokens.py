@@ -108,7 +108,7 @@ def neutralise_rows(rows: Iterable[dict], tokens: Iterable[str] | None = None) -
     changed = 0
     found: dict[str, int] = {}
 
-    def walk(value: Any, key: str | None = None) -> Any:
+    def walk(value: Any, key: str | None = None) -> Any:  # one frame a level: rows nest <= rows.MAX_NESTING
         if isinstance(value, str):
             if key == "role":
                 return value
@@ -117,9 +117,15 @@ def neutralise_rows(rows: Iterable[dict], tokens: Iterable[str] | None = None) -
                 found[token] = found.get(token, 0) + n
             return cleaned.text
         if isinstance(value, dict):
-            return {k: walk(v, k if isinstance(k, str) else None) for k, v in value.items()}
+            out_dict = {}
+            for k, v in value.items():
+                out_dict[k] = walk(v, k if isinstance(k, str) else None)
+            return out_dict
         if isinstance(value, (list, tuple)):
-            return [walk(v) for v in value]
+            out_list = []
+            for v in value:
+                out_list.append(walk(v))
+            return out_list
         return value
 
     for row in rows:

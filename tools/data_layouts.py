@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunecrew.tools.rows import DataError, brief_list
+from tunecrew.tools.rows import DataError, brief_list, short_repr, too_deep
 
 __all__ = [
     "FORMATS", "AmbiguousColumns", "Layout", "cell_text", "columns_of", "detect_format", "detect_layout",
@@ -190,8 +190,8 @@ def detect_layout(columns: list[str], first_row: dict) -> Layout:
             _refuse_ambiguity(layout, cols.rivals)
             return layout
     raise DataError(
-        f"cannot tell the row layout from columns {brief_list(columns)}; give a column mapping such as "
-        "prompt=<question column>,response=<answer column> (roles: docs/data-formats.md)"
+        f"cannot tell the row layout from columns {brief_list(columns)}; give a column mapping "
+        "(roles: docs/data-formats.md)"
     )
 
 
@@ -216,7 +216,7 @@ def _refuse_ambiguity(layout: Layout, rivals: dict[str, list[str]]) -> None:
 
 
 def _either(candidates: list[str], limit: int = 4) -> str:
-    shown = " or ".join(repr(c[:40]) for c in candidates[:limit])
+    shown = " or ".join(short_repr(c) for c in candidates[:limit])
     return shown + (f" … (+{len(candidates) - limit} more)" if len(candidates) > limit else "")
 
 
@@ -279,7 +279,7 @@ def cell_text(value: Any, column: str, where: str) -> str:
     JSON, the hub) and lists pasted as text, the latter only when every item is a string, so an
     answer such as `[1, 2, 3]` stays as written."""
     if value is None:
-        raise DataError(f"{where}: column {column!r} is empty (null); drop or fill the row")
+        raise DataError(f"{where}: column {short_repr(column)} is empty (null); drop or fill the row")
     if isinstance(value, str):
         items = _parse_list_repr(value)
         if items and all(isinstance(x, str) for x in items):
@@ -288,8 +288,8 @@ def cell_text(value: Any, column: str, where: str) -> str:
     if isinstance(value, (list, tuple)) and not any(isinstance(x, (list, tuple, dict)) for x in value):
         return "\n".join(str(x) for x in value)
     if isinstance(value, (list, tuple, dict)):
-        raise DataError(f"{where}: column {column!r} holds a {type(value).__name__} of objects, expected text; "
-                        "map another column with --columns")
+        raise DataError(f"{where}: column {short_repr(column)} holds a {type(value).__name__} of objects, expected "
+                        "text; map another column with --columns")
     return str(value)
 
 
@@ -332,7 +332,8 @@ def to_messages(
         if column is None:
             raise DataError(f"{where}: column map has no {role!r} role for format {fmt!r}")
         if column not in row:
-            raise DataError(f"{where}: missing column {column!r} (role {role!r}); columns are {brief_list(row)}")
+            raise DataError(f"{where}: missing column {short_repr(column)} (role {role!r}); "
+                            f"columns are {brief_list(row)}")
         return row[column]
 
     def text(role: str) -> str:
@@ -408,10 +409,10 @@ def _normalise_chat(messages: Any, where: str, require_pair: bool = True) -> lis
         raw_role = message.get("role", message.get("from"))
         role = _ROLE_ALIASES.get(str(raw_role).lower()) if raw_role is not None else None
         if role is None:
-            raise DataError(f"{where}: message {i} has role {str(raw_role)[:40]!r}; use system, user, assistant or "
+            raise DataError(f"{where}: message {i} has role {short_repr(raw_role)}; use system, user, assistant or "
                             "tool (or ShareGPT's human/gpt/function_call/observation)")
         if role == "tool" and not calls_open:
-            raise DataError(f"{where}: message {i} has role {str(raw_role)[:40]!r} but no assistant tool call comes "
+            raise DataError(f"{where}: message {i} has role {short_repr(raw_role)} but no assistant tool call comes "
                             "before it; a tool result must follow the call it answers")
         converted = _convert_message(message, role, str(raw_role).lower(), i, where)
         if role == "assistant":
@@ -459,7 +460,7 @@ def _text_parts(parts: list, i: int, where: str) -> str:
             texts.append(part["text"])
         else:
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-            raise DataError(f"{where}: message {i} has a {str(kind)[:30]!r} content part; only text parts are read")
+            raise DataError(f"{where}: message {i} has a {short_repr(kind, 30)} content part; only text parts are read")
     return "\n".join(texts)
 
 
@@ -467,10 +468,10 @@ def _sharegpt_call(value: str) -> list[dict] | None:
     """A ShareGPT function_call turn (`{"name": …, "arguments": {…}}`) as OpenAI tool_calls."""
     try:
         call = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
         return None
     calls = call if isinstance(call, list) else [call]
-    if not all(isinstance(c, dict) and "name" in c for c in calls):
+    if too_deep(calls) or not all(isinstance(c, dict) and "name" in c for c in calls):
         return None
     return [{"type": "function", "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))}}
             for c in calls]
@@ -486,8 +487,9 @@ def _tool_call_text(calls: Any, i: int, where: str) -> str:
             raise DataError(f"{where}: message {i} has a tool call without a function name")
         arguments = function.get("arguments", {})
         if isinstance(arguments, str):  # OpenAI sends arguments as a JSON string
-            with contextlib.suppress(ValueError):
-                arguments = json.loads(arguments)
+            with contextlib.suppress(ValueError, RecursionError):
+                parsed = json.loads(arguments)
+                arguments = arguments if too_deep(parsed) else parsed  # kept as the text it came as
         body = json.dumps({"name": function["name"], "arguments": arguments}, ensure_ascii=False)
         lines.append(f"<tool_call>\n{body}\n</tool_call>")
     return "\n".join(lines)

@@ -13,25 +13,60 @@ import hashlib
 import io
 import json
 import re
+import unicodedata
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
-    "SUPPORTED_SUFFIXES", "DataError", "brief_list", "clip", "fingerprint", "load_rows", "sniff_delimiter", "truncate",
-    "write_jsonl",
+    "MAX_NESTING", "MESSAGE_LIMIT", "SUPPORTED_SUFFIXES", "DataError", "brief_list", "clip", "fingerprint", "load_rows",
+    "short_repr", "sniff_delimiter", "too_deep", "truncate", "write_jsonl",
 ]
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 _HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _DELIMITERS = ",;\t|"
-_SNIFF_CHARS = 64 * 1024  # csv.Sniffer reads a sample; a few dozen lines decide the delimiter
+_SNIFF_CHARS = 64 * 1024  # how much text decides how quotes are read
+# csv.Sniffer's quote regex is quadratic in its sample (64 KB of `,"` took 26 s): a few dozen lines
+# decide the delimiter, so it reads 8 KB (0.4 s at worst).
+_SNIFFER_CHARS = 8 * 1024
+# pandas renames repeated header names in quadratic time (30,000 `x` columns: 13 s); no dataset
+# tunecrew trains on has this many columns.
+MAX_COLUMNS = 10_000
 _KEY_COLUMNS = ("id", "key", "_key")  # where an id-keyed JSON object's keys go: the first name rows lack
 
 
+MAX_NESTING = 100  # lists and objects inside a row: real rows (messages, tool calls) nest under 20
+MESSAGE_LIMIT = 300  # characters of a DataError's message after its `source:` prefix
+# Shown as escapes in a message: controls (line breaks, ESC), invisible format characters (bidi
+# overrides, zero-width spaces), lone surrogates (a terminal cannot print them) and line separators.
+_UNPRINTED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
 class DataError(ValueError):
-    """Bad dataset input; the message names the source (file, line or field) and the fix."""
+    """Bad dataset input; the message names the source (file, line or field) and the fix.
+
+    Always one line of bounded length, whatever a column name or cell put into it: line breaks and
+    other unprintable characters are written as escapes (`\\n`, `\\u202e`), and a message whose
+    text after the `source:` prefix is longer than :data:`MESSAGE_LIMIT` keeps its start and its end
+    (the fix) around a `…`. Callers keep their messages short themselves; this is the guarantee.
+    """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(_one_line(str(message)), *args)
+
+
+def _one_line(message: str) -> str:
+    message = "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _UNPRINTED else c
+                      for c in message)
+    source, sep, body = message.partition(": ")
+    if not sep or len(source) > MESSAGE_LIMIT:
+        source, sep, body = "", "", message
+    if len(body) <= MESSAGE_LIMIT:
+        return message
+    tail = MESSAGE_LIMIT // 3
+    return f"{source}{sep}{body[: MESSAGE_LIMIT - tail - 1]}…{body[-tail:]}"
 
 
 def brief_list(items: Any, limit: int = 8, width: int = 40, budget: int = 120) -> str:
@@ -40,12 +75,42 @@ def brief_list(items: Any, limit: int = 8, width: int = 40, budget: int = 120) -
     items = list(items)
     shown: list[str] = []
     for x in items[:limit]:
-        text = repr(str(x) if len(str(x)) <= width else str(x)[:width] + "…")
+        text = short_repr(x, width)
         if shown and sum(len(s) + 2 for s in shown) + len(text) > budget:
             break
         shown.append(text)
     more = f", … (+{len(items) - len(shown)} more)" if len(items) > len(shown) else ""
     return "[" + ", ".join(shown) + more + "]"
+
+
+def short_repr(value: object, width: int = 40) -> str:
+    """`repr(str(value))` of at most about `width` characters plus its quotes: cut with `…`, and cut
+    further when escapes (`\\x00`, `\\U0001f600`) make the repr longer than the text."""
+    text = str(value)
+    if len(text) <= width and len(shown := repr(text)) <= width + 3:
+        return shown
+    keep = min(len(text), width)
+    while keep > 1 and len(repr(text[:keep] + "…")) > width + 3:
+        keep -= 1
+    return repr(text[:keep] + "…")
+
+
+def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether lists and dicts inside `value` nest more than `limit` levels. Iterative, so a value
+    nested thousands deep is measured without a RecursionError (later steps recurse into rows)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def clip(text: object, limit: int = 200) -> str:
@@ -81,6 +146,7 @@ def load_rows(source: str | Path, split: str = "train", config: str | None = Non
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         rows = _load_parquet(path)
+        _refuse_deep(rows, str(path))
     elif suffix in SUPPORTED_SUFFIXES:
         text = _read_utf8(path)
         if not text.strip():
@@ -91,6 +157,8 @@ def load_rows(source: str | Path, split: str = "train", config: str | None = Non
             rows = _parse_json(text, path, split)
         else:
             rows = _parse_delimited(text, path, "\t" if suffix == ".tsv" else None)
+        if suffix != ".jsonl":  # JSON Lines rows were checked line by line
+            _refuse_deep(rows, str(path))
     else:
         raise DataError(f"{path}: unsupported file type {suffix or '(none)'}; "
                         f"use one of {', '.join(SUPPORTED_SUFFIXES)}")
@@ -145,10 +213,41 @@ def _parse_jsonl(text: str, path: Path) -> list[dict]:
             raise DataError(
                 f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno}); fix or delete that line"
             ) from None
+        except (RecursionError, ValueError) as exc:  # nested too deep, or an integer of 4,300+ digits
+            raise DataError(f"{path}:{lineno}: unreadable JSON ({_json_limit(exc)}); fix or delete that line") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{lineno}: a row must be a JSON object, got {type(row).__name__}")
+        _refuse_surrogates(line, row, f"{path}:{lineno}")
+        if too_deep(row):
+            raise DataError(f"{path}:{lineno}: {_DEEP}")
         rows.append(row)
     return rows
+
+
+_DEEP = f"lists or objects nested more than {MAX_NESTING} levels deep; flatten that value or drop the row"
+
+
+def _refuse_deep(rows: list[dict], source: str) -> None:
+    for i, row in enumerate(rows):
+        if too_deep(row):
+            raise DataError(f"{source}: row {i}: {_DEEP}")
+
+
+_SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _refuse_surrogates(text: str, parsed: Any, where: str) -> None:
+    """JSON may spell half of a UTF-16 pair (`"\\ud800"`) alone: Python reads it, but it is not
+    Unicode, and writing the row as UTF-8 (the run's data files) would fail later. Checked only
+    when the text holds such an escape; a proper pair (an emoji) passes."""
+    if "\\u" not in text or not _SURROGATE_ESCAPE_RE.search(text):
+        return
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start:exc.end]
+        raise DataError(f"{where}: text holds {ascii(bad)[1:-1]}, half of a UTF-16 surrogate pair and not valid "
+                        "Unicode; fix or delete that text") from None
 
 
 def _parse_json(text: str, path: Path, split: str) -> list[dict]:
@@ -158,6 +257,9 @@ def _parse_json(text: str, path: Path, split: str) -> list[dict]:
         if exc.msg == "Extra data" and text.lstrip().startswith("{"):
             return _parse_jsonl(text, path)  # JSON Lines saved as .json, as many hub exports are
         raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except (RecursionError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable JSON ({_json_limit(exc)})") from None
+    _refuse_surrogates(text, data, str(path))
     if isinstance(data, dict):
         data = _rows_of_object(data, path, split)
     if not isinstance(data, list):
@@ -166,6 +268,13 @@ def _parse_json(text: str, path: Path, split: str) -> list[dict]:
         if not isinstance(row, dict):
             raise DataError(f"{path}: row {i} must be a JSON object, got {type(row).__name__}")
     return data
+
+
+def _json_limit(exc: BaseException) -> str:
+    """What a JSON parser limit says, short: Python's recursion limit or its 4,300-digit integer limit."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return "a number with more than 4,300 digits" if "digits" in str(exc) else clip(exc, 100)
 
 
 def _rows_of_object(data: dict, path: Path, split: str) -> list:
@@ -217,13 +326,18 @@ def _parse_delimited(text: str, path: Path, delimiter: str | None) -> list[dict]
     import pandas as pd
 
     sep = delimiter or sniff_delimiter(text)
+    quoting = _quoting(text, sep)
+    fields = _header_fields(text, sep, quoting)
+    if fields > MAX_COLUMNS:
+        raise DataError(f"{path}: the {_kind(sep)} header has {fields:,} fields, more than the {MAX_COLUMNS:,} "
+                        "columns tunecrew reads; is this the right file (and delimiter)?")
     try:
         with warnings.catch_warnings():
             # pandas only warns when a row has more fields than the header, and drops them: refuse instead.
             warnings.simplefilter("error", pd.errors.ParserWarning)
             # index_col=False: an extra field must not turn the first column into a dropped index.
             frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, index_col=False,
-                                quoting=_quoting(text, sep))
+                                quoting=quoting)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: {_kind(sep)} has no header or rows") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
@@ -238,13 +352,25 @@ def _parse_delimited(text: str, path: Path, delimiter: str | None) -> list[dict]
 _RAW_QUOTE_RE = re.compile(r'"(?:[^"]|"")*"[^"\r\n]')
 
 
-def _quoting(text: str, sep: str) -> int:
+def _quoting(text: str, sep: str) -> Literal[0, 3]:
     """csv.QUOTE_NONE when the file's quotes are text (GLUE-style TSV), else standard CSV quoting."""
     for line in text[:_SNIFF_CHARS].splitlines():
         for cell in line.split(sep):
             if _RAW_QUOTE_RE.match(cell) and not cell.rstrip().endswith('"'):
                 return csv.QUOTE_NONE
     return csv.QUOTE_MINIMAL
+
+
+def _header_fields(text: str, sep: str, quoting: Literal[0, 3]) -> int:
+    """How many fields the header has: its delimiters counted, and the header parsed as CSV only
+    when that count is over the limit (quoted delimiters are not fields)."""
+    line = text.split("\n", 1)[0]
+    if line.count(sep) < MAX_COLUMNS:
+        return line.count(sep) + 1
+    try:
+        return len(next(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting), []))
+    except csv.Error:  # a field over the csv module's size limit: the count stands
+        return line.count(sep) + 1
 
 
 def _kind(sep: str) -> str:
@@ -257,8 +383,8 @@ def sniff_delimiter(text: str) -> str:
     The header line has no prose in it, so a delimiter the sniffer picked that the header lacks
     (a comma inside quoted sentences, say) loses to the candidate the header uses most.
     """
-    sample = text[:_SNIFF_CHARS]
-    if len(text) > _SNIFF_CHARS and "\n" in sample:
+    sample = text[:_SNIFFER_CHARS]
+    if len(text) > _SNIFFER_CHARS and "\n" in sample:
         sample = sample[: sample.rfind("\n") + 1]
     header = text.split("\n", 1)[0]
     try:
@@ -298,6 +424,7 @@ def _load_hub(source: str, split: str, config: str | None = None) -> list[dict]:
             "without network, download it first and pass a local .jsonl/.parquet file"
         ) from None
     rows = [dict(row) for row in dataset]
+    _refuse_deep(rows, source)
     _name_class_labels(rows, getattr(dataset, "features", None))
     return rows
 
