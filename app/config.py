@@ -50,6 +50,17 @@ class CrewConfig(BaseModel):
                               "+N attempts, stop, or guide")
     quiet: bool = Field(False, description="no conversation in the terminal, only the summary")
 
+    @field_validator("agent")
+    @classmethod
+    def _role_overrides(cls, value: list[str]) -> list[str]:
+        """Checked with the other flags, before any work (the run's clients are built from it later)."""
+        if value:
+            from tunecrew.agents.models import ProviderSpec, role_specs
+            from tunecrew.agents.roles import ROLES
+
+            role_specs(ProviderSpec(), value, ROLES)  # its ProviderError names the flag and what it accepts
+        return value
+
 
 class RunConfig(CrewConfig):
     """`tunecrew run`: a scenario (or your data), the base model, the target and the budget."""
