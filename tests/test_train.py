@@ -145,3 +145,18 @@ def test_a_noisy_batch_on_a_low_loss_is_not_a_divergence():
 
     assert not diverged(0.35, 0.10)  # a continued adapter's noisy batch: 3.5x, but a quarter of a nat
     assert diverged(6.0, 1.5) and diverged(2.5, 0.1)  # blown up from a normal or from a low loss
+
+
+@pytest.mark.slow
+def test_an_attempt_stopped_before_its_first_logged_step_still_reports_its_loss(tmp_path, tiny_model, task_data,
+                                                                                make_config):
+    """400 planned steps log every 10th; a 1 s cap stops at step 1. Before, that was `ok` with no
+    loss at all (a run reported as trained that no curve or diagnosis could read)."""
+    from tunecrew.tools.train import TrainJob, run_training
+
+    job = TrainJob(config=make_config(max_steps=400), base_model=tiny_model, train_file=str(task_data.train_file),
+                   output_dir=str(tmp_path / "out"), threads=1, max_wall_seconds=1.0)
+    result = run_training(job, timeout_s=300)
+    assert result.status == "ok" and 1 <= result.steps < 10, (result.status, result.steps, result.error)
+    assert [p.step for p in result.loss_curve] == [result.steps]
+    assert result.train_loss is not None and result.train_loss == result.loss_curve[0].loss > 0

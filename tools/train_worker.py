@@ -397,8 +397,19 @@ def train(job: TrainJob) -> TrainResult:
     emit("start", max_steps=trainer.args.max_steps if trainer.args.max_steps > 0 else steps_per_epoch * config.epochs,
          rows=n_train, tokenised_rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds is not None else 0)
     train_started = time.monotonic()
-    trainer.train()
+    output = trainer.train()
     train_seconds = time.monotonic() - train_started
+    steps_done = trainer.state.global_step
+    if state["status"] == "ok" and steps_done == 0:
+        # The cap came before the first optimizer step: an adapter saved now is the base model
+        # under another name, and calling it `ok` would be a false success.
+        state["status"], state["error"] = "error", (
+            f"no optimizer step ran in {train_seconds:.1f} s of training (the time cap came first): give the "
+            "attempt more time (--attempt-seconds, --budget) or make a step cheaper (batch_size, max_seq_length)")
+    elif state["status"] == "ok" and not state["curve"] and output.training_loss == output.training_loss:
+        # Stopped before the first logging step: the Trainer's mean loss over the steps that ran
+        # is the only loss there is; without it the attempt would be `ok` with no loss at all.
+        state["curve"].append(LossPoint(step=steps_done, loss=float(output.training_loss)))
 
     adapter_dir = Path(job.output_dir) / ADAPTER_DIR
     if state["status"] == "ok":
