@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType, TracebackType
 
 from tunecrew.agents.state import RunContext
@@ -73,11 +74,17 @@ def _loss_so_far(ctx: RunContext) -> list[LossPoint]:
 
 
 class StopOnSignal:
-    """Installed around the crew's event loop (main thread only: where Python runs signal handlers)."""
+    """Installed around all of `run`/`resume` (main thread only: where Python runs signal handlers).
 
-    def __init__(self, ctx: RunContext, resume_hint: str):
-        self.ctx = ctx
+    Until `ctx` is set (data, base model and memory are being prepared) a signal runs `before_run`
+    instead: `run` removes the folder it was making, `resume` has changed nothing. Python's own
+    KeyboardInterrupt there could land in any library's code and hang the exit on its threads.
+    """
+
+    def __init__(self, resume_hint: str, before_run: Callable[[], str]):
         self.resume_hint = resume_hint  # the command that continues this run, as the user would type it
+        self.before_run = before_run  # what a signal before the crew starts does, and says
+        self.ctx: RunContext | None = None  # set once the run's state exists
         self.fired = False
         self.code = 0  # 128 + the first signal's number: what the process exits with
         self._previous: dict[int, object] = {}
@@ -100,11 +107,14 @@ class StopOnSignal:
         name = signal.Signals(signum).name
         killed = kill_active()
         try:
-            what = (record_interruption(self.ctx, f"interrupted by {name}") if killed
-                    else _state_of(self.ctx))
+            if self.ctx is None:
+                what = self.before_run()
+            else:
+                what = (record_interruption(self.ctx, f"interrupted by {name}") if killed else _state_of(self.ctx))
+                what += f"; {self.resume_hint} continues"
         except Exception as exc:  # the ledger or run.json could not be written: say so, still exit
             what = f"the interruption could not be recorded ({type(exc).__name__}: {exc})"
-        sys.stderr.write(f"\ntunecrew: interrupted ({name}); {what}; {self.resume_hint} continues\n")
+        sys.stderr.write(f"\ntunecrew: interrupted ({name}); {what}\n")
         sys.stderr.flush()
         os._exit(self.code)  # not sys.exit: AutoGen would catch it, and a worker thread would keep the process
 

@@ -411,7 +411,8 @@ def resume(folder: Path | RunDir, options: RunOptions, add_attempts: int = 0) ->
     run_dir = folder if isinstance(folder, RunDir) else RunDir(Path(folder))
     if not run_dir.is_run():
         raise ResumeError(f"{run_dir.path}: no run.json here; pass a run id from runs/ or a run directory")
-    with run_dir.hold():
+    hint = f"`tunecrew resume {run_dir.path}`"
+    with run_dir.hold(), StopOnSignal(hint, lambda: f"nothing was changed; {hint} continues") as stop:
         recorded = run_dir.read_spec().provider
         if options.provider is None:
             provider, agents = recorded_provider(run_dir.read_spec(), strict=options.strict_provider)
@@ -437,8 +438,8 @@ def resume(folder: Path | RunDir, options: RunOptions, add_attempts: int = 0) ->
             console.note(f"run {ctx.spec.run_id} is finished ({len(ctx.records)} attempts); "
                          "`tunecrew chat` with --add-attempts continues it")
         else:
-            with StopOnSignal(ctx, resume_hint(ctx)):
-                asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx), input_func=options.input_func))
+            stop.ctx = ctx
+            asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx), input_func=options.input_func))
         return _finish(ctx, console)
 
 
@@ -453,24 +454,24 @@ def run(options: RunOptions) -> RunOutcome:
     if run_dir.is_run():
         raise ResumeError(f"{run_dir.path} is an existing run: `tunecrew resume` it, or start one with another id")
     options = replace(options, run_id=run_dir.path.name)
-    with run_dir.hold():
+
+    def abandon() -> str:  # a failed or interrupted start leaves no run folder behind
+        shutil.rmtree(run_dir.path, ignore_errors=True)
+        return "the run had not started; nothing was kept"
+
+    with run_dir.hold(), StopOnSignal(f"`tunecrew resume {run_dir.path}`", abandon) as stop:
         try:
             ctx = prepare(options, console)
         except BaseException:
-            shutil.rmtree(run_dir.path, ignore_errors=True)  # a failed start leaves no run folder behind
+            abandon()
             raise
         log.attach(ctx)
         ctx.judge_panel = panel
         ctx.deadline = started + ctx.spec.budget_s - FINISH_SECONDS if ctx.spec.budget_s else None
         console.header(ctx)
-        with StopOnSignal(ctx, resume_hint(ctx)):
-            asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))
+        stop.ctx = ctx
+        asyncio.run(run_crew(ctx, clients, console, input_func=options.input_func))
         return _finish(ctx, console)
-
-
-def resume_hint(ctx: RunContext) -> str:
-    """The command that continues this run, as the user would type it."""
-    return f"`tunecrew resume {ctx.run.path}`"
 
 
 def _finish(ctx: RunContext, console: CrewConsole) -> RunOutcome:

@@ -159,7 +159,12 @@ def kill_loop(kills: int, seed: int, work: Path, base_model: str, window: tuple[
         except subprocess.TimeoutExpired:
             sig = signal.SIGKILL if rng.random() < 0.7 else signal.SIGINT
             crew.send_signal(sig)
-            _, stderr = crew.communicate(timeout=60)
+            try:
+                _, stderr = crew.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                crew.kill()
+                _, stderr = crew.communicate()
+                report.violations.append(f"kill {report.kills + 1}: still running 60 s after {sig.name}")
             report.kills += 1
             report.by_signal[sig.name] = report.by_signal.get(sig.name, 0) + 1
             if sig == signal.SIGINT and "Traceback" in (stderr or ""):
