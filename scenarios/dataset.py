@@ -31,7 +31,7 @@ from tunecrew.tools.data_layouts import (
     to_messages,
 )
 from tunecrew.tools.evaluate import SampleScore
-from tunecrew.tools.rows import SUPPORTED_SUFFIXES, DataError, brief_list, load_rows
+from tunecrew.tools.rows import SUPPORTED_SUFFIXES, DataError, brief_list, load_rows, short_repr
 from tunecrew.tools.scenario import Scenario, ScenarioData
 from tunecrew.tools.splits import check_heldout, leak_check, split_rows
 from tunecrew.tools.text_metrics import exact_match, extract_answer, rouge_l, token_f1, token_recall
@@ -140,11 +140,10 @@ class DatasetBuilder:
         except AmbiguousColumns as exc:  # already names the --columns mapping to pass
             raise AmbiguousColumns(f"{label}: {exc}") from None
         except DataError as exc:
-            raise DataError(f"{label}: {exc}; with tunecrew run pass --columns prompt=COL,response=COL"
-                            "[,reasoning=COL]") from None
+            raise DataError(f"{label}: {exc}; pass --columns prompt=COL,response=COL") from None
         if fmt == "text":
-            raise DataError(f"{label}: only a text column ({cmap['text']}) among {brief_list(columns)}; scoring needs "
-                            "a prompt and a reference answer: pass --columns prompt=COL,response=COL")
+            raise DataError(f"{label}: only a text column ({short_repr(cmap['text'])}) among {brief_list(columns)}; "
+                            "scoring needs a prompt and a reference answer: pass --columns prompt=COL,response=COL")
         ordered = sorted(cmap.items(), key=lambda kv: _ROLE_ORDER.get(kv[0], 99))
         shown = ", ".join(f"{role}={col}" for role, col in ordered)
         notes.append(f"columns: {fmt} ({shown}), {self.columns_origin if self.columns else 'detected'}")
