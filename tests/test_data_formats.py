@@ -371,3 +371,15 @@ def test_csv_row_with_more_fields_than_the_header_is_an_error(tmp_path: Path) ->
     path.write_text("question,answer\nWhat is 2,5 plus 1?,3,5\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"extra\.csv: malformed CSV .*check quoting and column counts"):
         load_rows(path)
+
+
+def test_a_json_line_read_as_a_tsv_header_keeps_the_fix_in_the_message(tmp_path: Path) -> None:
+    """One 'column' named by a whole JSON line: quoted short, so the --columns hint is not cut off."""
+    header = json.dumps({f"key_{i}": "a fairly long value " * 3 for i in range(8)})
+    data = tmp_path / "odd.tsv"
+    data.write_text(f"{header}\n" + "".join(f"row {i}\n" for i in range(20)), encoding="utf-8")
+    scenario = with_data(load_scenario("custom"), str(data))
+    with pytest.raises(DataError) as info:
+        scenario.build_data(0)
+    message = str(info.value)
+    assert "\n" not in message and message.endswith("pass --columns prompt=COL,response=COL"), message
