@@ -64,7 +64,7 @@ from tunecrew.tools.feasibility import Feasibility, check_feasibility
 from tunecrew.tools.judge import compact, rubric_of, samples_from_rows
 from tunecrew.tools.profile import profile_rows
 from tunecrew.tools.rows import write_jsonl
-from tunecrew.tools.run_dir import write_model, write_model_atomic
+from tunecrew.tools.run_dir import write_model
 from tunecrew.tools.search import suggest as search_suggest
 from tunecrew.tools.splits import leak_check
 from tunecrew.tools.throughput import MeasuredRate, error_share, model_flops_utilization, rate_of
@@ -396,7 +396,7 @@ class Toolkit:
             "model_flops_utilization": model_flops_utilization(result.tokens_per_second, ctx.base.params,
                                                                attempt.config.method, ctx.hardware)})
         if r.status == "ok":  # what resume reads back: the result as the ledger will hold it
-            write_model_atomic(ctx.attempt_dir.result, r)
+            write_model(ctx.attempt_dir.result, r)
         if r.steps >= policy.MIN_STEPS:  # a few steps measure start-up more than the rate
             ctx.rate = rate_of(r, f"attempt {attempt.number}") or ctx.rate
         off = error_share(r.estimated_seconds, r.wall_seconds)

@@ -38,7 +38,7 @@ try:
 except ImportError:  # Windows: no flock; one process per run is then the user's to keep
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["AttemptDir", "RunDir", "RunInUse", "write_model", "write_model_atomic"]
+__all__ = ["AttemptDir", "RunDir", "RunInUse", "write_model"]
 
 RESULT_FILE = "result.json"  # the training worker writes it into its output folder (an attempt's)
 
@@ -48,12 +48,8 @@ class RunInUse(ValueError):
 
 
 def write_model(path: Path, model: BaseModel) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(model.model_dump_json(indent=2), encoding="utf-8")
-
-
-def write_model_atomic(path: Path, model: BaseModel) -> None:
-    """Written beside and renamed into place: a kill mid-write leaves the old file, never half a new one."""
+    """Every file that describes a run is written beside and renamed into place: a kill mid-write
+    leaves the old file (or none), never half a new one that `resume` would fail to read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(model.model_dump_json(indent=2), encoding="utf-8")
@@ -152,7 +148,7 @@ class RunDir:
 
     def write_spec(self, spec: RunSpec) -> None:
         """run.json: at the start, and when a person or `--add-attempts` extends the attempt budget."""
-        write_model_atomic(self.spec, spec)
+        write_model(self.spec, spec)
 
     @contextmanager
     def hold(self) -> Iterator[None]:
