@@ -28,6 +28,7 @@ from tunecrew.tools.judge import (
     parse_verdict,
     rubric_of,
     samples_from_rows,
+    speaker_name,
 )
 from tunecrew.tools.report import judge_blocks, render_markdown
 
@@ -122,6 +123,31 @@ def test_a_malformed_or_out_of_range_verdict_is_retried_with_the_error_and_then_
     assert len(retries) == 2 and len(server.bodies) == 5
     fed_back = " ".join(b["messages"][-1]["content"] for b in retries)
     assert "accuracy" in fed_back and "less than or equal to 10" in fed_back  # the bound that was broken
+
+
+def test_a_provider_model_judge_retries_with_a_name_the_openai_client_accepts():
+    """Issue 17: a `PROVIDER:MODEL` judge's retry sent AssistantMessage(source="openai:some.model"), and
+    the OpenAI client refuses names outside [A-Za-z0-9_-]: every retry failed before reaching the server."""
+    def script(model: str, question: str, retry: bool) -> str:
+        return verdict(6) if retry else "Looks fine to me, maybe a 7."
+
+    with JudgeServer(script) as server:
+        default = ProviderSpec(provider="openai", model="some.model", base_url=server.base_url, max_retries=0)
+        judges = make_judges(default, [], [])
+        assert list(judges) == ["openai:some.model"]
+        report = run(judge_samples(judges, samples(1), PERSONA, n=1, seed=0))
+        run(JudgePanel(judges).close())
+    (only,) = report.verdicts
+    assert only.judge == "openai:some.model" and only.tries == 2 and only.scores["accuracy"] == 6, only.error
+    assert report.judges[0].judged == 1 and report.judges[0].unparsed == 0
+    first, retry = server.bodies
+    assert len(first["messages"]) == 2 and len(retry["messages"]) == 4
+    answered = retry["messages"][2]
+    assert answered["role"] == "assistant" and answered["content"] == "Looks fine to me, maybe a 7."
+    names = [m["name"] for m in retry["messages"] if "name" in m]
+    assert names and all(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", n) for n in names), names
+    for label in ("openai:some.model", "llamacpp:/models/" + "x" * 90 + ".gguf", ":::", OFFLINE_JUDGE):
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", speaker_name(label)), label
 
 
 def test_a_judge_that_never_parses_is_counted_unparsed_and_left_out_of_the_means():

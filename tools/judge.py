@@ -159,6 +159,14 @@ def _error_text(exc: Exception) -> str:
 
 # --------------------------------------------------------------------------- judging
 
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def speaker_name(label: str) -> str:
+    """A judge label (`openai:gpt-4.1-mini`, `llamacpp:/models/x.gguf`) as a message source name: the
+    OpenAI client sends it as `name` and refuses anything outside [A-Za-z0-9_-] or over 64 characters."""
+    return _UNSAFE_NAME.sub("_", label).strip("_")[-64:] or "judge"
+
 
 async def judge_one(
     name: str, client: ChatCompletionClient, sample: JudgeSample, persona: str, *,
@@ -182,7 +190,7 @@ async def judge_one(
                                  scores={c: getattr(verdict, c) for c in CRITERIA})
         except Exception as exc:  # any failure of one request is retried, then counted
             error = _error_text(exc)
-        messages = [*messages, *([AssistantMessage(content=raw, source=name)] if raw else []),
+        messages = [*messages, *([AssistantMessage(content=raw, source=speaker_name(name))] if raw else []),
                     UserMessage(source="user", content=f"Your verdict could not be used: {error}. Answer again with "
                                                        "only the JSON object, every score an integer from 1 to 10.")]
     return SampleVerdict(sample=sample.index, judge=name, tries=retries + 1, error=error[:500])
