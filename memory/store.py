@@ -340,7 +340,7 @@ _HNSW_FILES = ("header.bin", "data_level0.bin", "length.bin", "link_lists.bin", 
 def check_local_store(path: Path) -> None:
     """Raise `MemoryStoreDamaged` if Chroma would fail on, crash on, or silently empty this directory.
 
-    Cheap (a few stat calls, a read-only look at SQLite's table list and one header per vector
+    Cheap (a few stat calls, a look at SQLite's table list and one header per vector
     index) and run before every (re)open, under the directory's lock. What it looks for is what was
     measured to go wrong (see the module docstring); anything else Chroma reports on the way is
     translated at the store's boundary (`AttemptMemory._boundary`).
@@ -360,7 +360,10 @@ def check_local_store(path: Path) -> None:
         if fh.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
             raise MemoryStoreDamaged(path, db, "not a SQLite database (overwritten or corrupted)")
     try:
-        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        # mode=rw, not ro: a writer killed mid-transaction leaves a hot journal that SQLite rolls
+        # back on the next writable open; read-only it cannot, and a healthy store would be
+        # reported damaged (found by tests/kill_loop.py). rw never creates the file; we hold the lock.
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=rw", uri=True)
         try:
             tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not _CHROMA_TABLES.issubset(tables):  # Chroma would add its own tables to it and show an empty memory

@@ -297,3 +297,29 @@ def test_the_rebuild_command_keeps_the_stores_embedder(tmp_path: Path, monkeypat
     assert "embedded with hashing:256" in capsys.readouterr().out
     rebuilt = AttemptMemory(tmp_path / "copy", embedder="hashing:256")  # the old embedder still fits
     assert {h.id for h in rebuilt.recall(QUERY, k=5, min_similarity=0.0)} == {"task-run:1", "task-run:2"}
+
+
+HOT_JOURNAL = """
+import os, signal, sqlite3, sys
+from tunecrew.memory.store import AttemptMemory
+from tunecrew.memory.examples import make_record
+AttemptMemory(sys.argv[1]).remember_many([make_record(run_id="r", attempt=i) for i in range(1, 4)])
+con = sqlite3.connect(os.path.join(sys.argv[1], "chroma.sqlite3"))
+con.execute("BEGIN IMMEDIATE")
+con.execute("CREATE TABLE unfinished(a)")
+con.executemany("INSERT INTO unfinished VALUES (?)", [("x" * 1000,)] * 5000)
+os.kill(os.getpid(), signal.SIGKILL)  # a writer killed mid-transaction: a hot journal is left
+"""
+
+
+def test_a_writer_killed_mid_transaction_is_not_damage(tmp_path: Path) -> None:
+    """The kill loop found it: the check opened SQLite read-only, which cannot roll back the hot
+    journal a killed writer leaves, and called a healthy store damaged."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "memory"
+    subprocess.run([sys.executable, "-c", HOT_JOURNAL, str(store)], check=False)
+    assert (store / "chroma.sqlite3-journal").exists()
+    memory = AttemptMemory(str(store))
+    assert memory.count() == 3 and {r.attempt for r in memory.list()} == {1, 2, 3}
