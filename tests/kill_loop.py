@@ -17,6 +17,7 @@ exactly (interrupted attempts excepted: the ledger keeps them, memory never hold
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import signal
@@ -81,7 +82,7 @@ def _trainers(folder: Path) -> list[int]:
 def check_run(run_folder: Path, memory_dir: Path, final: bool = False) -> list[str]:
     """What is wrong with a run's files after a kill; [] when every invariant holds."""
     from tunecrew.memory.ledger import Ledger
-    from tunecrew.memory.store import AttemptMemory, attempt_id
+    from tunecrew.memory.store import AttemptMemory, MemoryStoreError, attempt_id
     from tunecrew.tools.run_dir import RunDir
 
     run_dir, problems = RunDir(run_folder), []
@@ -104,9 +105,11 @@ def check_run(run_folder: Path, memory_dir: Path, final: bool = False) -> list[s
     if beyond:
         problems.append(f"{run_folder.name}: attempt folders {beyond} beyond the next attempt {len(records) + 1}")
     ledger_ids = {attempt_id(r) for r in records if r.result.status != "interrupted"}
-    remembered = {attempt_id(r) for r in AttemptMemory(str(memory_dir)).list(limit=10_000,
-                                                                              where={"run_id": spec.run_id})} \
-        if memory_dir.exists() else set()
+    try:
+        remembered = {attempt_id(r) for r in AttemptMemory(str(memory_dir)).list(
+            limit=10_000, where={"run_id": spec.run_id})} if memory_dir.exists() else set()
+    except MemoryStoreError as exc:
+        return [*problems, f"{run_folder.name}: memory store unusable after the kill: {exc}"]
     if remembered - ledger_ids:
         problems.append(f"{run_folder.name}: memory holds {sorted(remembered - ledger_ids)} the ledger lacks")
     if final and remembered != ledger_ids:
@@ -129,8 +132,35 @@ def _finished(run_folder: Path) -> bool:
     return len(records) >= spec.max_attempts or (last is not None and last.action == "stop")
 
 
-def kill_loop(kills: int, seed: int, work: Path, base_model: str, window: tuple[float, float] = (2.0, 14.0),
-              say=print) -> Report:
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
+def wait_for_moment(rng: random.Random, crew: subprocess.Popen, transcript: Path) -> str:
+    """Wait for a random moment to kill at; returns it in words.
+
+    A quarter of the kills land in start-up (data, model, memory); the rest after a random number
+    of new crew messages (1-14, plus up to 1.5 s), so they fall in every tool: profiling,
+    proposing, training, evaluating, judging, deciding, and between the ledger and memory writes.
+    """
+    started = time.monotonic()
+    if rng.random() < 0.25:
+        target = rng.uniform(0.5, 6.0)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            crew.wait(timeout=target)
+        return f"start-up + {target:.1f} s"
+    messages, pause = rng.randint(1, 14), rng.uniform(0.0, 1.5)
+    goal = _lines(transcript) + messages
+    while crew.poll() is None and _lines(transcript) < goal and time.monotonic() - started < 180:
+        time.sleep(0.05)
+    time.sleep(pause)
+    return f"{messages} messages + {pause:.1f} s ({time.monotonic() - started:.0f} s)"
+
+
+def kill_loop(kills: int, seed: int, work: Path, base_model: str, say=print) -> Report:
     rng, report = random.Random(seed), Report()
     runs, memory = work / "runs", work / "memory"
     script = work / "crew.py"
@@ -153,10 +183,9 @@ def kill_loop(kills: int, seed: int, work: Path, base_model: str, window: tuple[
 
     while report.kills < kills:
         crew = start()
-        delay = rng.uniform(*window)
-        try:
-            crew.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
+        assert run_id is not None
+        moment = wait_for_moment(rng, crew, runs / run_id / "transcript.jsonl")
+        if crew.poll() is None:
             sig = signal.SIGKILL if rng.random() < 0.7 else signal.SIGINT
             crew.send_signal(sig)
             try:
@@ -170,7 +199,7 @@ def kill_loop(kills: int, seed: int, work: Path, base_model: str, window: tuple[
             if sig == signal.SIGINT and "Traceback" in (stderr or ""):
                 report.violations.append(f"kill {report.kills}: SIGINT printed a traceback: {stderr[-400:]}")
         else:
-            stderr = crew.stderr.read() if crew.stderr else ""
+            _, stderr = crew.communicate()
             if crew.returncode not in (0, 1):
                 report.violations.append(f"{run_id}: crew exited {crew.returncode} unkilled: {stderr[-400:]}")
         assert run_id is not None
@@ -180,7 +209,7 @@ def kill_loop(kills: int, seed: int, work: Path, base_model: str, window: tuple[
             time.sleep(0.2)
         problems = check_run(runs / run_id, memory)
         report.violations += problems
-        say(f"kill {report.kills:2d} after {delay:4.1f} s: {run_id} "
+        say(f"kill {report.kills:2d} at {moment}: {run_id} "
             f"{'ok' if not problems else '; '.join(problems)}")
 
     if run_id is not None and (runs / run_id / "run.json").exists() and not _finished(runs / run_id):
