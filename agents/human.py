@@ -1,5 +1,6 @@
 """A person in the group chat: at each Planner decision they see the diagnosis and the proposed
-change, and approve, edit, add attempts, stop, or give the Planner guidance."""
+change, and approve, edit, add attempts, stop, or give the Planner guidance. Joining a run to
+steer it (`tunecrew chat`), they are asked the same before the next attempt trains."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from autogen_core import CancellationToken
 
 from .review import parse_review
 from .roles import HUMAN
+from .state import RunContext
 from .toolkit import Toolkit
 
 HELP = "Enter: approve · stop · +N (more attempts) · edits like 'lr 1e-4, rank 8' · or guidance for the Planner"
@@ -67,3 +69,45 @@ class HumanReviewer(BaseChatAgent):
 
     async def on_reset(self, cancellation_token: CancellationToken) -> None:
         return None
+
+
+BEFORE_HELP = ("Enter: train it · stop · +N (more attempts) · edits like 'lr 1e-4, rank 8' (added to the change) "
+               "· or guidance for the Planner")
+
+
+def review_before_attempt(ctx: RunContext, input_func: Callable[[str], str] = input) -> bool:
+    """Before a resumed run trains its next attempt: show the last diagnosis and the change the
+    attempt will make, and let the person approve, edit, extend, guide or stop. False: stop, and
+    nothing trains. Before, `chat --add-attempts 1` trained at once and asked only afterwards."""
+    last = ctx.records[-1] if ctx.records else None
+    attempt = ctx.current
+    lines = [f"— before attempt {attempt.number} of {ctx.spec.max_attempts} trains —"]
+    if last is not None:
+        score = f"score {last.score:.3f}" if last.score is not None else last.result.status
+        label = f"{last.diagnosis.label}: " + "; ".join(last.diagnosis.evidence[:4]) if last.diagnosis else "-"
+        lines.append(f"attempt {last.attempt} ({score}) diagnosis: {label}")
+    lines.append(f"next attempt changes: {attempt.changes or 'none: the Tuner proposes from the data and memory'}")
+    prompt = "\n".join([*lines, BEFORE_HELP]) + "\n> "
+    while True:
+        try:
+            text = input_func(prompt)
+        except EOFError:
+            text = ""  # no terminal: go on as planned
+        review = parse_review(text, last.config if last is not None else None)
+        if review.kind == "invalid":
+            prompt = f"That edit is out of bounds ({review.error}). {BEFORE_HELP}\n> "
+            continue
+        if review.kind == "extend":
+            ctx.spec = ctx.spec.model_copy(update={"max_attempts": ctx.spec.max_attempts + review.attempts})
+            ctx.run.write_spec(ctx.spec)
+            prompt = f"Budget is now {ctx.spec.max_attempts} attempts. {BEFORE_HELP}\n> "
+            continue
+        if review.kind == "stop":
+            return False
+        if review.kind == "edit":
+            attempt.changes = {**attempt.changes, **review.changes}
+        elif review.kind == "guidance":
+            ctx.guidance.append(review.text)
+        if review.kind != "approve":
+            attempt.notes.append(f"person, before training: {review.kind} {review.text!r} -> {attempt.changes}")
+        return True

@@ -23,6 +23,7 @@ from typing import Any
 from autogen_core.models import ChatCompletionClient
 
 from tunecrew.agents.crew import build_team
+from tunecrew.agents.human import review_before_attempt
 from tunecrew.agents.judges import make_judges
 from tunecrew.agents.models import ProviderError, ProviderSpec, make_client, role_specs
 from tunecrew.agents.review import parse_review
@@ -88,6 +89,7 @@ class RunOptions:
     input_func: Callable[[str], str] | None = None  # how the person answers (default: the terminal)
     judges: list[str] = field(default_factory=list)  # --judge PROVIDER[:MODEL]; empty: the Judge agent's provider
     judge_samples: int = 30  # held-out samples each judge scores
+    saved_config: str | None = None  # the resolved RunConfig as YAML (cli): written as runs/<id>/config.yaml
 
 
 @dataclass
@@ -156,6 +158,8 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
         judges=options.judges, judge_samples=options.judge_samples,
     )
     run_dir.write_spec(spec)
+    if options.saved_config is not None:  # `tunecrew run -c runs/<id>/config.yaml` repeats this run
+        (run_dir.path / "config.yaml").write_text(options.saved_config, encoding="utf-8")
     return RunContext(run=run_dir, spec=spec, scenario=scenario, data=data, base=base, hardware=hardware,
                       ledger=Ledger(run_dir.ledger), memory=memory, wiring=wiring(options, console))
 
@@ -437,6 +441,12 @@ def resume(folder: Path | RunDir, options: RunOptions, add_attempts: int = 0) ->
                                                     and not add_attempts):
             console.note(f"run {ctx.spec.run_id} is finished ({len(ctx.records)} attempts); "
                          "`tunecrew chat` with --add-attempts continues it")
+        elif options.interactive and not ctx.current.trained and not review_before_attempt(
+                ctx, options.input_func or input):
+            if add_attempts:  # the attempts were added for this; none trained, so they are taken back
+                ctx.spec = ctx.spec.model_copy(update={"max_attempts": ctx.spec.max_attempts - add_attempts})
+                ctx.run.write_spec(ctx.spec)
+            console.note(f"stopped before attempt {ctx.current.number} trained; nothing was changed")
         else:
             stop.ctx = ctx
             asyncio.run(run_crew(ctx, clients, console, task=resume_message(ctx), input_func=options.input_func))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -72,3 +73,31 @@ def test_a_person_edits_extends_and_stops_the_run(tmp_path, tiny_model, tunecrew
     leaving = Person("")
     resume(outcome.run_dir, replace(options, input_func=leaving))
     assert "finished" in leaving.prompts[0] and len(Ledger(outcome.run_dir / "ledger.jsonl").read()) == 3
+
+
+@pytest.mark.slow
+def test_chat_on_a_finished_run_asks_before_the_next_attempt_trains(tmp_path, tiny_model, tunecrew_home):
+    """`tunecrew chat RUN --add-attempts 1` trained at once and asked only afterwards (issue 17)."""
+    options = RunOptions(scenario=replace(SCENARIO, build_data=small_task_agent_data, max_attempts=1, target=1.0),
+                         base_model=str(tiny_model), runs_dir=tmp_path / "runs", use_memory=False, quiet=True,
+                         attempt_seconds=4, run_id="joined", threads=1)
+    outcome = run(options)
+    second = outcome.run_dir / "attempts" / "2"
+
+    class Watching(Person):
+        def __call__(self, prompt: str) -> str:
+            self.trained_before = getattr(self, "trained_before", second.exists())
+            return super().__call__(prompt)
+
+    leaving = Watching("stop")
+    resume(outcome.run_dir, replace(options, interactive=True, input_func=leaving), add_attempts=1)
+    assert "before attempt 2 of 2 trains" in leaving.prompts[0] and "diagnosis:" in leaving.prompts[0]
+    assert len(Ledger(outcome.run_dir / "ledger.jsonl").read()) == 1 and not second.exists()
+    assert json.loads((outcome.run_dir / "run.json").read_text())["max_attempts"] == 1  # taken back
+
+    person = Watching("lr 2e-3", "")  # edit before training; then approve the Planner's stop
+    resume(outcome.run_dir, replace(options, interactive=True, input_func=person), add_attempts=1)
+    assert person.trained_before is False and "before attempt 2" in person.prompts[0]
+    records = Ledger(outcome.run_dir / "ledger.jsonl").read()
+    assert [r.attempt for r in records] == [1, 2] and records[1].config.learning_rate == 2e-3
+    assert any(n.startswith("person, before training: edit") for n in records[1].notes)
