@@ -8,7 +8,14 @@ import json
 from dataclasses import replace
 
 import pytest
-from autogen_core.models import UserMessage
+from autogen_core import FunctionCall
+from autogen_core.models import (
+    AssistantMessage,
+    FunctionExecutionResult,
+    FunctionExecutionResultMessage,
+    SystemMessage,
+    UserMessage,
+)
 
 from tunecrew.agents.models import ProviderError, ProviderSpec, make_client, role_specs
 from tunecrew.agents.roles import ROLES
@@ -17,7 +24,7 @@ from tunecrew.memory.ledger import Ledger
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
 from factories import small_task_agent_data
-from fake_llm import Fault, ScriptedLLM
+from fake_llm import Fault, ScriptedLLM, Seen
 
 SECRET = "sk-test-SECRET-4242"
 
@@ -154,3 +161,51 @@ def test_provider_errors_are_clear():
         role_specs(ProviderSpec(), ["Boss=openai:x"], ROLES)
     specs = role_specs(ProviderSpec(), ["Planner=openai:gpt-4.1"], ROLES)
     assert specs["Planner"].model == "gpt-4.1" and specs["Judge"].provider == "offline"
+
+
+class LlamaCppDialect(ScriptedLLM):
+    """What llama-cpp-python's server (chat format chatml-function-calling) does on the wire: an
+    assistant message whose `content` is not a string fails its request schema (HTTP 500, "7 validation
+    errors ... messages.N ... Input should be 'system'"), and a tool-call reply carries the deprecated
+    `function_call` beside `tool_calls`, which AutoGen's client refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[int] = []
+
+    def answer(self, body, headers):
+        number = len(self.seen) + 1
+        self.seen.append(Seen(number, "any", "decide", None, headers, body))
+        for i, m in enumerate(body["messages"]):
+            if m["role"] == "assistant" and "content" in m and not isinstance(m["content"], str):
+                self.refused.append(i)
+                return 500, {"error": {"message": f"7 validation errors: messages.{i}.role Input should be "
+                                                  "'system'", "type": "internal_server_error"}}, 0.0
+        call = {"name": "decide", "arguments": '{"action": "stop"}'}
+        message = {"role": "assistant", "content": None, "function_call": call,
+                   "tool_calls": [{"id": f"call__0_decide_{number}", "type": "function", "function": call}]}
+        return 200, {"id": f"chatcmpl-{number}", "object": "chat.completion", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+                     "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}, 0.0
+
+
+def test_tool_call_history_and_legacy_function_call_replies_pass_a_llamacpp_style_server():
+    """Issue 17: each step after the first tool call fell back (HTTP 500 on `content: null`), and the
+    Judge's every step too ("function_call is deprecated"): the protocol, not the model, failed."""
+    steps = Steps()
+    history = [SystemMessage(content="You decide."), UserMessage(content="go", source="user"),
+               AssistantMessage(content=[FunctionCall(id="call_1", name="diagnose", arguments="{}")], source="Planner"),
+               FunctionExecutionResultMessage(content=[FunctionExecutionResult(
+                   content='{"label": "good"}', name="diagnose", call_id="call_1", is_error=False)])]
+    with LlamaCppDialect() as llm:
+        from autogen_core.tools import FunctionTool
+
+        client = make_client(ProviderSpec(provider="openai", model="m", base_url=llm.base_url, max_retries=0),
+                             "Planner", watch=steps)
+        tools = [FunctionTool(lambda: "", name=n, description=n) for n in ("diagnose", "decide")]
+        first = asyncio.run(client.create(history[:2], tools=tools))
+        second = asyncio.run(client.create(history, tools=tools))
+        sent = [s.body["messages"] for s in llm.seen]
+    assert llm.refused == [] and steps.notes == [] and steps.answers == 2, steps.notes
+    assert first.content[0].name == second.content[0].name == "decide"
+    assert sent[1][2]["role"] == "assistant" and "content" not in sent[1][2] and sent[1][2]["tool_calls"]
