@@ -34,6 +34,7 @@ from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
 from tunecrew.scenarios.dataset import with_data
 from tunecrew.scenarios.registry import load_scenario
+from tunecrew.scenarios.task_types import specialise
 from tunecrew.tools.base_models import DEFAULT_BASE_MODEL, TINY
 from tunecrew.tools.base_models import resolve as resolve_base_model
 from tunecrew.tools.contracts import (
@@ -89,6 +90,7 @@ class RunOptions:
     input_func: Callable[[str], str] | None = None  # how the person answers (default: the terminal)
     judges: list[str] = field(default_factory=list)  # --judge PROVIDER[:MODEL]; empty: the Judge agent's provider
     judge_samples: int = 30  # held-out samples each judge scores
+    task_type: str | None = None  # --task-type: how a dataset scenario is scored; None: detected from the data
     saved_config: str | None = None  # the resolved RunConfig as YAML (cli): written as runs/<id>/config.yaml
 
 
@@ -123,6 +125,9 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     assert scenario.build_data is not None
     data = scenario.build_data(options.seed)
     check_heldout(data.heldout, f"scenario {scenario.name}")
+    scenario, task = specialise(scenario, data, options.task_type)
+    if task is not None:
+        console.note(f"task type: {task.task_type}, scored by {task.primary_metric} ({task.evidence})")
     write_jsonl(data.train, run_dir.train_data)
     write_jsonl(data.heldout, run_dir.heldout_data)
     for note in data.notes:  # where the rows came from and which columns were read as what
@@ -156,6 +161,7 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
         attempt_budget_s=options.attempt_seconds, heldout_split=data.heldout_split,
         budget_s=budget_s,
         judges=options.judges, judge_samples=options.judge_samples,
+        task_type=task.task_type if task else None, task_evidence=task.evidence if task else None,
     )
     run_dir.write_spec(spec)
     if options.saved_config is not None:  # `tunecrew run -c runs/<id>/config.yaml` repeats this run
@@ -323,9 +329,11 @@ def reopen(folder: Path | RunDir, console: CrewConsole, add_attempts: int = 0,
     if add_attempts:
         spec = spec.model_copy(update={"max_attempts": spec.max_attempts + add_attempts})
         run_dir.write_spec(spec)
-    scenario = load_scenario(spec.scenario)
     data = ScenarioData(train=load_rows(run_dir.train_data), heldout=load_rows(run_dir.heldout_data),
                         heldout_split=spec.heldout_split or f"{spec.scenario}-heldout(seed={spec.seed})")
+    scenario = load_scenario(spec.scenario)
+    if spec.task_type:  # scored as the run started (a run from before task types keeps answer_f1)
+        scenario, _ = specialise(scenario, data, spec.task_type)
     ledger = Ledger(run_dir.ledger)
     records = ledger.read()
     ctx = RunContext(run=run_dir, spec=spec, scenario=scenario, data=data, base=describe_base_model(spec.base_model),

@@ -246,6 +246,8 @@ def score_reply(expected: str, got: str) -> SampleScore:
     exact_match and rouge_l compare the whole replies (reasoning included); format_ok says the
     reply gave a non-empty final answer, after a closed `</think>` when the reference has one.
     """
+    if not expected.strip():  # nothing to compare with: an empty reply would score 1.0 against it
+        return SampleScore(values={}, reason="empty reference: not scored")
     reference, answer = extract_answer(expected), extract_answer(got)
     wants_think = "</think>" in expected
     closed = not wants_think or "</think>" in got

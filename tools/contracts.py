@@ -302,7 +302,8 @@ class Failure(_Model):
 
 class EvalReport(_Model):
     split: str = Field(description="Name of the held-out split scored.")
-    samples: int = Field(ge=0)
+    samples: int = Field(ge=0, description="Held-out rows scored (excluded ones not counted).")
+    excluded: int = Field(0, ge=0, description="Held-out rows not scored: an empty reference scores nothing.")
     seed: int
     metrics: dict[str, float] = Field(description="Scenario metrics over all samples, each in [0, 1].")
     groups: dict[str, GroupMetrics] = Field(default_factory=dict, description="Metrics per held-out group.")
@@ -443,6 +444,9 @@ class RunSpec(_Model):
     memory: str
     memory_embedder: str = Field("hashing", description="--embedder of the memory store; resume reopens it with this.")
     heldout_split: str = Field("", description="Name of the held-out split every score is reported under.")
+    task_type: str | None = Field(None, description="How a dataset scenario is scored (multiple-choice, numeric, "
+                                  "classification, free-text); resume scores the same way. None: the scenario's own.")
+    task_evidence: str | None = Field(None, description="Why that task type: detection's evidence, or 'given'.")
     budget_s: float | None = Field(
         None, gt=0, description="--budget: wall-clock seconds for the whole run; attempts are sized to fit it."
     )

@@ -34,6 +34,8 @@ _TEXT_COLUMNS = ("text", "sentence", "content", "document", "body", "review")
 _LABEL_COLUMNS = ("label", "labels", "class", "category", "sentiment", "intent", "emotion")
 _SYSTEM_COLUMNS = ("system", "system_prompt")
 _TOOLS_COLUMNS = ("tools", "functions")
+_OPTIONS_COLUMNS = ("options", "choices")  # MedQA's {"A": ..., "B": ...}, or a list read as A, B, C, ...
+_ANSWER_LETTER_COLUMNS = ("answer_idx", "answer_letter", "answer_key", "correct_option")
 _REASONING_NAMES = ("long_answer",)  # PubMedQA's explanation of its yes/no/maybe
 _REASONING_HINTS = ("cot", "reasoning", "rationale", "thoughts", "think", "thinking", "explanation")
 # A column named like reasoning that holds a flag (PubMedQA's reasoning_required_pred: "yes") is not prose.
@@ -138,12 +140,18 @@ def _instruction_layout(cols: _Columns) -> Layout | None:
         return None
     system = cols.optional("system", _SYSTEM_COLUMNS)
     extra = cols.optional("input", _INPUT_COLUMNS)
+    options = cols.pick(_OPTIONS_COLUMNS, accept=lambda v: _option_items(v) is not None)
+    if options:  # multiple choice: the options go into the prompt, the letter leads the answer
+        extra["options"] = options
+        extra.update(cols.optional("answer_letter", _ANSWER_LETTER_COLUMNS))
     reasoning = cols.reasoning(used={prompt, answer, *extra.values(), *system.values()})
     if reasoning:
         extra["reasoning"] = reasoning
     if _norm(prompt) == "prompt" and _norm(answer) in ("completion", "response") and not extra:
         return Layout("prompt-completion", "prompt_completion", {"prompt": prompt, "completion": answer, **system})
-    if _norm(prompt) == "instruction":
+    if options:
+        name = "multiple-choice"
+    elif _norm(prompt) == "instruction":
         name = "alpaca"
     else:
         name = "question-reasoning-answer" if reasoning else "question-answer"
@@ -380,10 +388,42 @@ def _instruction_turns(row: dict, column_map: dict[str, str], text: Callable[[st
     if extra:
         user = f"{user}\n\n{extra}"
     answer = text("response")
+    if "options" in column_map:
+        items = _option_items(row.get(column_map["options"]))
+        if items is None:
+            raise DataError(f"{where}: {short_repr(column_map['options'])} must map letters to options "
+                            "({\"A\": ..., \"B\": ...}) or list them")
+        user += "\n\n" + "\n".join(f"{letter}. {option}" for letter, option in items)
+        letter = _optional_text(row, column_map, "answer_letter", where).strip().rstrip(".):").upper()
+        if not letter:  # the answer may be the option's text: its letter is the answer
+            letter = next((k for k, v in items if v.strip().lower() == answer.strip().lower()), "")
+        if letter and not answer.upper().startswith(letter):
+            answer = f"{letter}. {answer}" if answer.strip() and answer.strip().upper() != letter else letter
     reasoning = _optional_text(row, column_map, "reasoning", where) if include_reasoning else ""
     if reasoning:
         answer = f"<think>\n{reasoning.strip()}\n</think>\n{answer}"
     return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+
+
+def _option_items(value: Any) -> list[tuple[str, str]] | None:
+    """Multiple-choice options as (letter, text) pairs: a {letter: text} object, or a list (A, B, ...)."""
+    if isinstance(value, str):
+        value = _parse_list_repr(value) or _json_object(value)
+    if isinstance(value, dict) and value and all(re.fullmatch(r"[A-Za-z]", str(k)) for k in value):
+        return [(str(k).upper(), str(v)) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]).upper())]
+    if isinstance(value, list) and 2 <= len(value) <= 26 and all(isinstance(v, (str, int, float)) for v in value):
+        return [(chr(ord("A") + i), str(v)) for i, v in enumerate(value)]
+    return None
+
+
+def _json_object(text: str) -> Any:
+    text = text.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _optional_text(row: dict, column_map: dict[str, str], role: str, where: str) -> str:

@@ -153,12 +153,16 @@ def score_replies(
     totals: dict[str, float] = {}
     groups: dict[str, dict[str, float]] = {}
     group_sizes: dict[str, int] = {}
+    excluded = 0  # rows the scorer returned no value for (an empty reference): never averaged in
     failures: list[Failure] = []
     examples: list[Failure] = []
     for row, reply in zip(rows, replies, strict=True):
         expected = row["messages"][-1]["content"]
         score = scorer(expected, reply)
         group = row.get("group", "all")
+        if not score.values:
+            excluded += 1
+            continue
         group_sizes[group] = group_sizes.get(group, 0) + 1
         for name, value in score.values.items():
             totals[name] = totals.get(name, 0.0) + value
@@ -169,7 +173,7 @@ def score_replies(
             failures.append(sample)
         if len(examples) < max_examples:
             examples.append(sample)
-    n = len(rows)
+    n = len(rows) - excluded
     metrics = {k: v / n for k, v in totals.items()} if n else {}
     if "/" in primary_metric and n:  # a group's metric, e.g. "novel_phrasing/action_exact_match"
         name = primary_metric.split("/", 1)[1]
@@ -189,6 +193,7 @@ def score_replies(
         failures=failures,
         examples=examples,
         leak_check=leak_check,
+        excluded=excluded,
     )
 
 
