@@ -223,4 +223,10 @@ def specialise(scenario: Scenario, data: ScenarioData,
     if scenario.scorer is not score_reply:
         return scenario, None
     detection = forced(task_type, data.train) if task_type else detect_task_type(data.train)
-    return replace(scenario, scorer=scorer_for(detection), primary_metric=detection.primary_metric), detection
+    if detection.task_type == "free-text":
+        return scenario, detection
+    # The offline judge's criteria read these metrics; answer_f1 and rouge_l are not computed here.
+    rubric = {"accuracy": "answer_accuracy", "reasoning": "answer_accuracy", "completeness": "format_ok",
+              "clarity": "format_ok"}
+    return replace(scenario, scorer=scorer_for(detection), primary_metric=detection.primary_metric,
+                   rubric_metrics=rubric), detection
