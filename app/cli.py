@@ -2,6 +2,7 @@
 
     tunecrew run task-agent                 # the offline demo
     tunecrew run task-agent --max-attempts 2 --memory /tmp/mem
+    tunecrew run -c configs/task-agent.yaml --seed 3   # a YAML file of the same flags; typed flags win
     tunecrew scenarios                      # what can be run
 """
 
@@ -19,7 +20,7 @@ from tunecrew.tools.contracts import AttemptRecord
 from tunecrew.tools.run_dir import RunDir, RunInUse
 from tunecrew.tools.scenario import Scenario
 
-from .config import CrewConfig, FlagError, RunConfig, add_flags, config_from_args
+from .config import CrewConfig, FlagError, RunConfig, add_flags, config_from_args, config_yaml
 
 
 def load_scenario(name: str) -> Scenario:
@@ -139,14 +140,16 @@ def _run(args: argparse.Namespace) -> int:
             outcome = resume(run_dir_of(args.run, args.runs_dir), options, add_attempts=args.add_attempts)
         else:
             c: RunConfig = crew
+            scenario = load_scenario(c.scenario or "custom")
             outcome = run(RunOptions(
-                scenario=load_scenario(c.scenario or "custom"), base_model=c.base_model, provider=provider,
+                scenario=scenario, base_model=c.base_model, provider=provider,
                 strict_provider=c.strict_provider,
                 data=c.data, columns=parse_columns(c.columns) if c.columns else None, heldout=c.heldout,
                 agents=c.agent, max_attempts=c.max_attempts, target=c.target, seed=c.seed, memory=c.memory,
                 use_memory=not c.no_memory, embedder=c.embedder, runs_dir=c.runs_dir, threads=threads, quiet=c.quiet,
                 attempt_seconds=c.attempt_seconds, budget_minutes=c.budget, interactive=c.interactive,
                 judges=c.judge, judge_samples=c.judge_samples, train_python=c.train_python,
+                saved_config=config_yaml(resolved_config(c, scenario)),
             ))
     except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError, RunInUse) as exc:
         print(f"tunecrew: {exc}", file=sys.stderr)
@@ -162,6 +165,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"tunecrew: {problem}; see {outcome.report}", file=sys.stderr)
         return 1
     return 0
+
+
+def resolved_config(config: RunConfig, scenario: Scenario) -> RunConfig:
+    """The run's configuration with the scenario's defaults written in (scenario, base model,
+    attempts, target, budget), so the saved config.yaml repeats this run even if a default changes."""
+    return config.model_copy(update=dict(
+        scenario=scenario.name, base_model=config.base_model or scenario.default_base_model,
+        max_attempts=config.max_attempts or scenario.max_attempts,
+        target=config.target if config.target is not None else scenario.target,
+        budget=config.budget if config.budget is not None else scenario.budget_minutes))
 
 
 def unfinished_work(records: list[AttemptRecord]) -> str | None:

@@ -5,13 +5,23 @@ what the run reads; the same model validates a run configuration from any other 
 are checked by pydantic and reported as one line naming the flag.
 
     tunecrew run task-agent --seed 3 --budget 5      # RunConfig(scenario="task-agent", seed=3, budget=5)
+    tunecrew run -c experiment.yaml --seed 3         # the file's keys, then the flags typed
+
+A YAML file (`-c/--config`) holds the same fields as keys (`max-attempts` or `max_attempts`); a
+flag typed on the command line overrides the file's key, a flag left out never does. An unknown
+key, a bad value, a missing file or a YAML syntax error is one line naming the file (and the key).
+Every run saves what it resolved to as `runs/<id>/config.yaml` (`config_yaml`), which `-c` repeats.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
+import reprlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -19,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tunecrew.scenarios.dataset import parse_columns
 
-__all__ = ["CrewConfig", "FlagError", "RunConfig", "add_flags", "config_from_args"]
+__all__ = ["ConfigFile", "CrewConfig", "FlagError", "RunConfig", "add_flags", "config_from_args", "config_yaml",
+           "load_config", "read_config_file"]
 
 
 class FlagError(ValueError):
@@ -136,35 +147,82 @@ class RunConfig(CrewConfig):
 
 
 POSITIONAL = {"scenario"}
+TYPED = "typed_flags"  # on a parsed namespace: the fields whose flag was typed (set by the actions below)
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _typed(namespace: argparse.Namespace, dest: str) -> None:
+    typed = getattr(namespace, TYPED, None)
+    if typed is None:
+        typed = set()
+        setattr(namespace, TYPED, typed)
+    typed.add(dest)
+
+
+class _Store(argparse.Action):
+    """argparse's store, remembering that the flag was typed (a positional left out passes None)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        if values is not None:
+            _typed(namespace, self.dest)
+
+
+class _StoreTrue(argparse.Action):
+    """argparse's store_true, remembering that the flag was typed."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, default: Any = False, required: bool = False,
+                 help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, required=required, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, True)
+        _typed(namespace, self.dest)
+
+
+class _Append(argparse.Action):
+    """argparse's append (onto a copy, never onto the shared default), remembering that it was typed."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+        _typed(namespace, self.dest)
+
+
 def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
-    """One argparse argument per field: `--field-name`, typed, with the field's description as help."""
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
+    """One argparse argument per field: `--field-name`, typed, with the field's description as help;
+    and `-c/--config FILE`, a YAML file of the same fields that the typed flags override."""
+    for name, field_info in model.model_fields.items():
+        annotation = field_info.annotation
         args = [a for a in get_args(annotation) if a is not type(None)]
         optional = get_origin(annotation) is not None and get_origin(annotation) not in (Literal, list)
         base = args[0] if optional and args else annotation
-        help_text = field.description
+        help_text = field_info.description
         metavar = None
         if help_text and ":" in help_text.split(" ")[0]:  # "FILE_OR_HUB_ID: ..." names the value
             metavar, _, help_text = help_text.partition(": ")
         if name in POSITIONAL:
-            parser.add_argument(name, nargs="?", help=help_text)
+            parser.add_argument(name, nargs="?", action=_Store, help=help_text)
         elif annotation is bool:
-            parser.add_argument(_flag(name), action="store_true", help=help_text)
+            parser.add_argument(_flag(name), action=_StoreTrue, help=help_text)
         elif get_origin(annotation) is list:
-            parser.add_argument(_flag(name), action="append", default=[], metavar=metavar, help=help_text)
+            parser.add_argument(_flag(name), action=_Append, default=[], metavar=metavar, help=help_text)
         elif get_origin(base) is Literal:
-            parser.add_argument(_flag(name), choices=get_args(base), default=field.default, help=help_text)
+            parser.add_argument(_flag(name), action=_Store, choices=get_args(base), default=field_info.default,
+                                help=help_text)
         else:
             kinds: dict[Any, type] = {int: int, float: float, Path: Path}
-            parser.add_argument(_flag(name), type=kinds.get(base, str), default=field.default, metavar=metavar,
-                                help=help_text)
+            parser.add_argument(_flag(name), action=_Store, type=kinds.get(base, str), default=field_info.default,
+                                metavar=metavar, help=help_text)
+    parser.add_argument("-c", "--config", action=_Store, type=Path, metavar="FILE",
+                        help="YAML file whose keys are these flags' names (max-attempts: 2 or max_attempts: 2); "
+                        "flags typed here override it (configs/ has examples; every run saves its own as "
+                        "runs/<id>/config.yaml)")
 
 
 def _bounds(model: type[BaseModel], name: str) -> str:
@@ -187,20 +245,179 @@ def _bounds(model: type[BaseModel], name: str) -> str:
     return "in range"
 
 
+_BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
 def config_from_args(model: type[BaseModel], args: argparse.Namespace) -> Any:
-    """The flags of `model` from parsed arguments, validated; FlagError names the first bad flag."""
-    values = {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
+    """The fields of `model` from parsed arguments, validated: the keys of the `-c` file first, then
+    the flags typed on the command line over them (a flag left at its default never overrides the
+    file). FlagError names the first bad flag, or the file and its key."""
+    given = {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
+    path = getattr(args, "config", None)
+    if path is None:
+        return _validated(model, given)
+    file = read_config_file(path, model)
+    typed = getattr(args, TYPED, None)  # None: a namespace built by hand; all its values count as typed
+    flags = given if typed is None else {name: value for name, value in given.items() if name in typed}
+    return _validated(model, {**file.values, **flags}, file, set(flags))
+
+
+def load_config(path: str | Path, model: type[BaseModel] | None = None) -> Any:
+    """A config file alone, validated into `model` (default RunConfig); FlagError names the file and key."""
+    model = model or RunConfig
+    file = read_config_file(path, model)
+    return _validated(model, file.values, file)
+
+
+def _validated(model: type[BaseModel], values: dict[str, Any], file: ConfigFile | None = None,
+               from_flags: set[str] | None = None) -> Any:
     try:
         return model.model_validate(values)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         message = err["msg"].removeprefix("Value error, ")
+        if file is not None:
+            if not where:  # a rule across fields: the file did not satisfy it either
+                raise FlagError(f"{file.path}: {message}") from exc
+            name = str(err["loc"][0])
+            if name in file.values and name not in (from_flags or set()):
+                raise FlagError(file.bad_value(model, name, err["type"], message, err.get("input"))) from exc
         if not where:  # a rule across fields: its message says what to do
             raise FlagError(message) from exc
         shown = where if where in POSITIONAL else _flag(where)
         if message.startswith(shown):  # the validator named the flag already
             raise FlagError(message) from exc
-        if err["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        if err["type"] in _BOUND_ERRORS:
             message = f"must be {_bounds(model, where)}"
         raise FlagError(f"{shown} {err.get('input')} {message}") from exc
+
+
+# --------------------------------------------------------------------------- config files
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 2, 4, 4
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A YAML config file as read: each key under its field's name, and the key as it was written."""
+
+    path: str
+    values: dict[str, Any] = field(default_factory=dict)
+    spelled: dict[str, str] = field(default_factory=dict)
+
+    def bad_value(self, model: type[BaseModel], name: str, kind: str, message: str, value: Any) -> str:
+        """One line naming the file, the key as written, the value and what it accepts."""
+        key = self.spelled[name]
+        if message.startswith(_flag(name)):  # a validator that names the flag: keep what follows it
+            return f"{self.path}: {key}: {message.removeprefix(_flag(name)).lstrip(' :')}"
+        if kind in _BOUND_ERRORS:
+            message = f"must be {_bounds(model, name)}"
+        return f"{self.path}: {key}: {_SHORT.repr(value)} {message.replace('Input should', 'should', 1)}"
+
+
+def read_config_file(path: str | Path, model: type[BaseModel]) -> ConfigFile:
+    """The keys of a YAML mapping, as `model`'s field names (`max-attempts` or `max_attempts`).
+
+    Not validated here (the flags typed are merged first); refused in one line: a file that cannot
+    be read, YAML that does not parse (line and column), a top level that is not a mapping, an
+    unknown key, or one setting given twice.
+    """
+    import yaml
+
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FlagError(f"{where}: no such config file") from None
+    except IsADirectoryError:
+        raise FlagError(f"{where}: is a folder; -c takes a YAML file") from None
+    except UnicodeDecodeError:
+        raise FlagError(f"{where}: not UTF-8 text; -c takes a YAML file") from None
+    except OSError as exc:
+        raise FlagError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise FlagError(f"{where}: YAML syntax error{at}: {' '.join(str(exc.problem or exc).split())}") from None
+    except yaml.YAMLError as exc:
+        raise FlagError(f"{where}: not YAML: {' '.join(str(exc).split())}") from None
+    except (ValueError, RecursionError) as exc:  # a timestamp that is no date; nesting past Python's stack
+        raise FlagError(f"{where}: YAML value cannot be read: {' '.join(str(exc).split())[:120]}") from None
+    if data is None:  # empty, or only comments
+        data = {}
+    if not isinstance(data, dict):
+        raise FlagError(f"{where}: the top level must be a mapping of keys (seed: 3, max-attempts: 2, ...), "
+                        f"not a {type(data).__name__}")
+    fields = model.model_fields
+    values: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_") if isinstance(key, str) else None
+        if name is None or name not in fields:
+            raise FlagError(_unknown_key(where, key, model))
+        if name in spelled:
+            raise FlagError(f"{where}: keys {spelled[name]!r} and {key!r} are the same setting; keep one")
+        if get_origin(fields[name].annotation) is list and isinstance(value, str):
+            value = [value]  # judge: openai:gpt-4.1-mini, one item without the list brackets
+        values[name], spelled[name] = value, key
+    return ConfigFile(path=where, values=values, spelled=spelled)
+
+
+def _unknown_key(where: str, key: Any, model: type[BaseModel]) -> str:
+    from tunecrew.tools.contracts import TrainConfig
+
+    shown_key = _SHORT.repr(key)
+    name = key.replace("-", "_") if isinstance(key, str) else ""
+    if name in RunConfig.model_fields:  # a run's own setting given to resume or chat
+        return (f"{where}: key {shown_key} is set when a run starts (run.json keeps it); this command takes: "
+                f"{', '.join(model.model_fields)}")
+    # The subclass's own fields first (scenario, data, ...), then the shared ones (provider, ...).
+    own = [n for n in model.model_fields if model is CrewConfig or n not in CrewConfig.model_fields]
+    names = own + [n for n in model.model_fields if n not in own]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    shown = close + [n for n in names if n not in close][:max(0, 5 - len(close))]
+    more = len(names) - len(shown)
+    command = "run" if model is RunConfig else "resume"
+    known = ", ".join(shown) + (f", ... {more} more: the flags of `tunecrew {command} --help`" if more else "")
+    hint = ("; training hyperparameters are the Tuner's to choose each attempt, not a run setting"
+            if name in TrainConfig.model_fields else "")
+    return f"{where}: unknown key {shown_key}{hint} (known: {known})"
+
+
+def config_yaml(config: RunConfig) -> str:
+    """`runs/<id>/config.yaml`: every field but `api_key` (a key is never written to a run's files),
+    with local paths made absolute, so `tunecrew run -c runs/<id>/config.yaml` repeats the run from
+    any directory."""
+    import yaml
+
+    from tunecrew.tools.base_models import REGISTRY
+
+    def absolute(path: str) -> str:  # not resolve(): a venv's python is a symlink that must stay one
+        return os.path.abspath(Path(path).expanduser())
+
+    def local(path: str) -> bool:
+        return Path(path).expanduser().exists()
+
+    values = config.model_dump(mode="json", exclude={"api_key"})
+    values["runs_dir"] = absolute(values["runs_dir"])
+    if config.data and local(config.data):  # a hub id (owner/name[:config]) is left as it is
+        values["data"] = absolute(config.data)
+    if config.base_model and config.base_model not in REGISTRY and local(config.base_model):
+        values["base_model"] = absolute(config.base_model)
+    if config.memory and not config.memory.startswith(("http://", "https://")):
+        values["memory"] = absolute(config.memory)
+    if config.train_python:
+        values["train_python"] = absolute(config.train_python)
+    if config.embedder.startswith("st:") and local(config.embedder[3:]):
+        values["embedder"] = "st:" + absolute(config.embedder[3:])
+    own = [n for n in values if n not in CrewConfig.model_fields]
+    ordered = {n: values[n] for n in [*own, *(n for n in values if n not in own)]}
+    return ("# The configuration this run resolved to: its config file, the flags typed and the scenario's\n"
+            "# defaults. `tunecrew run -c config.yaml` repeats it; a flag typed after it overrides its key.\n"
+            "# api_key is never saved: give it in the environment (OPENAI_API_KEY, GEMINI_API_KEY).\n"
+            + yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True, default_flow_style=False))

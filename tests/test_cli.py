@@ -45,13 +45,14 @@ def test_scenarios_lists_the_task_agent(capsys):
 
 
 def test_every_run_flag_is_a_run_config_field_and_back():
-    """The flags are generated from RunConfig: each field is one flag, parsed into the same field."""
+    """The flags are generated from RunConfig: each field is one flag, parsed into the same field
+    (and -c/--config, the YAML file of those fields, is the one flag that is not a field)."""
     from tunecrew.app.cli import parser
     from tunecrew.app.config import RunConfig, config_from_args
 
     run = next(a for a in parser()._actions if a.dest == "command").choices["run"]
     dests = {a.dest for a in run._actions if a.dest != "help"}
-    assert dests == set(RunConfig.model_fields)
+    assert dests == set(RunConfig.model_fields) | {"config"}
     argv = ["run", "medical-reasoning", "--seed", "3", "--budget", "5", "--judge", "openai:m", "--judge", "gemini:g",
             "--no-memory", "--heldout", "0.2", "--max-attempts", "2", "--threads", "1", "--provider", "ollama"]
     config = config_from_args(RunConfig, parser().parse_args(argv))
