@@ -78,6 +78,10 @@ def write_report(run_dir: Path, spec: RunSpec, records: list[AttemptRecord],
     if baseline is not None:
         at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Curves")
         blocks[at:at] = base_vs_attempts(baseline, records)
+    logs = training_logs(run_dir)
+    if logs is not None:  # right under the Run table: where to look while and after it trains
+        at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Run") + 2
+        blocks.insert(at, logs)
     judged = _judge_reports(run_dir, records)
     if judged:
         at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Curves")
@@ -86,6 +90,17 @@ def write_report(run_dir: Path, spec: RunSpec, records: list[AttemptRecord],
     md_path.write_text(render_markdown(blocks), encoding="utf-8")
     (run_dir / "report.html").write_text(render_html(blocks, title=f"tunecrew run {spec.run_id}"), encoding="utf-8")
     return md_path
+
+
+def training_logs(run_dir: Path) -> Para | None:
+    """Where the attempts' TensorBoard logs are (tools/train_worker.py writes attempts/<n>/tb), if any."""
+    from tunecrew.tools.train_worker import TB_DIR
+
+    attempts = Path(run_dir) / "attempts"
+    if not any(attempts.glob(f"*/{TB_DIR}")):
+        return None
+    return Para(f"Training logs (loss, learning rate, grad norm per step; one TensorBoard run per attempt): "
+                f"`tensorboard --logdir {attempts}`")
 
 
 # --------------------------------------------------------------------------- formatting helpers

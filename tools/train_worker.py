@@ -3,7 +3,8 @@
 Reads a TrainJob, trains with TRL's SFTTrainer (+ PEFT for LoRA/QLoRA) or DPOTrainer (method=dpo,
 LoRA adapter, the adapter-disabled base as reference), prints one JSON progress event per log
 step on stdout, and always tries to leave `result.json` behind, whatever went wrong. Every method
-saves the same thing: a PEFT adapter (or, for full, a model) in `<output_dir>/adapter`.
+saves the same thing: a PEFT adapter (or, for full, a model) in `<output_dir>/adapter`. The Trainer's
+logs also go to TensorBoard event files in `<output_dir>/tb` (TUNECREW_REPORT_TO: docs/export.md).
 
 backend=unsloth runs the same loop with Unsloth's patched model; Unsloth pins older transformers
 and TRL, so it lives in its own environment and the train tool starts this module with that
@@ -52,6 +53,52 @@ def diverged(loss: float, early: float) -> bool:
 
 def emit(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
+
+
+# Training logs where people look: TensorBoard event files in `<attempt>/tb` by default; W&B and
+# MLflow only when asked for by name in this variable AND installed (they are not dependencies).
+# The list replaces the default, as transformers' `report_to` does: `tensorboard,wandb` keeps both,
+# `none` writes nothing.
+REPORT_TO_ENV = "TUNECREW_REPORT_TO"
+TB_DIR = "tb"
+REPORTERS = ("tensorboard", "wandb", "mlflow")
+_REPORTER_MODULES = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
+
+
+def report_targets(value: str | None, installed: Any = None) -> tuple[list[str], list[str]]:
+    """(integrations to log to, one note per name that was asked for but cannot be used).
+
+    `value` is TUNECREW_REPORT_TO (None or empty: tensorboard); `installed(module)` says whether a
+    module is importable (default: importlib's find_spec). Never raises: logging is not worth a run."""
+    import importlib.util
+
+    found = installed or (lambda module: importlib.util.find_spec(module) is not None)
+    asked = [name.strip().lower() for name in (value or "tensorboard").split(",") if name.strip()]
+    targets: list[str] = []
+    notes: list[str] = []
+    for name in asked:
+        if name == "none":
+            continue
+        if name not in REPORTERS:
+            notes.append(f"{REPORT_TO_ENV}: {name!r} is not one of {', '.join(REPORTERS)}, none; ignored")
+        elif not any(found(module) for module in _REPORTER_MODULES[name]):
+            notes.append(f"{REPORT_TO_ENV}: {name} is not installed in {sys.executable}; not logging to it")
+        elif name not in targets:
+            targets.append(name)
+    return targets, notes
+
+
+def tensorboard_callback(log_dir: Path) -> Any:
+    """transformers' TensorBoardCallback writing to `log_dir` (not the Trainer's dated default
+    under output_dir), with tensorboardX's writer (a dependency; torch's needs `tensorboard`, whose
+    protobuf pin conflicts with autogen-core's), else torch's."""
+    from transformers.integrations import TensorBoardCallback
+
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        from torch.utils.tensorboard import SummaryWriter
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir)))
 
 
 UNSLOTH_SETUP = (
@@ -182,7 +229,8 @@ def _common_args(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bo
         eval_strategy="steps" if has_eval else "no",
         eval_steps=max(1, total_steps // EVAL_POINTS) if has_eval else None,
         save_strategy="no",
-        report_to="none",
+        # TensorBoard comes as a callback with its own folder (train()); what is left is W&B / MLflow
+        report_to=[n for n in report_targets(os.environ.get(REPORT_TO_ENV))[0] if n != "tensorboard"] or "none",
         use_cpu=use_cpu,
         bf16=bf16,
         # On by default in TRL; pure overhead for small models (Unsloth applies its own in get_peft_model).
@@ -381,6 +429,10 @@ def train(job: TrainJob) -> TrainResult:
             if job.max_wall_seconds and time.monotonic() - started > job.max_wall_seconds:
                 control.should_training_stop = True
 
+    reporters, notes = report_targets(os.environ.get(REPORT_TO_ENV))
+    for note in notes:
+        print(f"tunecrew: {note}", file=sys.stderr, flush=True)
+    loggers = [tensorboard_callback(Path(job.output_dir) / TB_DIR)] if "tensorboard" in reporters else []
     trainer_cls, make_args = (DPOTrainer, dpo_config) if config.method == "dpo" else (SFTTrainer, sft_config)
     trainer = trainer_cls(
         model=model,
@@ -392,7 +444,7 @@ def train(job: TrainJob) -> TrainResult:
         # Unsloth's model carries its adapter already; full fine-tuning has none.
         peft_config=(lora_config(config) if config.method in ("lora", "qlora", "dpo") and fast is None
                      and not job.init_adapter else None),
-        callbacks=[Progress()],
+        callbacks=[Progress(), *loggers],
     )
     emit("start", max_steps=trainer.args.max_steps if trainer.args.max_steps > 0 else steps_per_epoch * config.epochs,
          rows=n_train, tokenised_rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds is not None else 0)
