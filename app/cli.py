@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
                 agents=c.agent, max_attempts=c.max_attempts, target=c.target, seed=c.seed, memory=c.memory,
                 use_memory=not c.no_memory, embedder=c.embedder, runs_dir=c.runs_dir, threads=threads, quiet=c.quiet,
                 attempt_seconds=c.attempt_seconds, budget_minutes=c.budget, interactive=c.interactive,
-                judges=c.judge, judge_samples=c.judge_samples, train_python=c.train_python,
+                judges=c.judge, judge_samples=c.judge_samples, train_python=c.train_python, task_type=c.task_type,
                 saved_config=config_yaml(resolved_config(c, scenario)),
             ))
     except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError, RunInUse) as exc:

@@ -42,7 +42,7 @@ class CrewConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: Literal["offline", "openai", "gemini", "ollama"] | None = Field(
+    provider: Literal["offline", "openai", "gemini", "ollama", "llamacpp"] | None = Field(
         None, description="who drives the agents (default: offline, a deterministic policy; for resume and chat: "
         "the provider the run was started with)")
     strict_provider: bool = Field(False, description="a failed LLM call ends the run (exit 2) instead of being "
@@ -101,6 +101,10 @@ class RunConfig(CrewConfig):
                              "provider (offline: a heuristic judge, no LLM)")
     judge_samples: int = Field(30, ge=1, description="held-out samples each judge scores, chosen by --seed "
                                "(default 30; all when fewer)")
+    task_type: Literal["multiple-choice", "numeric", "classification", "free-text"] | None = Field(
+        None, description="how a dataset is scored: multiple-choice (letter accuracy), numeric (the final number), "
+        "classification (accuracy beside the majority-class baseline), free-text (answer F1); default: detected "
+        "from the data, with the evidence printed")
     memory: str | None = Field(None, description="memory store dir or Chroma server URL (default ~/.tunecrew/memory)")
     no_memory: bool = Field(False, description="neither recall nor remember attempts")
     embedder: str = Field("hashing", description="memory embedder: hashing[:DIM] (default, offline), "

@@ -118,7 +118,7 @@ def test_resume_and_chat_read_the_crew_settings_from_a_file(tmp_path):
 
 @pytest.mark.parametrize(("text", "message"), [
     ("scenario: task-agent\nlearning_rat: 0.001\n",
-     "experiment.yaml: unknown key 'learning_rat' (known: scenario, data, columns, heldout, base_model, ... 21 more: "
+     "experiment.yaml: unknown key 'learning_rat' (known: scenario, data, columns, heldout, base_model, ... 22 more: "
      "the flags of `tunecrew run --help`)"),
     ("scenario: task-agent\nmax_attemps: 2\n", "experiment.yaml: unknown key 'max_attemps' (known: max_attempts, "),
     ("scenario: task-agent\nlearning_rate: 0.001\n",
@@ -128,7 +128,7 @@ def test_resume_and_chat_read_the_crew_settings_from_a_file(tmp_path):
     ("scenario: task-agent\nbudget: .nan\n", "experiment.yaml: budget: nan must be a finite number"),
     ("scenario: task-agent\nseed: three\n", "experiment.yaml: seed: 'three' should be a valid integer"),
     ("scenario: task-agent\nprovider: gpt5\n",
-     "experiment.yaml: provider: 'gpt5' should be 'offline', 'openai', 'gemini' or 'ollama'"),
+     "experiment.yaml: provider: 'gpt5' should be 'offline', 'openai', 'gemini', 'ollama' or 'llamacpp'"),
     ("scenario: task-agent\nagent: Nobody=openai\n", "experiment.yaml: agent: 'Nobody=openai': expected ROLE="),
     ("scenario: task-agent\ncolumns: prompt\n", "experiment.yaml: columns: 'prompt': 'prompt' is not ROLE=COLUMN"),
     ("seed: 3\n", "experiment.yaml: give a scenario name (tunecrew scenarios lists them) or --data"),
