@@ -164,7 +164,8 @@ def merge_adapter(base_model: str, adapter: Path, out: Path, dtype: str = "auto"
 def _untie_if_trained_apart(model: Any) -> None:
     """A LoRA with train_embeddings trains embed_tokens and lm_head as two copies (modules_to_save):
     after the merge they differ, and a config that still says tied would make save_pretrained drop
-    the trained lm_head and load the embedding in its place."""
+    the trained lm_head and load the embedding in its place. PEFT 0.21's merge_and_unload unties them
+    itself (peft#2777); this is for the older PEFT that pyproject's peft>=0.17 still allows."""
     import torch
 
     config = model.config
