@@ -58,6 +58,9 @@ def parser() -> argparse.ArgumentParser:
     from tunecrew.memory import cli as memory_commands  # memory list|search|show|export|import|forget
 
     memory_commands.add_parsers(sub)
+    from . import export_cmd  # export RUN --merged DIR | --ollama DIR | --gguf FILE
+
+    export_cmd.add_parser(sub)
     return p
 
 
@@ -77,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         from tunecrew.memory.cli import main as memory_main
 
         return memory_main(args)
+    if args.command == "export":
+        from .export_cmd import main as export_main
+
+        return export_main(args)
     return _run(args)
 
 

@@ -45,8 +45,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def main(args: argparse.Namespace) -> int:
+    import warnings
+
     from tunecrew.tools.export import ExportError
 
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' deprecations: not the user's to act on
     try:
         return _export(args)
     except ExportError as exc:
