@@ -1,6 +1,7 @@
 """One run's folder, `runs/<id>/`: every file name in it, and the only code that writes run.json.
 
     runs/<id>/run.json                 RunSpec: what was asked (written here, and only here)
+             config.yaml               the resolved RunConfig (`tunecrew run -c` repeats the run)
              data/train.jsonl          the rows every attempt trains on (before its recipe)
              data/heldout.jsonl        the rows every attempt is scored on
              domain.json               the Domain Expert's card (persona)
@@ -17,6 +18,8 @@
                           eval.json    the EvalReport
                           judge.json   the LLM judge's verdicts
                           adapter/     the trained adapter
+                          tb/          TensorBoard event files (`tensorboard --logdir runs/<id>/attempts`)
+                          train_log.jsonl, stderr.log   the worker's progress lines and its stderr
 
 Readers elsewhere (the task agent's server, `tunecrew memory`) take these names from here too.
 """
