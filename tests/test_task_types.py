@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tunecrew.agents.answers import TuningBrief
 from tunecrew.scenarios.dataset import score_reply, with_data
 from tunecrew.scenarios.registry import load_scenario
 from tunecrew.scenarios.task_types import (
@@ -144,3 +145,34 @@ def test_the_task_agent_keeps_its_own_contract_scorer():
 
     same, detection = specialise(scenario, ScenarioData(train=alpaca_rows(), heldout=[], heldout_split='t'))
     assert same is scenario and detection is None
+
+
+def test_preference_pairs_keep_the_users_rejected_reply_and_the_policy_trains_dpo_on_them(tmp_path):
+    """Before: prompt/chosen/rejected was trained as SFT on `chosen`, and method=dpo paired made-up
+    wrong replies instead of the user's (issue 15 item 4)."""
+
+    from test_policy import brief_of
+
+    from tunecrew.agents import policy
+    from tunecrew.tools.contracts import DataRecipe
+    from tunecrew.tools.profile import profile_rows
+    from tunecrew.tools.recipes import apply_recipe
+
+    rows = [{"prompt": f"Explain idea {i} briefly.", "chosen": f"Idea {i} means the careful answer {i}.",
+             "rejected": f"whatever, idea {i} is dumb"} for i in range(40)]
+    converted = _converted(tmp_path, rows, "pairs.jsonl")
+    assert all(r["rejected"].startswith("whatever, idea") for r in converted)
+    kind, pairs, _ = apply_recipe(converted, DataRecipe(negatives="dpo"), seed=0)
+    assert kind == "pairs" and len(pairs) == len(converted)
+    assert all(p["rejected"][0]["content"] == r["rejected"] for p, r in zip(pairs, converted, strict=True))
+    _, nat, _ = apply_recipe(converted, DataRecipe(negatives="nat", negative_ratio=1.0), seed=0)
+    negatives = [r["messages"][-1]["content"] for r in nat if r.get("negative")]
+    assert negatives and all(n.startswith("whatever, idea") for n in negatives)  # the user's, marked
+
+    profile = profile_rows(converted, "pairs.jsonl")
+    assert profile.extra["preference_pairs"] == len(converted)
+    brief = brief_of(rows=len(converted), params=134_000_000, random_init=False)
+    brief["profile"]["extra"] = {"preference_pairs": len(converted)}
+    config, why = policy.initial_config(TuningBrief.model_validate(brief))
+    assert config.method == "dpo" and config.data.negatives == "dpo" and "preference pairs" in why
+    assert config.learning_rate == policy.DPO_LORA_LR

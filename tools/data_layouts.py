@@ -302,13 +302,32 @@ def cell_text(value: Any, column: str, where: str) -> str:
 
 
 def row_extras(row: dict, column_map: dict[str, str]) -> dict[str, Any]:
-    """What a converted row carries besides its messages: the `tools` a chat row declares."""
-    if "tools" not in column_map:
-        return {}
-    tools = row.get(column_map["tools"])
-    if isinstance(tools, str):
-        tools = _parse_list_repr(tools) or tools  # LLaMA-Factory's ShareGPT keeps tools as a JSON string
-    return {"tools": tools} if tools else {}
+    """What a converted row carries besides its messages: the `tools` a chat row declares, and a
+    preference row's `rejected` reply (the user's own negative: DPO pairs and NAT negatives use it
+    instead of making one up)."""
+    extras: dict[str, Any] = {}
+    if "tools" in column_map:
+        tools = row.get(column_map["tools"])
+        if isinstance(tools, str):
+            tools = _parse_list_repr(tools) or tools  # LLaMA-Factory's ShareGPT keeps tools as a JSON string
+        if tools:
+            extras["tools"] = tools
+    if "rejected" in column_map and (rejected := _rejected_reply(row.get(column_map["rejected"]))):
+        extras["rejected"] = rejected
+    return extras
+
+
+def _rejected_reply(raw: Any) -> str | None:
+    """The rejected side's reply: the text, or the last assistant turn of a message list."""
+    if raw is None:
+        return None
+    messages = message_list(raw)
+    if messages is not None:
+        replies = [m for m in messages if str(m.get("role", m.get("from", ""))).lower() in ("assistant", "gpt")]
+        text = replies[-1].get("content", replies[-1].get("value")) if replies else None
+        return str(text) if text and str(text).strip() else None
+    text = raw if isinstance(raw, str) else None
+    return text if text and text.strip() else None
 
 
 # --------------------------------------------------------------------------- conversion

@@ -108,6 +108,8 @@ def profile_rows(
         vocabulary=top_words(texts),
         extra={"layout": layout_name, "multi_turn_rows": multi_turn, "system_prompt_rows": system_rows,
                "empty_responses": sum(not r.strip() for r in responses),
+               # rows that carry the user's own rejected reply: pairs DPO can train on as they are
+               "preference_pairs": sum(bool(isinstance(r, dict) and r.get("rejected")) for r in rows),
                **_warnings(_response_balance(responses), _outliers(total_lengths))},
         samples=[_truncate_value(r) for r in rows[:n_samples]],
     )

@@ -190,6 +190,18 @@ def from_table(table: dict[str, str], fallback: NegativeMaker | None = None) -> 
     return make
 
 
+def users_rejected(fallback: NegativeMaker | None = None) -> NegativeMaker:
+    """The row's own rejected reply (a preference dataset's), else `fallback`'s made-up one."""
+
+    def make(row: Row, pool: Sequence[Row], rng: random.Random) -> str | None:
+        wrong = row.get("rejected")
+        if isinstance(wrong, str) and wrong.strip():
+            return wrong
+        return fallback(row, pool, rng) if fallback is not None else None
+
+    return make
+
+
 def _prompt_key(row: Row) -> str:
     return json.dumps(row["messages"][:-1], sort_keys=True, ensure_ascii=False)
 
@@ -259,6 +271,8 @@ def apply_recipe(rows: Sequence[Row], recipe: DataRecipe, seed: int = 0,
     rows are positives: they get negatives like any other row.
     """
     rows = list(rows[: recipe.max_rows] if recipe.max_rows else rows)
+    if make_negative is None and any(row.get("rejected") for row in rows):
+        make_negative = users_rejected(default_maker())  # the user's own pairs before any made-up reply
     report = None
     if recipe.synthetic_ratio:
         candidates = template_rows(rows, round(recipe.synthetic_ratio * len(rows)), seed)
