@@ -59,6 +59,7 @@ from tunecrew.tools.contracts import (
 )
 from tunecrew.tools.diagnose import diagnose as diagnose_attempt
 from tunecrew.tools.domain import detect_domain as detect_domain_candidates
+from tunecrew.tools.domain import is_unsure, shared_system_prompt, system_prompt_notes
 from tunecrew.tools.evaluate import evaluate_with_replies, load_model
 from tunecrew.tools.feasibility import Feasibility, check_feasibility
 from tunecrew.tools.judge import compact, rubric_of, samples_from_rows
@@ -81,6 +82,13 @@ PROBE_RATE_DISCOUNT = 0.85
 RATE_PROBE_STEPS = 4  # timed steps that measure the training rate when nothing else has
 # Before anything was evaluated: reserve this share of the budget for one evaluation.
 EVAL_RESERVE_SHARE = 0.12
+
+
+def _other_domain(record: AttemptRecord) -> bool:
+    """A remembered attempt whose data had a domain of its own, held with confidence: no warm start for
+    data whose domain is unsure (a general dataset once warm-started from a task-agent success)."""
+    card = record.domain
+    return card is not None and not is_unsure(card.domain, card.confidence)
 
 
 def _errors(exc: ValidationError) -> list[str]:
@@ -148,7 +156,8 @@ class Toolkit:
         suggested expert persona for each. Call profile_dataset first."""
         if self.ctx.profile is None:
             return ToolError(error="call profile_dataset first")
-        candidates = detect_domain_candidates(self.ctx.profile)
+        candidates = detect_domain_candidates(self.ctx.profile,
+                                              own_system_prompt=shared_system_prompt(self.ctx.data.train))
         return DomainCandidates(candidates=[DomainCandidate(**c.__dict__) for c in candidates],
                                 scenario_hint=self.ctx.scenario.domain_hint)
 
@@ -160,10 +169,17 @@ class Toolkit:
         confidence: Annotated[float, "0..1"],
     ) -> DomainAnswer:
         """Record the domain and the expert persona used in training, evaluation and judging."""
+        # Rows with their own system prompt lose it to the persona in training and evaluation: say so.
+        own = shared_system_prompt(self.ctx.data.train)
+        notes = [] if self.ctx.profile is None else system_prompt_notes(
+            self.ctx.profile, own if own is not None and own == persona.strip() else None)
         try:
-            card = DomainCard(domain=domain, persona=persona, evidence=evidence, confidence=confidence)
+            card = DomainCard(domain=domain, persona=persona, confidence=confidence,
+                              evidence=[*evidence, *(n for n in notes if n not in evidence)][:20])
         except ValidationError as exc:
             return DomainAnswer(accepted=False, errors=_errors(exc))
+        seen = self.ctx.current.notes
+        seen.extend(n for n in (f"domain card: {n}" for n in notes) if n not in seen)
         self.ctx.domain = card
         write_model(self.ctx.run.domain, card)
         return DomainAnswer(accepted=True, system_prompt=self.ctx.system_prompt)
@@ -187,9 +203,12 @@ class Toolkit:
         assert ctx.profile is not None
         recalled: list[Recalled] = []
         hits: list[Any] = []
+        # An unsure domain card (the general assistant, or low confidence) must not steer recall: no label in
+        # the query, and no other domain's attempt to start from.
+        unsure = ctx.domain is not None and is_unsure(ctx.domain.domain, ctx.domain.confidence)
         if ctx.memory is not None:
-            text = recall_query(ctx.spec.scenario, ctx.profile, ctx.domain, ctx.base.name, ctx.base.family,
-                                ctx.base.params, ctx.hardware) + ("\n" + query if query else "")
+            text = recall_query(ctx.spec.scenario, ctx.profile, None if unsure else ctx.domain, ctx.base.name,
+                                ctx.base.family, ctx.base.params, ctx.hardware) + ("\n" + query if query else "")
             try:
                 hits = ctx.memory.recall(text, k=4, where={"model_family": ctx.base.family},
                                          exclude_run=ctx.spec.run_id)
@@ -200,7 +219,8 @@ class Toolkit:
                                  steps_from_base=h.record.result.steps_from_base, config=h.record.config,
                                  score=h.record.score,
                                  diagnosis=h.record.diagnosis.label if h.record.diagnosis else None)
-                        for h in hits]
+                        for h in hits if not (unsure and _other_domain(h.record))]
+            self._note_skipped([h for h in hits if unsure and _other_domain(h.record)])
         last = ctx.records[-1] if ctx.records else None
         brief = TuningBrief(
             attempt=ctx.current.number, max_attempts=ctx.spec.max_attempts, target=ctx.spec.target,
@@ -224,6 +244,16 @@ class Toolkit:
             brief.rate = RateInfo(tokens_per_second=round(ctx.rate.tokens_per_second, 1),
                                   startup_seconds=round(ctx.rate.startup_seconds, 1), source=ctx.rate.source)
         return brief
+
+    def _note_skipped(self, skipped: list[Any]) -> None:
+        """Say which remembered attempts recall left out because this data's domain is unsure."""
+        for hit in skipped:
+            rec = hit.record
+            note = (f"memory: run {rec.run_id} attempt {rec.attempt} ({rec.domain.domain}, similarity "
+                    f"{hit.similarity:.2f}) left out of recall: this data's domain is unsure, so another "
+                    "domain's attempt is no starting point")
+            if note not in self.ctx.current.notes:
+                self.ctx.current.notes.append(note)
 
     def _system_prompt_tokens(self) -> int:
         ctx = self.ctx
