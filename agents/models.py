@@ -5,12 +5,13 @@ flag or the environment. Keys are never stored in run files: they live only in t
 
 Local OpenAI-compatible servers speak dialects of the wire protocol. Every client with a `--base-url`
 sends and reads chat completions through `WireCompat` (an httpx transport), which keeps to what the
-spec allows and every server tested accepts: an assistant message that only calls tools carries no
-`content` key (llama-cpp-python's server answers `"content": null` with HTTP 500, "7 validation
-errors"), and a reply's deprecated `function_call` beside its `tool_calls` is dropped (AutoGen refuses
-any reply that has one). `--provider llamacpp` adds what llama-cpp-python's `chatml-function-calling`
-format needs: tool results as user turns (its template renders a tool message as an empty turn, so
-the model never saw them) and structured output as its grammar-backed `json_object` + schema.
+spec allows and every server tested accepts: an assistant message that only calls tools carries
+`"content": ""` (llama-cpp-python's server answers `null` with HTTP 500, "7 validation errors", and a
+missing key with HTTP 500 from its chat template), and a reply's deprecated `function_call` beside
+its `tool_calls` is dropped (AutoGen refuses any reply that has one). `--provider llamacpp` adds what
+llama-cpp-python's `chatml-function-calling` format needs: tool results as user turns (its template
+renders a tool message as an empty turn, so the model never saw them) and structured output as its
+grammar-backed `json_object` + schema, with the bounds its grammar can enforce (`grammar_schema`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ GEMINI_OPENAI_URL = "https://generativelanguage.googleapis.com/v1beta/openai/"
 # The interpreter that runs `python -m llama_cpp.server` for --provider llamacpp (default: this one).
 LLAMACPP_PYTHON_ENV = "TUNECREW_LLAMACPP_PYTHON"
 LLAMACPP_CHAT_FORMAT = "chatml-function-calling"  # the llama-cpp-python format that answers tool calls
+GRAMMAR_STRING_CHARS = 400  # the longest free string a llama.cpp grammar lets a structured reply write
 LLAMACPP_CONTEXT = 8192  # tokens; the crew's prompts and tool schemas pass the server's default of 2048
 LLAMACPP_INSTALL = ("pip install 'tunecrew[llamacpp]' (compiles llama.cpp: ~15 min on 2 cores), or set "
                     f"{LLAMACPP_PYTHON_ENV} to a Python that has llama-cpp-python[server], or pass --base-url "
@@ -177,7 +179,8 @@ class WireCompat(httpx.AsyncBaseTransport):
         for m in body.get("messages", []):
             m = dict(m)
             if m.get("role") == "assistant" and m.get("tool_calls") and m.get("content") is None:
-                m.pop("content", None)  # "required unless tool_calls is given": null is refused by some servers
+                # llama-cpp-python refuses null (its schema) and a missing key (its chat template)
+                m["content"] = ""
             if self.llamacpp and m.get("role") == "tool":
                 name = names.get(m.get("tool_call_id")) or "the function"
                 m = {"role": "user", "content": f"functions.{name} returned:\n{m.get('content') or ''}"}
@@ -186,8 +189,8 @@ class WireCompat(httpx.AsyncBaseTransport):
         response_format = body.get("response_format")
         if self.llamacpp and isinstance(response_format, dict) and response_format.get("type") == "json_schema":
             # llama-cpp-python knows `json_object` with a `schema`, which it enforces with a grammar.
-            body["response_format"] = {"type": "json_object",
-                                       "schema": response_format.get("json_schema", {}).get("schema", {})}
+            schema = response_format.get("json_schema", {}).get("schema", {})
+            body["response_format"] = {"type": "json_object", "schema": grammar_schema(schema)}
         return body
 
     @staticmethod
@@ -202,6 +205,24 @@ class WireCompat(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def grammar_schema(schema: Any) -> Any:
+    """A JSON schema whose bounds llama-cpp-python's grammar can hold a reply to: it ignores minimum and
+    maximum (a 1-10 score came back as 58), so a small integer range becomes an enum, and it lets a
+    string run to the context's end, so a free string gets a maxLength."""
+    if isinstance(schema, list):
+        return [grammar_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: grammar_schema(value) for key, value in schema.items()}
+    low, high = out.get("minimum"), out.get("maximum")
+    if out.get("type") == "integer" and isinstance(low, int) and isinstance(high, int) and 0 <= high - low <= 100:
+        out = {k: v for k, v in out.items() if k not in ("type", "minimum", "maximum")}
+        out["enum"] = list(range(low, high + 1))
+    elif out.get("type") == "string" and not {"maxLength", "enum", "const", "pattern", "format"} & out.keys():
+        out["maxLength"] = GRAMMAR_STRING_CHARS
+    return out
 
 
 def _response(original: httpx.Response, content: bytes, request: httpx.Request) -> httpx.Response:
@@ -280,9 +301,12 @@ class LlamaCppServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout: float = 180.0) -> LlamaCppServer:
-        check = subprocess.run([self.python, "-c", "import llama_cpp.server.app"], capture_output=True, text=True)
-        if check.returncode != 0:
-            last = (check.stderr.strip().splitlines() or ["?"])[-1][:200]
+        try:
+            check = subprocess.run([self.python, "-c", "import llama_cpp.server.app"], capture_output=True, text=True)
+            failed, last = check.returncode != 0, (check.stderr.strip().splitlines() or ["?"])[-1][:200]
+        except OSError as exc:  # no such interpreter
+            failed, last = True, str(exc)[:200]
+        if failed:
             raise ProviderError(f"--provider llamacpp: {self.python} cannot import llama_cpp.server ({last}); "
                                 + LLAMACPP_INSTALL)
         with open(self.log, "wb") as log:

@@ -95,13 +95,19 @@ def test_the_llamacpp_dialect_shows_tool_results_and_asks_for_grammar_backed_jso
         {"role": "tool", "content": '{"status": "ok"}', "tool_call_id": "c1"}],
         "response_format": {"type": "json_schema", "json_schema": {"name": "V", "schema": {"type": "object"}}}}
     plain, llama = WireCompat().request(body), WireCompat(llamacpp=True).request(body)
-    for sent in (plain, llama):  # "content" may be left out beside tool_calls; null fails llama.cpp's schema
-        assert "content" not in sent["messages"][2] and sent["messages"][2]["tool_calls"]
+    for sent in (plain, llama):  # null fails llama.cpp's request schema, a missing key its chat template
+        assert sent["messages"][2]["content"] == "" and sent["messages"][2]["tool_calls"]
     assert plain["messages"][3] == body["messages"][3] and plain["response_format"] == body["response_format"]
     # llama.cpp's chatml-function-calling template drops tool messages' content: sent as a user turn
     assert llama["messages"][3] == {"role": "user", "content": 'functions.train returned:\n{"status": "ok"}'}
     assert llama["response_format"] == {"type": "json_object", "schema": {"type": "object"}}
     assert body["messages"][2]["content"] is None  # the caller's body is not changed
+    # its grammar ignores minimum/maximum (a 1-10 score came back as 58) and lets strings run on
+    verdict = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 10},
+                                                "why": {"type": "string"}}}
+    bounded = WireCompat(llamacpp=True).request({"messages": [], "response_format": {
+        "type": "json_schema", "json_schema": {"schema": verdict}}})["response_format"]["schema"]["properties"]
+    assert bounded == {"score": {"enum": list(range(1, 11))}, "why": {"type": "string", "maxLength": 400}}
 
     reply = {"id": "x", "choices": [{"finish_reason": "tool_calls", "message": {
         "role": "assistant", "content": None, "function_call": {"name": "train", "arguments": "{}"},
@@ -120,16 +126,21 @@ def test_llamacpp_provider_errors_name_the_fix(monkeypatch, tmp_path):
         make_client(ProviderSpec(provider="llamacpp", model="no-such-model"), "Tuner")
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"GGUF")
-    monkeypatch.setenv(LLAMACPP_PYTHON_ENV, sys.executable if MISSING else str(tmp_path / "no-python"))
-    if MISSING is None:  # this interpreter has llama_cpp: point at one that cannot exist
-        with pytest.raises((ProviderError, OSError)):
+    for python in ((sys.executable,) if MISSING else ()) + (str(tmp_path / "no-python"),):
+        monkeypatch.setenv(LLAMACPP_PYTHON_ENV, python)
+        with pytest.raises(ProviderError, match=r"cannot import llama_cpp.server .*tunecrew\[llamacpp\]"):
             make_client(ProviderSpec(provider="llamacpp", model=str(fake)), "Tuner")
-        return
-    with pytest.raises(ProviderError, match=r"cannot import llama_cpp.server .*tunecrew\[llamacpp\]"):
-        make_client(ProviderSpec(provider="llamacpp", model=str(fake)), "Tuner")
 
 
 # --------------------------------------------------------------------------- a real server
+
+
+def _diagnose(label: str) -> str:
+    return label
+
+
+def _decide(action: str) -> str:
+    return action
 
 
 @needs_server
@@ -139,8 +150,8 @@ def test_a_real_llamacpp_server_answers_steps_after_a_tool_call_without_falling_
                          "Planner", watch=steps)
     server = llamacpp_server(gguf)
     assert server.base_url.startswith("http://127.0.0.1:") and server.process and server.process.poll() is None
-    tools = [FunctionTool(lambda label: label, name="diagnose", description="Diagnose the attempt."),
-             FunctionTool(lambda action: action, name="decide", description="Decide: retry or stop.")]
+    tools = [FunctionTool(_diagnose, name="diagnose", description="Diagnose the attempt."),
+             FunctionTool(_decide, name="decide", description="Decide: retry or stop.")]
     history = [SystemMessage(content="You are the Planner. Call diagnose, then decide."),
                UserMessage(content="Attempt 1 finished. Diagnose it.", source="user")]
 
@@ -179,7 +190,7 @@ def test_a_llamacpp_judge_answers_verdicts_that_parse(gguf):
     report = asyncio.run(judged())
     (summary,) = report.judges
     assert summary.judge == "llamacpp:" + str(gguf)
-    assert not [v.error for v in report.verdicts if any(p in v.error for p in PROTOCOL_ERRORS)]
+    assert not [v.error for v in report.verdicts if any(p in (v.error or "") for p in PROTOCOL_ERRORS)]
     assert summary.judged == 4, [v.error for v in report.verdicts]  # the grammar holds it to the schema
 
 

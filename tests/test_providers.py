@@ -177,7 +177,7 @@ class LlamaCppDialect(ScriptedLLM):
         number = len(self.seen) + 1
         self.seen.append(Seen(number, "any", "decide", None, headers, body))
         for i, m in enumerate(body["messages"]):
-            if m["role"] == "assistant" and "content" in m and not isinstance(m["content"], str):
+            if m["role"] == "assistant" and not isinstance(m.get("content"), str):  # its schema, then its template
                 self.refused.append(i)
                 return 500, {"error": {"message": f"7 validation errors: messages.{i}.role Input should be "
                                                   "'system'", "type": "internal_server_error"}}, 0.0
@@ -208,4 +208,4 @@ def test_tool_call_history_and_legacy_function_call_replies_pass_a_llamacpp_styl
         sent = [s.body["messages"] for s in llm.seen]
     assert llm.refused == [] and steps.notes == [] and steps.answers == 2, steps.notes
     assert first.content[0].name == second.content[0].name == "decide"
-    assert sent[1][2]["role"] == "assistant" and "content" not in sent[1][2] and sent[1][2]["tool_calls"]
+    assert sent[1][2]["role"] == "assistant" and sent[1][2]["content"] == "" and sent[1][2]["tool_calls"]
