@@ -312,7 +312,8 @@ class LlamaCppServer:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [self.python, "-c", _SERVE, "--model", str(self.model), "--chat_format", LLAMACPP_CHAT_FORMAT,
-                 "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.context)],
+                 "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.context),
+                 "--n_threads", str(os.cpu_count() or 1)],  # its default is half the cores
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
