@@ -249,9 +249,29 @@ def make_panel(options: RunOptions, judges: list[str], samples: int) -> JudgePan
     return JudgePanel(make_judges(provider_of(options), options.agents, judges), n=samples)
 
 
+def scrub_freed_memory() -> None:
+    """Have glibc overwrite memory as it is freed and allocated (`mallopt(M_PERTURB)`).
+
+    Why: Chroma's HNSW index file (`data_level0.bin`) is written from a buffer the index allocates
+    without clearing, and once, in a full test-suite run, those bytes held an API key the LLM
+    client had used and freed. With perturbation, freed heap holds a constant byte instead of the
+    key. Turned on only when an LLM provider (a key) is in use; a no-op where glibc is absent.
+    """
+    import contextlib
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(name).mallopt(-6, 0xA5)  # M_PERTURB
+
+
 def make_clients(options: RunOptions, log: ProviderLog) -> dict[str, ChatCompletionClient]:
     """One client per role; built before anything is written so a missing key fails at once."""
     specs = role_specs(provider_of(options), options.agents, ROLES)
+    if any(spec.provider != "offline" for spec in specs.values()) or options.judges:
+        scrub_freed_memory()
     return {role: make_client(spec, role, watch=log) for role, spec in specs.items()}
 
 
