@@ -48,7 +48,7 @@ _HUB_CONFIG_RE = re.compile(r"([A-Za-z0-9][\w.-]*/[\w.-]+):([\w.-]+)")
 _TRUE = {"1", "true", "yes", "on"}
 
 RUBRIC_METRICS = {"accuracy": "answer_f1", "reasoning": "rouge_l", "completeness": "answer_recall",
-                  "clarity": "format_ok"}
+                  "clarity": "format_compliance"}
 
 
 # --------------------------------------------------------------------------- options
@@ -243,7 +243,7 @@ def score_reply(expected: str, got: str) -> SampleScore:
     """Score a reply against the reference reply: its final answer, its whole text, its format.
 
     answer_f1 (primary), answer_exact_match and answer_recall compare `extract_answer` of both;
-    exact_match and rouge_l compare the whole replies (reasoning included); format_ok says the
+    exact_match and rouge_l compare the whole replies (reasoning included); format_compliance says the
     reply gave a non-empty final answer, after a closed `</think>` when the reference has one.
     """
     if not expected.strip():  # nothing to compare with: an empty reply would score 1.0 against it
@@ -255,7 +255,7 @@ def score_reply(expected: str, got: str) -> SampleScore:
     f1, em = token_f1(answer, reference), exact_match(answer, reference)
     values = {"answer_f1": f1, "answer_exact_match": em, "answer_recall": token_recall(answer, reference),
               "exact_match": exact_match(got, expected), "rouge_l": rouge_l(got, expected),
-              "format_ok": float(format_ok)}
+              "format_compliance": float(format_ok)}
     if em and format_ok:
         reason = ""
     elif not closed:

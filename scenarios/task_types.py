@@ -171,7 +171,8 @@ def score_choice(expected: str, got: str) -> SampleScore:
         return SampleScore(values={}, reason="reference gives no option letter: not scored")
     right = chose == want
     reason = "" if right else (f"chose {chose}, expected {want}" if chose else f"no option letter; expected {want}")
-    return SampleScore(values={"answer_accuracy": float(right), "format_ok": float(chose is not None)}, reason=reason)
+    return SampleScore(values={"answer_accuracy": float(right), "format_compliance": float(chose is not None)},
+                       reason=reason)
 
 
 def score_number(expected: str, got: str) -> SampleScore:
@@ -183,7 +184,8 @@ def score_number(expected: str, got: str) -> SampleScore:
     right = said is not None and abs(said - want) <= 1e-6 * max(1.0, abs(want))
     reason = "" if right else (f"answered {said:g}, expected {want:g}" if said is not None
                                else f"no number in the reply; expected {want:g}")
-    return SampleScore(values={"answer_accuracy": float(right), "format_ok": float(said is not None)}, reason=reason)
+    return SampleScore(values={"answer_accuracy": float(right), "format_compliance": float(said is not None)},
+                       reason=reason)
 
 
 def label_scorer(labels: tuple[str, ...], majority: str | None) -> Scorer:
@@ -199,7 +201,7 @@ def label_scorer(labels: tuple[str, ...], majority: str | None) -> Scorer:
             named = [label for label in known if re.search(rf"\b{re.escape(label)}\b", said)]
             said = named[0] if len(named) == 1 else said
         right = said == want
-        values = {"answer_accuracy": float(right), "format_ok": float(said in known),
+        values = {"answer_accuracy": float(right), "format_compliance": float(said in known),
                   "majority_baseline": float(want == majority)}
         return SampleScore(values=values, reason="" if right else f"answered {said[:60]!r}, expected {want!r}")
 
@@ -226,7 +228,7 @@ def specialise(scenario: Scenario, data: ScenarioData,
     if detection.task_type == "free-text":
         return scenario, detection
     # The offline judge's criteria read these metrics; answer_f1 and rouge_l are not computed here.
-    rubric = {"accuracy": "answer_accuracy", "reasoning": "answer_accuracy", "completeness": "format_ok",
-              "clarity": "format_ok"}
+    rubric = {"accuracy": "answer_accuracy", "reasoning": "answer_accuracy", "completeness": "format_compliance",
+              "clarity": "format_compliance"}
     return replace(scenario, scorer=scorer_for(detection), primary_metric=detection.primary_metric,
                    rubric_metrics=rubric), detection

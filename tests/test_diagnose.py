@@ -386,3 +386,19 @@ def test_a_pretrained_model_is_never_told_to_train_its_embeddings():
     scratch = diagnose(pretrained, ok_result(flat(level=0.3)), report(0.3, fmt=0.83), TARGET, gates=gates,
                        random_init=True)
     assert scratch.suggested_changes.get("train_embeddings") is True
+
+
+def test_the_format_rule_fires_on_a_reasoning_scenario_whose_replies_never_close_think() -> None:
+    """medical-o1 on the tiny model: </think> never closed, and the Planner said "underfit". The
+    reasoning scorer called its metric format_ok, the diagnosis read format_compliance: one name now."""
+    from tunecrew.scenarios.dataset import score_reply
+    from tunecrew.tools.evaluate import score_replies
+
+    rows = [{"messages": [{"role": "user", "content": f"Case {i}?"},
+                          {"role": "assistant", "content": f"<think>\nreasoning {i}\n</think>\nDiagnosis {i}."}]}
+            for i in range(20)]
+    replies = [f"<think>\nthe patient has {i} and so on and on" for i in range(20)]  # never closed
+    scored = score_replies(rows, replies, score_reply, split="t", seed=0, primary_metric="answer_f1")
+    assert scored.metrics["format_compliance"] == 0.0
+    cfg = TrainConfig(lora_rank=16, lora_alpha=32, learning_rate=5e-4, epochs=2.0)
+    assert diagnose(cfg, ok_result(curve=flat()), scored, TARGET).label == "format"

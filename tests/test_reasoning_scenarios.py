@@ -178,7 +178,7 @@ def test_score_reply_metrics_and_reasons():
     expected = "<think>\nRLQ pain and fever.\n</think>\nAcute appendicitis."
     right = score_reply(expected, "<think>\nfever\n</think>\nacute appendicitis")
     assert right.values["answer_f1"] == 1.0 and right.values["answer_exact_match"] == 1.0
-    assert right.values["exact_match"] == 0.0 and right.values["format_ok"] == 1.0 and right.reason == ""
+    assert right.values["exact_match"] == 0.0 and right.values["format_compliance"] == 1.0 and right.reason == ""
     # whole replies, tags included: ref [think rlq pain and fever think acute appendicitis] (8 tokens), reply
     # [think fever think acute appendicitis] (5); LCS = the whole reply = 5 -> P 1, R 5/8, F = 1.25/1.625
     assert right.values["rouge_l"] == pytest.approx(1.25 / 1.625)
@@ -186,7 +186,8 @@ def test_score_reply_metrics_and_reasons():
     assert partial.values["answer_f1"] == pytest.approx(0.5) and partial.values["answer_recall"] == 0.5
     assert partial.reason.startswith("partial answer: F1 0.50")
     unclosed = score_reply(expected, "<think>RLQ pain and fever, so acute appendicitis")
-    assert unclosed.values["format_ok"] == 0.0 and unclosed.reason == "no final answer: the reply never closed </think>"
+    assert unclosed.values["format_compliance"] == 0.0
+    assert unclosed.reason == "no final answer: the reply never closed </think>"
     assert score_reply(expected, "<think>x</think>").reason == "no final answer: nothing after the reasoning"
     assert score_reply("B", "The answer is (B).").values["answer_exact_match"] == 1.0  # no think in the reference
 
@@ -216,7 +217,7 @@ def test_medical_reasoning_end_to_end_offline(tmp_path, capsys, monkeypatch, tun
     assert report["split"] == "medical-reasoning:sample-heldout(seed=0)" and report["samples"] == 8
     assert report["seed"] == 0 and report["primary_metric"] == "answer_f1"
     assert set(report["metrics"]) == {"answer_f1", "answer_exact_match", "answer_recall", "exact_match", "rouge_l",
-                                      "format_ok"}
+                                      "format_compliance"}
     assert all(0.0 <= v <= 1.0 for v in report["metrics"].values())
     text = (run_dir / "report.md").read_text()
     assert "split=medical-reasoning:sample-heldout(seed=0), n=8, seed=0" in text

@@ -88,7 +88,7 @@ def test_a_wrong_number_no_longer_passes():
     for right in ("#### 72", "The answer is 72.", "\\boxed{72}", "so 72 clips in all: 72", "#### 72.0"):
         assert score_number(expected, right).values["answer_accuracy"] == 1.0, right
     assert final_number("1,234 dollars", strict=False) == 1234.0
-    assert score_number(expected, "I do not know").values == {"answer_accuracy": 0.0, "format_ok": 0.0}
+    assert score_number(expected, "I do not know").values == {"answer_accuracy": 0.0, "format_compliance": 0.0}
 
 
 def test_option_letters_in_references_and_replies():
