@@ -199,8 +199,10 @@ def test_a_llamacpp_judge_answers_verdicts_that_parse(gguf):
 @pytest.mark.slow
 def test_a_crew_run_on_a_local_llamacpp_model_counts_what_the_model_answered(tmp_path, tiny_model, gguf,
                                                                             tunecrew_home):
-    """The Domain Expert, Judge and Planner on SmolLM2-135M through llama.cpp; the Tuner offline, since
-    the 135M model never proposes a config (it calls train first, every time) and nothing would train."""
+    """The Domain Expert on SmolLM2-135M through llama.cpp, and the LLM judge; the other agents offline.
+    The 135M model calls train before propose_config and score_rubric before evaluate, every time, so
+    nothing would train or be judged, and as Planner it calls diagnose until its context is full
+    (~20 min here): measured once (docs/providers.md), too slow to repeat in a test."""
     from tunecrew.app.runner import RunOptions, run
     from tunecrew.memory.ledger import Ledger
     from tunecrew.scenarios.task_agent.scenario import SCENARIO
@@ -209,7 +211,8 @@ def test_a_crew_run_on_a_local_llamacpp_model_counts_what_the_model_answered(tmp
 
     spec = ProviderSpec(provider="llamacpp", model=str(gguf), timeout=300, max_retries=0)
     options = RunOptions(scenario=replace(SCENARIO, build_data=small_task_agent_data, max_attempts=1),
-                         base_model=str(tiny_model), provider=spec, agents=["Tuner=offline"],
+                         base_model=str(tiny_model), provider=spec, judges=[f"llamacpp:{gguf}"],
+                         agents=[f"{role}=offline" for role in ("Tuner", "Judge", "Planner")],
                          runs_dir=tmp_path / "runs", use_memory=False, quiet=True, attempt_seconds=5,
                          run_id="llamacpp", judge_samples=8, threads=1, budget_minutes=15)
     outcome = run(options)
