@@ -48,7 +48,7 @@ LLAMACPP_PYTHON_ENV = "TUNECREW_LLAMACPP_PYTHON"
 LLAMACPP_CHAT_FORMAT = "chatml-function-calling"  # the llama-cpp-python format that answers tool calls
 GRAMMAR_STRING_CHARS = 400  # the longest free string a llama.cpp grammar lets a structured reply write
 LLAMACPP_CONTEXT = 8192  # tokens; the crew's prompts and tool schemas pass the server's default of 2048
-LLAMACPP_INSTALL = ("pip install 'tunecrew[llamacpp]' (compiles llama.cpp: ~15 min on 2 cores), or set "
+LLAMACPP_INSTALL = ("pip install 'tunecrew[llamacpp]' (compiles llama.cpp: ~18 min on 2 cores), or set "
                     f"{LLAMACPP_PYTHON_ENV} to a Python that has llama-cpp-python[server], or pass --base-url "
                     "of a running llama.cpp server")
 

@@ -3,7 +3,7 @@ serving SmolLM2-135M-Instruct (the GGUF the default base model ships as) with ch
 chatml-function-calling, driven through the real OpenAI client.
 
 The server tests run where llama-cpp-python[server] imports in $TUNECREW_LLAMACPP_PYTHON (else this
-interpreter) and skip with the reason otherwise: it compiles llama.cpp from source (~15 min on 2 cores),
+interpreter) and skip with the reason otherwise: it compiles llama.cpp from source (~18 min on 2 cores),
 so it is an optional extra (`pip install 'tunecrew[llamacpp]'`). The dialect and error tests need no
 llama.cpp.
 """
@@ -54,7 +54,7 @@ def _server_python() -> tuple[str, str | None]:
         return python, None
     return python, (f"llama-cpp-python[server] does not import in {python} "
                     f"({(probe.stderr.strip().splitlines() or ['?'])[-1][:120]}): pip install 'tunecrew[llamacpp]' "
-                    f"(compiles llama.cpp, ~15 min on 2 cores) or set {LLAMACPP_PYTHON_ENV} to a Python that has it")
+                    f"(compiles llama.cpp, ~18 min on 2 cores) or set {LLAMACPP_PYTHON_ENV} to a Python that has it")
 
 
 PYTHON, MISSING = _server_python()
