@@ -47,7 +47,8 @@ class CrewConfig(BaseModel):
         "the provider the run was started with)")
     strict_provider: bool = Field(False, description="a failed LLM call ends the run (exit 2) instead of being "
                                   "answered by the offline policy")
-    model: str | None = Field(None, description="LLM name for the provider, e.g. gemini-2.5-flash")
+    model: str | None = Field(None, description="LLM name for the provider, e.g. gemini-2.5-flash; llamacpp: a GGUF "
+                              "path or smollm2-135m")
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint (vLLM, Ollama, LM Studio, llama.cpp)")
     api_key: str | None = Field(None, description="API key (prefer OPENAI_API_KEY / GEMINI_API_KEY in the environment)")
     agent: list[str] = Field(default_factory=list, description="ROLE=PROVIDER[:MODEL]: a different provider for one "
