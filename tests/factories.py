@@ -1,9 +1,12 @@
 """Test helpers: the example attempt records (tunecrew.memory.examples, shared with the benches),
-what an agent reads of a tool's answer, and small scenario data."""
+what an agent reads of a tool's answer, small scenario data, and watching crew processes."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tunecrew.memory.examples import (  # noqa: F401 - re-exported for the tests
@@ -43,3 +46,23 @@ def small_task_agent_data(seed: int) -> ScenarioData:
     """120 train / 16 held-out task-agent rows: a crew run in tens of seconds."""
     data = generate(seed=seed, n_train=120, n_heldout=16)
     return ScenarioData(train=data.train, heldout=data.heldout, heldout_split=f"small-heldout(seed={seed})")
+
+
+def trainer_pids(folder: Path) -> list[int]:
+    """Processes whose command line names `folder` (a training worker writing into an attempt)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(folder) in (proc / "cmdline").read_text():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)

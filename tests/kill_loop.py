@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))  # as a script: factories sits beside it
+
+from factories import trainer_pids  # noqa: E402
 
 CREW = """
 import sys
@@ -68,16 +71,6 @@ class Report:
                 f"({self.interrupted} interrupted); {len(self.violations)} invariant violations")
 
 
-def _trainers(folder: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and str(folder) in (proc / "cmdline").read_text():
-                pids.append(int(proc.name))
-        except OSError:
-            continue
-    return pids
-
 
 def check_run(run_folder: Path, memory_dir: Path, final: bool = False) -> list[str]:
     """What is wrong with a run's files after a kill; [] when every invariant holds."""
@@ -115,7 +108,7 @@ def check_run(run_folder: Path, memory_dir: Path, final: bool = False) -> list[s
     if final and remembered != ledger_ids:
         problems.append(f"{run_folder.name}: after a full resume memory {sorted(remembered)} != ledger "
                         f"{sorted(ledger_ids)}")
-    if _trainers(run_folder / "attempts"):
+    if trainer_pids(run_folder / "attempts"):
         problems.append(f"{run_folder.name}: a trainer outlived its crew")
     return problems
 
@@ -205,7 +198,7 @@ def kill_loop(kills: int, seed: int, work: Path, base_model: str, say=print) -> 
         assert run_id is not None
         time.sleep(0.5)  # the kernel reaps the trainer (PDEATHSIG) a moment after its crew
         deadline = time.monotonic() + 10
-        while _trainers(runs / run_id / "attempts") and time.monotonic() < deadline:
+        while trainer_pids(runs / run_id / "attempts") and time.monotonic() < deadline:
             time.sleep(0.2)
         problems = check_run(runs / run_id, memory)
         report.violations += problems

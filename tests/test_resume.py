@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,8 @@ from tunecrew.app.cli import main
 from tunecrew.app.runner import RunOptions, resume
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
+
+from factories import trainer_pids, wait_until
 
 START = """
 from dataclasses import replace
@@ -29,23 +30,6 @@ run(RunOptions(scenario=replace(SCENARIO, build_data=small_task_agent_data, max_
 """
 
 
-def _trainers(run_dir: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and str(run_dir) in (proc / "cmdline").read_text():
-                pids.append(int(proc.name))
-        except OSError:
-            continue
-    return pids
-
-
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.mark.slow
@@ -59,7 +43,7 @@ def test_kill_9_during_training_then_resume(tmp_path, tiny_model, tunecrew_home)
     ledger = Ledger(run_dir / "ledger.jsonl")
     second_log = run_dir / "attempts" / "2" / "train_log.jsonl"
     try:
-        _wait(lambda: (second_log.exists() and '"log"' in second_log.read_text()) or crew.poll() is not None,
+        wait_until(lambda: (second_log.exists() and '"log"' in second_log.read_text()) or crew.poll() is not None,
               timeout=240, what="attempt 2 to start training")
         assert crew.poll() is None, crew.stderr.read().decode()[-2000:]
         first = ledger.read()
@@ -69,7 +53,7 @@ def test_kill_9_during_training_then_resume(tmp_path, tiny_model, tunecrew_home)
         if crew.poll() is None:
             crew.kill()
     # The trainer died with its crew (no orphan writing into attempt 2).
-    _wait(lambda: not _trainers(run_dir / "attempts" / "2"), timeout=10, what="the orphan trainer to exit")
+    wait_until(lambda: not trainer_pids(run_dir / "attempts" / "2"), timeout=10, what="the orphan trainer to exit")
     assert [r.attempt for r in first] == [1] and first[0].decision.action == "retry"
 
     # Resumed through a wrapper interpreter, as `resume --train-python .venv-unsloth/bin/python` would.

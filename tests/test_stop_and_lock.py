@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,8 @@ from tunecrew.memory.ledger import Ledger
 from tunecrew.tools.contracts import RunSpec
 from tunecrew.tools.rows import write_jsonl
 from tunecrew.tools.run_dir import RunDir, RunInUse
+
+from factories import trainer_pids, wait_until
 
 START = """
 import sys
@@ -36,23 +37,6 @@ run(RunOptions(scenario=replace(SCENARIO, build_data=small_task_agent_data, max_
 """
 
 
-def _trainers(folder: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and str(folder) in (proc / "cmdline").read_text():
-                pids.append(int(proc.name))
-        except OSError:
-            continue
-    return pids
-
-
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def _start_training(tmp_path: Path, tiny_model: str) -> tuple[subprocess.Popen, RunDir]:
@@ -64,7 +48,7 @@ def _start_training(tmp_path: Path, tiny_model: str) -> tuple[subprocess.Popen, 
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run_dir = RunDir(tmp_path / "runs" / "victim")
     log = run_dir.attempt(1).path / "train_log.jsonl"
-    _wait(lambda: (log.exists() and log.read_text().count('"log"') >= 2) or crew.poll() is not None,
+    wait_until(lambda: (log.exists() and log.read_text().count('"log"') >= 2) or crew.poll() is not None,
           timeout=240, what="attempt 1 to log training steps")
     assert crew.poll() is None, crew.stderr.read()[-2000:] if crew.stderr else ""
     return crew, run_dir
@@ -87,7 +71,7 @@ def test_a_signal_stops_training_records_the_attempt_and_exits_128_plus_signal(t
     first = signal.Signals(crew.returncode - 128)
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
-    _wait(lambda: not _trainers(run_dir.attempt(1).path), timeout=10, what="the trainer to exit")
+    wait_until(lambda: not trainer_pids(run_dir.attempt(1).path), timeout=10, what="the trainer to exit")
     records = Ledger(run_dir.ledger).read()
     if len(signals) > 1 and lines == ["tunecrew: stopped"]:
         # The second signal ended the process while the first was being handled: whatever had

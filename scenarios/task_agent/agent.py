@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from tunecrew.memory.ledger import Ledger, LedgerError
 from tunecrew.tools.contracts import AttemptRecord, DomainCard, RunSpec
+from tunecrew.tools.export import adapter_dir, locate
 from tunecrew.tools.run_dir import RunDir
 
 from .executor import ExecutionResult, chat_payload, execute
@@ -123,32 +124,14 @@ def _pick_attempt(run_dir: Path, records: list[AttemptRecord]) -> AttemptRecord:
 
 
 def _adapter_dir(run_dir: Path, record: AttemptRecord) -> str | None:
-    """The attempt's adapter dir if it exists: the ledger's path (absolute, or relative to where the
-    run was launched), else the standard place inside this run dir (the run may have moved)."""
-    candidates = []
-    if record.result.adapter_path:
-        candidates.append(_locate(record.result.adapter_path, run_dir))
-    candidates.append(str(RunDir(run_dir).attempt(record.attempt).adapter))
-    for path in candidates:
-        p = Path(path)
-        if (p / "adapter_config.json").is_file() or (p / "config.json").is_file():
-            return str(p)
-    return None
+    """The attempt's adapter dir if it exists (the ledger's path, else attempts/<n>/adapter)."""
+    found = adapter_dir(RunDir(run_dir), record)
+    return str(found) if found is not None else None
 
 
 def _locate(path: str, run_dir: Path) -> str:
-    """A path written in the run's files, found again: as written if it exists, else re-anchored
-    at `run_dir` after the run-id component (runs/<id>/x was written relative to the launch dir)."""
-    p = Path(path)
-    if p.exists() or not _looks_local(path):
-        return path
-    parts = p.parts
-    if run_dir.name in parts:
-        idx = len(parts) - 1 - parts[::-1].index(run_dir.name)
-        rebased = run_dir.joinpath(*parts[idx + 1:])
-        if rebased.exists():
-            return str(rebased)
-    return path
+    """A run file's path found again (tools/export.locate); a hub id `owner/name` stays as it is."""
+    return locate(path, run_dir) if _looks_local(path) else path
 
 
 def _looks_local(name: str) -> bool:
