@@ -569,9 +569,14 @@ class Toolkit:
         ctx = self.ctx
         assert ctx.judge_panel is not None
         try:
+            # The offline judge scores with the scenario's scorer; an LLM judge is first calibrated on the
+            # run's task type (a dataset run always records one; the task agent records none).
             report = await ctx.judge_panel.judge(samples_from_rows(ctx.data.heldout, replies),
                                                  ctx.domain.persona if ctx.domain else "", seed=ctx.spec.seed,
-                                                 subject=subject, split=ctx.data.heldout_split)
+                                                 subject=subject, split=ctx.data.heldout_split,
+                                                 scorer=ctx.scenario.scorer,
+                                                 task_type=ctx.spec.task_type or "task-agent",
+                                                 cache=ctx.run.path / "judge_calibration.json")
         except Exception as exc:  # the judge adds evidence; the metrics stand without it
             note = f"{subject}: the LLM judge failed ({type(exc).__name__}: {str(exc)[:200]}); metrics only"
             ctx.current.notes.append(note)

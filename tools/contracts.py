@@ -372,6 +372,8 @@ class JudgeReport(_Model):
     verdicts: list[SampleVerdict] = Field(default_factory=list)
     agreement: list[JudgeAgreement] = Field(default_factory=list, description="Per judge pair; empty with one judge.")
     agreement_summary: str = ""
+    calibration: str = Field("", description="Each judge's AUROC right vs wrong on calibration replies of the run's "
+                             "task type, shown beside its means; empty: not calibrated (no LLM judge on the panel).")
     wall_seconds: float = 0.0
 
 

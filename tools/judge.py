@@ -7,6 +7,11 @@ text otherwise). A verdict that does not parse or breaks a bound is asked for ag
 fed back; one that never parses is counted as `unparsed` and left out of the means. It is never
 scored 0: a 0 would be a judgement nobody made. Several judges score the same samples, and their
 agreement (mean |diff|, share within 1 point, Spearman) says how far any one of them can be trusted.
+
+Agreement is not correctness: two judges can agree and both be wrong. So when an LLM judge is on
+the panel, the panel first has every judge score a small slice of the calibration set for the run's
+task type (tools/judge_calibration.py: right, subtly wrong, empty and garbage replies) and the
+report carries each judge's AUROC right vs wrong beside its means.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from autogen_core.models import AssistantMessage, ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .contracts import JudgeAgreement, JudgeReport, JudgeSummary, RubricScores, SampleVerdict
+from .evaluate import Scorer
 
 # The OpenAI client logs each structured-output reply with model_dump(), and pydantic warns that
 # the `parsed` field (our JudgeVerdict) was typed None: noise about the log line, not the verdict.
@@ -36,6 +43,7 @@ CRITERIA = ("accuracy", "reasoning", "completeness", "clarity")
 DEFAULT_SAMPLES = 30
 DEFAULT_RETRIES = 2
 DEFAULT_CONCURRENCY = 4  # requests in flight across all judges: polite to rate limits, fast enough
+CALIBRATION_SAMPLES = 8  # calibration replies per run: each costs an LLM judge a request (and its retries)
 OFFLINE_JUDGE = "offline-heuristic"
 MAX_FIELD_CHARS = 4000  # of a question/reference/reply shown to the judge: bounds the prompt's size
 
@@ -286,7 +294,8 @@ def rubric_of(report: JudgeReport) -> RubricScores | None:
     counts = ", ".join(f"{j.judge} n={j.judged}" + (f" ({j.unparsed} unparsed)" if j.unparsed else "")
                        for j in report.judges)
     explanation = f"LLM judge on {report.split} ({report.selection}): {counts}." + (
-        f" Agreement: {report.agreement_summary}." if report.agreement_summary else "")
+        f" Agreement: {report.agreement_summary}." if report.agreement_summary else "") + (
+        f" Calibration: {report.calibration}." if report.calibration else "")
     return RubricScores(**means, judge=" + ".join(j.judge for j in parsed), samples=report.samples,
                         explanation=explanation[:2000])
 
@@ -296,10 +305,18 @@ def compact(report: JudgeReport) -> dict[str, Any]:
     return {"subject": report.subject, "samples": report.samples, "of": report.available, "seed": report.seed,
             "judges": {j.judge: {"means": {c: round(v, 2) for c, v in j.means.items()}, "judged": j.judged,
                                  "unparsed": j.unparsed} for j in report.judges},
-            **({"agreement": report.agreement_summary} if report.agreement_summary else {})}
+            **({"agreement": report.agreement_summary} if report.agreement_summary else {}),
+            **({"calibration": report.calibration} if report.calibration else {})}
 
 
 # --------------------------------------------------------------------------- the run's panel
+
+
+@runtime_checkable
+class Groundable(Protocol):
+    """A judge that can score with the run's own scorer (the offline judge): `grounded` returns it so."""
+
+    def grounded(self, scorer: Scorer | None) -> ChatCompletionClient: ...
 
 
 class JudgePanel:
@@ -311,15 +328,52 @@ class JudgePanel:
         if not judges:
             raise ValueError("a judge panel needs at least one judge")
         self.judges, self.n, self.retries, self.concurrency = judges, n, retries, concurrency
+        self.calibration = ""  # each judge's calibration AUROC, once measured (see calibrate)
 
     @property
     def names(self) -> list[str]:
         return list(self.judges)
 
-    async def judge(self, samples: Sequence[JudgeSample], persona: str, *, seed: int, subject: str,
-                    split: str) -> JudgeReport:
-        return await judge_samples(self.judges, samples, persona, self.n, seed, subject=subject, split=split,
-                                   retries=self.retries, concurrency=self.concurrency)
+    @property
+    def has_llm(self) -> bool:
+        return any(not isinstance(c, Groundable) for c in self.judges.values())
+
+    def grounded(self, scorer: Scorer | None) -> dict[str, ChatCompletionClient]:
+        """The judges, the offline one scoring with `scorer`; LLM judges as they are."""
+        return {name: c.grounded(scorer) if isinstance(c, Groundable) else c for name, c in self.judges.items()}
+
+    async def judge(self, samples: Sequence[JudgeSample], persona: str, *, seed: int, subject: str, split: str,
+                    scorer: Scorer | None = None, task_type: str | None = None,
+                    cache: Path | None = None) -> JudgeReport:
+        """The panel on `samples`. With `task_type` and an LLM judge on the panel, the judges are
+        calibrated first (once per run, cached at `cache`) and the report carries the result."""
+        judges = self.grounded(scorer)
+        if task_type and self.has_llm and not self.calibration:
+            self.calibration = await self.calibrate(judges, task_type, persona, cache)
+        report = await judge_samples(judges, samples, persona, self.n, seed, subject=subject, split=split,
+                                     retries=self.retries, concurrency=self.concurrency)
+        return report.model_copy(update={"calibration": self.calibration}) if self.calibration else report
+
+    async def calibrate(self, judges: dict[str, ChatCompletionClient], task_type: str, persona: str,
+                        cache: Path | None = None, limit: int = CALIBRATION_SAMPLES) -> str:
+        """Each judge's accuracy AUROC on `limit` calibration replies of `task_type`, as one line; read
+        from `cache` when a resumed run measured it already, written there otherwise."""
+        from .judge_calibration import CalibrationReport, calibrate, calibration_items, calibration_line, spread
+
+        report: CalibrationReport | None = None
+        if cache is not None and cache.exists():
+            with contextlib.suppress(OSError, ValueError):
+                report = CalibrationReport.model_validate_json(cache.read_text(encoding="utf-8"))
+        if report is None or set(report.unparsed) != set(judges):
+            try:
+                items = spread(calibration_items(task_type), limit)
+                report = await calibrate(judges, items, persona, retries=self.retries, concurrency=self.concurrency)
+            except Exception as exc:  # the judge's means still stand; the report says they are uncalibrated
+                return f"calibration failed ({type(exc).__name__}: {str(exc)[:200]}): these scores are uncalibrated"
+            if cache is not None:
+                with contextlib.suppress(OSError):
+                    cache.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        return "; ".join(calibration_line(report, name) for name in judges)
 
     async def close(self) -> None:
         for client in self.judges.values():

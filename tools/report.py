@@ -242,6 +242,10 @@ def judge_blocks(reports: list[JudgeReport]) -> list[Block]:
              f"The judge's persona: {_clip(first.persona, 160) or '(none)'}"),
         Table(["judge", "criterion", *subjects], rows),
     ]
+    calibrated = next((r.calibration for r in reports if r.calibration), "")
+    if calibrated:  # an LLM judge's means are only worth its calibration: shown beside them, always
+        blocks.append(Para(f"Calibration (AUROC 1.00: every right reply scored above every wrong one; 0.50: "
+                           f"chance): {calibrated}"))
     agreement = [(r.subject, a) for r in reports for a in r.agreement]
     if agreement:
         blocks += [Para("Agreement between judges, on the samples both scored ('all': the four criteria pooled)."),
