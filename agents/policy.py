@@ -222,6 +222,10 @@ def plan(answer: DiagnoseAnswer, by: str = "Planner") -> Decision:
     budget or on an error no change can fix; otherwise retry with the suggested changes."""
     d = answer.diagnosis
     evidence = "; ".join(d.evidence[:3])
+    if d.accepted is False:
+        # The verdict comes first: a rejected attempt's changes restart from the best accepted config.
+        restart = [e for e in d.evidence if e.startswith("retry from attempt")]
+        evidence = "; ".join([d.verdict, *restart, *d.evidence[:2]])[:1500]
     if d.label == "good":
         return Decision(action="stop", reason=f"target reached: {evidence}", by=by)
     if answer.attempt >= answer.max_attempts:

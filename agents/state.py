@@ -34,6 +34,7 @@ from tunecrew.tools.contracts import (
     TrainConfig,
     TrainResult,
 )
+from tunecrew.tools.diagnose import best_attempt
 from tunecrew.tools.judge import JudgePanel
 from tunecrew.tools.run_dir import AttemptDir, RunDir
 from tunecrew.tools.scenario import Scenario, ScenarioData
@@ -140,8 +141,8 @@ class RunContext:
 
     @property
     def best(self) -> AttemptRecord | None:
-        scored = [r for r in self.records if r.score is not None]
-        return max(scored, key=lambda r: r.score or 0.0) if scored else None
+        """The best scored attempt the diagnosis did not reject: what the run hands back."""
+        return best_attempt(self.records)
 
     def next_attempt(self, changes: dict[str, Any]) -> None:
         self.current = Attempt(self.current.number + 1, changes=dict(changes))

@@ -229,7 +229,9 @@ class Toolkit:
             system_prompt_tokens=self._system_prompt_tokens(), base_model=ctx.base, hardware=ctx.hardware,
             previous_config=last.config if last else None,
             previous_steps=(last.result.steps_from_base or last.result.steps) if last else None,
-            previous_ok=bool(last and last.result.status == "ok" and last.result.adapter_path),
+            # After a rejected attempt the retry starts from the best accepted config, not the rejected adapter.
+            previous_ok=bool(last and last.result.status == "ok" and last.result.adapter_path
+                             and not (last.diagnosis and last.diagnosis.accepted is False and ctx.best)),
             previous_outcome=(f"status={last.result.status} score={last.score} diagnosis="
                               f"{last.diagnosis.label if last.diagnosis else None}") if last else None,
             planner_changes=ctx.current.changes, guidance=ctx.guidance, recalled=recalled,
@@ -627,7 +629,10 @@ class Toolkit:
         if attempt.result is None or attempt.config is None:
             return ToolError(error="nothing to diagnose: no attempt has been trained")
         attempt.diagnosis = diagnose_attempt(attempt.config, attempt.result, attempt.report, ctx.spec.target,
-                                             ctx.records, gates=ctx.spec.gates, random_init=ctx.base.random_init)
+                                             ctx.records, gates=ctx.spec.gates, random_init=ctx.base.random_init,
+                                             baseline=ctx.baseline, profile=ctx.profile,
+                                             max_positions=ctx.base.max_positions,
+                                             extra_tokens=self._extra_tokens_per_row())
         best = ctx.best
         budgeted = ctx.deadline is not None
         return DiagnoseAnswer(attempt=attempt.number, max_attempts=ctx.spec.max_attempts, target=ctx.spec.target,

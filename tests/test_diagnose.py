@@ -402,3 +402,203 @@ def test_the_format_rule_fires_on_a_reasoning_scenario_whose_replies_never_close
     assert scored.metrics["format_compliance"] == 0.0
     cfg = TrainConfig(lora_rank=16, lora_alpha=32, learning_rate=5e-4, epochs=2.0)
     assert diagnose(cfg, ok_result(curve=flat()), scored, TARGET).label == "format"
+
+
+# --------------------------------------------------------------------------- verdict (issue 15 item 6)
+
+
+def scored(score: float, n: int = 64, metric: str = "tool_accuracy") -> EvalReport:
+    return EvalReport(split="heldout", samples=n, seed=0, metrics={metric: score}, primary_metric=metric)
+
+
+def attempt(number: int, config: TrainConfig, score: float, accepted: bool | None = True,
+            label: str = "underfit", result: TrainResult | None = None) -> AttemptRecord:
+    """A closed attempt of this run, scored at n=64 (the task agent's held-out group size)."""
+    rec = make_record(attempt=number, score=score)
+    return rec.model_copy(update={
+        "config": config, "eval": scored(score), "result": result or ok_result(),
+        "diagnosis": Diagnosis(label=label, accepted=accepted),  # type: ignore[arg-type]
+        "decision": Decision(action="retry", reason="x")})
+
+
+PRETRAINED = TrainConfig(learning_rate=1e-3, lora_rank=16, lora_alpha=32, epochs=1.0, max_seq_length=256)
+BASE = scored(0.03)  # the untuned model on the same split
+
+
+def test_an_attempt_that_does_not_beat_the_base_model_is_rejected_and_never_good() -> None:
+    d = diagnose(PRETRAINED, ok_result(), scored(0.03), TARGET, baseline=BASE)
+    assert d.accepted is False and "does not beat the base model (0.030 <= 0.030)" in d.verdict
+    # Even at the target: the base model already scores higher, so fine-tuning made nothing better
+    d = diagnose(PRETRAINED, ok_result(), scored(0.85), TARGET, baseline=scored(0.9))
+    assert d.accepted is False and d.label != "good"
+    # Above the base model, with nothing before it: accepted
+    d = diagnose(PRETRAINED, ok_result(), scored(0.28), TARGET, baseline=BASE)
+    assert d.accepted is True and d.verdict.startswith("accepted: beats the base model (0.280 > 0.030)")
+
+
+def test_within_noise_of_the_best_is_accepted_and_clearly_worse_is_rejected() -> None:
+    # Measured pairs from the task-agent ledgers at n=64: 0.234 after 0.266 (noise), 0.281 after 0.391.
+    best = attempt(1, PRETRAINED, 0.266)
+    near = diagnose(PRETRAINED.with_changes({"epochs": 2.0}), ok_result(), scored(0.234), TARGET, [best],
+                    baseline=BASE)
+    assert near.accepted is True and "within noise of the best so far, attempt 1 (0.266" in near.verdict
+    best = attempt(1, PRETRAINED, 0.391)
+    worse = diagnose(PRETRAINED.with_changes({"epochs": 2.0}), ok_result(), scored(0.281), TARGET, [best],
+                     baseline=BASE)
+    assert worse.accepted is False
+    assert "worse than the best so far, attempt 1 (0.391), by 0.110 > noise 0.083" in worse.verdict
+    # The band is one standard error of the difference: sqrt(.391*.609/64 + .281*.719/64)
+    assert math.sqrt(0.391 * 0.609 / 64 + 0.281 * 0.719 / 64) == pytest.approx(0.083, abs=5e-4)
+    # A rejected attempt is never the best, however it scored before the verdict existed
+    from tunecrew.tools.diagnose import best_attempt
+    rejected = attempt(2, PRETRAINED, 0.5, accepted=False)
+    legacy = attempt(3, PRETRAINED, 0.4, accepted=None)  # a ledger line from before verdicts
+    assert best_attempt([best, rejected, legacy]) is legacy
+    assert best_attempt([rejected]) is None
+
+
+def test_a_rejected_attempt_retries_from_the_best_accepted_config() -> None:
+    best = attempt(1, PRETRAINED, 0.391)  # its diagnosis was underfit: the Planner doubled the epochs
+    tried = PRETRAINED.with_changes({"epochs": 2.0})
+    d = diagnose(tried, ok_result(), scored(0.2), TARGET, [best], baseline=BASE, random_init=False)
+    assert d.accepted is False
+    new = valid(tried, d)
+    # Back to attempt 1's epochs; the escalated underfit changes that were not tried: lr and rank
+    assert new.epochs == 1.0
+    assert new.learning_rate == pytest.approx(2e-3) and (new.lora_rank, new.lora_alpha) == (32, 64)
+    assert any(e.startswith("retry from attempt 1's config") for e in d.evidence)
+    # The Planner reads it: its reason leads with the verdict, and it retries with these changes
+    from tunecrew.agents import policy
+    from tunecrew.agents.answers import DiagnoseAnswer
+
+    decision = policy.plan(DiagnoseAnswer(attempt=2, max_attempts=4, target=TARGET, diagnosis=d))
+    assert decision.action == "retry" and decision.changes == d.suggested_changes
+    assert decision.reason.startswith("underfit: rejected: ") and "retry from attempt 1" in decision.reason
+
+
+def test_a_rejected_attempt_with_every_change_already_tried_stops_at_the_best() -> None:
+    best = attempt(1, PRETRAINED, 0.391)
+    second = attempt(2, PRETRAINED.with_changes({"epochs": 2.0}), 0.2, accepted=False)
+    third = PRETRAINED.with_changes({"learning_rate": 2e-3, "lora_rank": 32, "lora_alpha": 64})
+    d = diagnose(third, ok_result(), scored(0.21), TARGET, [best, second], baseline=BASE, random_init=False)
+    assert d.accepted is False and d.suggested_changes == {}
+    assert any("no untried change is left" in e for e in d.evidence)
+
+
+def test_an_unscored_attempt_has_no_verdict_and_keeps_its_own_fix() -> None:
+    best = attempt(1, PRETRAINED, 0.391)
+    d = diagnose(PRETRAINED.with_changes({"batch_size": 8}), TrainResult(status="oom"), None, TARGET, [best],
+                 baseline=BASE)
+    assert d.accepted is None and d.label == "oom" and d.suggested_changes["batch_size"] == 4
+
+
+def test_export_never_hands_back_a_rejected_attempt(tmp_path) -> None:
+    from tunecrew.tools.export import ExportError, choose_attempt
+    from tunecrew.tools.run_dir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    for n in (1, 2):
+        (run.attempt(n).adapter).mkdir(parents=True)
+        (run.attempt(n).adapter / "adapter_config.json").write_text("{}")
+    good, rejected = attempt(1, PRETRAINED, 0.3), attempt(2, PRETRAINED, 0.35, accepted=False)
+    assert choose_attempt(run, [good, rejected]).attempt == 1
+    with pytest.raises(ExportError, match="no attempt was accepted"):
+        choose_attempt(run, [rejected])
+    assert choose_attempt(run, [good, rejected], attempt=2).attempt == 2  # asked for by number: allowed
+
+
+# --------------------------------------------------------------------------- flat, high loss
+
+
+def medical_flat(n: int = 12) -> list[LossPoint]:
+    """medical-o1 on the tiny model: 6.1 -> 6.0 over the whole run."""
+    return [LossPoint(step=5 * i, loss=6.1 - 0.1 * i / (n - 1)) for i in range(n)]
+
+
+def never_closed(n: int = 64) -> EvalReport:
+    from tunecrew.tools.contracts import Failure
+
+    fails = [Failure(prompt=f"Case {i}?", expected=f"<think>\nwhy {i}\n</think>\nDx {i}.", got="<think>\nthe the",
+                     reason="no final answer: the reply never closed </think>") for i in range(4)]
+    return EvalReport(split="heldout", samples=n, seed=0, primary_metric="answer_f1", failures=fails,
+                      metrics={"answer_f1": 0.02, "format_compliance": 0.0})
+
+
+def test_a_flat_high_loss_raises_the_lr_and_checks_the_data_not_only_epochs() -> None:
+    tiny = TrainConfig(lora_rank=32, lora_alpha=64, train_embeddings=True, learning_rate=1e-3, epochs=2.0)
+    d = diagnose(tiny, ok_result(medical_flat()), never_closed(), TARGET)
+    assert d.label == "underfit"  # not "format": at 6.0 nats it learned neither the words nor the contract
+    assert d.evidence[0].startswith("underfit (flat): loss 6.10 -> 6.00 over 12 logged points (final/first 0.98")
+    new = valid(tiny, d)
+    assert new.learning_rate == pytest.approx(3e-3) and "epochs" not in d.suggested_changes
+    # Capped: the random-init demo's lr 3e-3 goes to the adapter cap 5e-3, not 9e-3
+    demo = diagnose(DEMO, ok_result(medical_flat()), never_closed(), TARGET)
+    assert demo.suggested_changes["learning_rate"] == pytest.approx(5e-3)
+    at_cap = DEMO.with_changes({"learning_rate": 5e-3})
+    d = diagnose(at_cap, ok_result(medical_flat()), never_closed(), TARGET)
+    assert any("already at cap" in e for e in d.evidence) and d.suggested_changes == {"lora_rank": 64,
+                                                                                      "lora_alpha": 128}
+
+
+@pytest.mark.parametrize("curve", [
+    falling(start=2.2, rate=0.12),  # a pretrained model learning: 2.2 -> 0.23
+    [LossPoint(step=i, loss=0.09 + 0.01 * (i % 2)) for i in range(10)],  # a continued adapter: flat but low
+    [LossPoint(step=i, loss=7.2 - 0.5 * i) for i in range(12)],  # random init, falling fast: 7.2 -> 1.7
+    medical_flat(2),  # two points say nothing about the shape
+])
+def test_a_healthy_or_short_curve_is_not_flat_high(curve: list[LossPoint]) -> None:
+    d = diagnose(DEMO, ok_result(curve), report(0.3, fmt=0.9), TARGET)
+    assert not any(e.startswith("underfit (flat)") for e in d.evidence)
+
+
+# --------------------------------------------------------------------------- truncated and dropped rows
+
+
+def medical_profile(p95: float = 1287, p99: float = 1500, longest: int = 2100, prompt_max: int = 300,
+                    duplicates: int = 0, reply_p50: float = 200):
+    """medical-o1's shape (issue 15): p95 1,287 tokens, 1,000 rows, counted with the tokenizer."""
+    from tunecrew.tools.contracts import DatasetProfile, TokenStats
+
+    over = [longest - 10 * i for i in range(32)]
+    return DatasetProfile(
+        source="medical-o1", fingerprint="f", rows=1000, columns=["Question", "Complex_CoT", "Response"],
+        format="instruction", token_unit="tokenizer", duplicates=duplicates,
+        total_tokens=TokenStats(count=1000, mean=700, p50=650, p95=p95, p99=p99, max=longest, longest=over),
+        prompt_tokens=TokenStats(count=1000, mean=60, p50=50, p95=150, p99=250, max=prompt_max,
+                                 longest=[prompt_max - i for i in range(32)]),
+        response_tokens=TokenStats(count=1000, mean=640, p50=reply_p50, p95=1200, p99=1400, max=2000))
+
+
+def test_format_on_truncated_reasoning_rows_raises_max_seq_length_within_the_context() -> None:
+    cfg = TrainConfig(learning_rate=1e-3, epochs=2.0, max_seq_length=1024)
+    args = dict(profile=medical_profile(), extra_tokens=40)
+    d = diagnose(cfg, ok_result(flat(level=0.9)), never_closed(), TARGET, max_positions=8192, **args)
+    assert d.label == "format"
+    assert any("truncated at max_seq_length 1024 (p95 1,327 tokens a row)" in e and "</think>" in e
+               for e in d.evidence)
+    assert any(e.startswith("rows_truncated: at least 32 of 1,000 over 1024 tokens") for e in d.evidence)
+    assert valid(cfg, d).max_seq_length == 2048  # next power of two over the p99 (1,540)
+    # The base model's context is 1,024: say why not, and change nothing else about it
+    d = diagnose(cfg, ok_result(flat(level=0.9)), never_closed(), TARGET, max_positions=1024, **args)
+    assert "max_seq_length" not in d.suggested_changes
+    assert any("not raised: the base model's context is 1024 tokens" in e for e in d.evidence)
+    # Rows that fit: no truncation line and no change to max_seq_length
+    short = dict(profile=medical_profile(p95=700, p99=900, longest=1000), extra_tokens=10)
+    d = diagnose(cfg, ok_result(flat(level=0.9)), never_closed(), TARGET, max_positions=8192, **short)
+    assert d.label == "format" and "max_seq_length" not in d.suggested_changes
+    assert not any("truncat" in e for e in d.evidence)
+
+
+def test_dropped_rows_are_evidence_under_every_label() -> None:
+    cfg = TrainConfig(learning_rate=1e-3, epochs=2.0, max_seq_length=256, data=DataRecipe(max_rows=500))
+    profile = medical_profile(p95=200, p99=230, longest=400, prompt_max=300, duplicates=12)
+    d = diagnose(cfg, ok_result(falling()), report(0.3, fmt=0.9), TARGET, profile=profile, extra_tokens=20)
+    assert d.label == "underfit"
+    lines = [e for e in d.evidence if e.startswith("rows_")]
+    assert any("prompts alone are over 256 tokens" in e for e in lines)
+    assert any("12 duplicate rows of 1,000 (data.dedup)" in e for e in lines)
+    assert any("data.max_rows=500 trains on 500 of 1,000 rows" in e for e in lines)
+    # A flat, high loss on very short replies says so
+    short = medical_profile(p95=200, p99=230, longest=240, prompt_max=200, reply_p50=1)
+    d = diagnose(cfg, ok_result(medical_flat()), report(0.1, fmt=0.2), TARGET, profile=short)
+    assert any("replies are very short (median 1 tokens a reply)" in e for e in d.evidence)

@@ -242,3 +242,37 @@ def test_a_remembered_rate_is_reused_only_for_the_same_model_machine_and_threads
     ctx.wiring.threads = 1
     rate = Toolkit(ctx)._remembered_rate([hit])  # type: ignore[arg-type]
     assert rate is not None and rate.tokens_per_second == 91.0 and rate.source.startswith("memory: run r1")
+
+
+def test_after_a_rejected_attempt_the_retry_starts_from_the_best_accepted_config():
+    """Attempt 1 (16 steps) scored 0.391; attempt 2 continued its adapter to 32 steps from the base
+    model and scored 0.2 (n=64): rejected. The retry is attempt 1's config with untried changes, from the
+    base model, never a continuation of the rejected adapter."""
+    from tunecrew.tools.contracts import Decision, Diagnosis, EvalReport, LossPoint, TrainResult
+    from tunecrew.tools.diagnose import diagnose
+
+    from factories import make_record
+
+    def scored(score):
+        return EvalReport(split="h", samples=64, seed=0, metrics={"tool_accuracy": score},
+                          primary_metric="tool_accuracy")
+
+    curve = [LossPoint(step=i, loss=2.2 * 0.85 ** i) for i in range(16)]
+    ok = TrainResult(status="ok", loss_curve=curve, train_loss=curve[-1].loss, steps=16, steps_from_base=16,
+                     adapter_path="a1")
+    first = TrainConfig(learning_rate=1e-3, lora_rank=16, lora_alpha=32, max_steps=16, epochs=0.3, batch_size=8)
+    best = make_record(attempt=1, score=0.391).model_copy(update={
+        "config": first, "result": ok, "eval": scored(0.391), "diagnosis": Diagnosis(label="underfit", accepted=True),
+        "decision": Decision(action="retry", changes={"max_steps": 32}, reason="x")})
+    second = first.with_changes({"max_steps": 16, "continue_training": True})
+    result = ok.model_copy(update={"steps_from_base": 32, "continued_from": 1, "adapter_path": "a2"})
+    d = diagnose(second, result, scored(0.2), 0.95, [best], baseline=scored(0.03), random_init=False)
+    decision = policy.plan(DiagnoseAnswer(attempt=2, max_attempts=4, target=0.95, diagnosis=d))
+    assert d.accepted is False and decision.action == "retry"
+    pretrained = brief_of(rows=960, params=134_000_000, random_init=False)
+    retry, why = policy.initial_config(TuningBrief.model_validate({
+        **pretrained, "previous_config": second.model_dump(), "previous_ok": False, "previous_steps": 32,
+        "planner_changes": decision.changes}))
+    assert retry.continue_training is False and "continuing" not in why
+    # attempt 1's 16 steps were tried up to 32: the escalation keeps 16 and changes lr and rank instead
+    assert retry.max_steps == 16 and retry.learning_rate == pytest.approx(2e-3) and retry.lora_rank == 32

@@ -387,6 +387,11 @@ class Diagnosis(_Model):
     label: DiagnosisLabel
     evidence: list[str] = Field(default_factory=list)
     suggested_changes: dict[str, Any] = Field(default_factory=dict, description="TrainConfig field -> new value.")
+    accepted: bool | None = Field(
+        None, description="The verdict: True when the attempt beats the base model and is within noise of the best "
+        "attempt so far, so it may be handed back; False: never the run's best, and a retry starts from the best "
+        "accepted config; None: no score to judge (oom, error), or a record from before verdicts.")
+    verdict: str = Field("", description="Why accepted or rejected: the scores, n and the noise band used.")
 
 
 class Decision(_Model):

@@ -5,17 +5,29 @@ returned `Diagnosis` as evidence, not as an order, so every evidence line carrie
 rule used, and every suggested change is a `TrainConfig` field (dotted for nested ones, e.g.
 ``data.max_rows``) that validates through `TrainConfig.with_changes`.
 
+Verdict first (FT-Agent's keep-or-discard): an attempt is accepted only when it beats the base
+model on the primary metric and is not worse than the best accepted attempt so far by more than
+the noise of the held-out sample (`noise_band`). A rejected attempt is never the run's best
+(`best_attempt`), and its suggested changes start the retry from the best accepted config: they
+undo what the rejected attempts changed and add the best attempt's escalated, untried changes.
+
 Rules run in a fixed order; the first that matches wins:
   1. status oom            -> oom       (smaller per-device batch, same effective batch)
   2. status nan/diverged   -> unstable  (lr / 4, warmup >= 0.1)
   3. status error          -> error     (no changes: a bug is not a hyperparameter)
-  4. primary >= target     -> good
+  4. primary >= target, accepted -> good
   5. eval loss turned up   -> overfit
-  6. format low, loss flat -> format    (it learned the words, not the contract: more steps, higher lr)
-  7. primary group far below another group, train loss low
+  6. loss flat from the start and high
+                           -> underfit (flat): lr x3, and the data checked (truncated, dropped or very
+                              short rows), not more epochs of a step size that moved nothing
+  7. format low, loss flat -> format    (it learned the words, not the contract: more steps, higher lr;
+                              a longer max_seq_length when rows are truncated, since a cut reply
+                              never shows its end, e.g. a closing </think>)
+  8. primary group far below another group, train loss low
                            -> generalize (it learned the seen phrasings, not the task: every row, more
                               varied rows, a gentler lr)
-  8. otherwise             -> underfit
+  9. otherwise             -> underfit
+Whatever the label, rows the profile says are truncated or dropped at this config are evidence.
 `history` turns a repeated label whose score did not move into an escalation, so the crew does
 not pay for the same failing change twice.
 """
@@ -23,13 +35,15 @@ not pay for the same failing change twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from tunecrew.tools.contracts import (
     AttemptRecord,
+    DatasetProfile,
     Diagnosis,
     DiagnosisLabel,
     EvalReport,
@@ -37,6 +51,7 @@ from tunecrew.tools.contracts import (
     TrainConfig,
     TrainResult,
 )
+from tunecrew.tools.profile import rows_over, truncation_note
 
 # --------------------------------------------------------------------------- thresholds
 # Loss-curve shape.
@@ -78,6 +93,26 @@ MAX_SYNTHETIC_RATIO = 1.0
 
 # History: a change "worked" if the primary metric rose by at least this much.
 MIN_IMPROVEMENT = 0.02
+
+# Verdict. Every metric is a mean over n held-out samples of values in [0, 1]; a value's variance is
+# at most p(1 - p) (Bhatia-Davis; exactly that for exact-match metrics), so sqrt(p(1 - p) / n) bounds
+# the standard error. Two attempts differ by noise up to NOISE_Z standard errors of the difference.
+# One SE (not 1.96): both attempts are scored on the same rows, so the paired difference varies less
+# than the independent-sample SE used here, and a false rejection costs little (the retry restarts
+# from a config at least as good) while building on a worse config costs every later attempt.
+# Measured: the task agent at n=64 gives 0.06 a side, 0.08-0.09 for a difference at p 0.2-0.4.
+NOISE_Z = 1.0
+
+# Flat, high loss. Measured on the task-agent ledgers (seed 0, 15 attempts of SmolLM2-135M-Instruct,
+# 8 of the random-init demo model): the pretrained model's first logged loss was 1.78-2.52 and the
+# attempts that learned ended at 0.07-0.88; the random-init model started at 6.3-7.3 and ended at
+# 0.46-1.15 when it learned. A final loss above 2.0 is where a pretrained model starts, and the
+# medical-o1 curve on the tiny model (6.1 -> 6.0) is near its untrained level.
+FLAT_HIGH_LOSS = 2.0  # nats/token
+FLAT_RATIO = 0.9  # last / first logged loss above this: the whole run moved it by less than 10%
+MIN_FLAT_POINTS = 3  # fewer logged points say nothing about the shape
+FLAT_LR_FACTOR = 3.0
+SHORT_REPLY_TOKENS = 4  # a median reply this short puts few tokens a row into the loss
 
 
 # --------------------------------------------------------------------------- helpers
@@ -175,9 +210,7 @@ def _repeats(label: DiagnosisLabel, score: float | None, result: TrainResult,
     `history` is the earlier attempts; if the caller also appended the current attempt (no
     diagnosis yet, same result), it is ignored.
     """
-    prior = list(history)
-    if prior and prior[-1].diagnosis is None and prior[-1].result == result:
-        prior.pop()
+    prior = _earlier(history, result)
     count = 0
     later = score
     for rec in reversed(prior):
@@ -281,7 +314,8 @@ def _overfit(config: TrainConfig, repeats: int) -> tuple[list[str], dict[str, An
 
 
 def _format(config: TrainConfig, compliance: float, floor: float, trend: float,
-            repeats: int, random_init: bool) -> tuple[list[str], dict[str, Any]]:
+            repeats: int, random_init: bool, data: _Data,
+            report: EvalReport | None) -> tuple[list[str], dict[str, Any]]:
     ev = [f"{FORMAT_METRIC}={compliance:.3f} < {floor} while the loss flattened "
           f"(last {TAIL_FRACTION:.0%} improved {trend:.1%} < {FLAT_IMPROVEMENT:.0%}): it learned the words, "
           "not the reply contract"]
@@ -316,6 +350,16 @@ def _format(config: TrainConfig, compliance: float, floor: float, trend: float,
             ch.update(rank)
             if rank:
                 ev.append(f"lora_rank {config.lora_rank} -> {rank['lora_rank']} (alpha {rank['lora_alpha']})")
+    if data.p95_truncated(config):
+        # A reply cut by max_seq_length never shows its end in training: the model learns not to end.
+        closes = data.expects_think(report)
+        what = "its closing </think> and answer" if closes else "its ending"
+        ev.append(f"more than 5% of rows are truncated at max_seq_length {config.max_seq_length} (p95 "
+                  f"{data.p95():,.0f} tokens a row): a truncated reply loses {what} in training, so the model "
+                  "learns replies that do not end")
+        more, seq = data.raise_seq(config)
+        ev += more
+        ch.update(seq)
     return ev, ch
 
 
@@ -378,6 +422,257 @@ def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | Non
     return ev, ch
 
 
+def flat_high(result: TrainResult) -> tuple[float, float] | None:
+    """(first, final) loss when the loss barely moved over the whole run and stayed high."""
+    curve = result.loss_curve
+    if result.status != "ok" or len(curve) < MIN_FLAT_POINTS:
+        return None
+    first, final = curve[0].loss, _final(result.train_loss, curve)
+    if final is None or not (math.isfinite(first) and math.isfinite(final)) or first <= 0:
+        return None
+    return (first, final) if final / first > FLAT_RATIO and final > FLAT_HIGH_LOSS else None
+
+
+def _underfit_flat(config: TrainConfig, result: TrainResult, report: EvalReport | None, target: float,
+                   first: float, final: float, repeats: int, random_init: bool,
+                   data: _Data) -> tuple[list[str], dict[str, Any]]:
+    ev = [f"underfit (flat): loss {first:.2f} -> {final:.2f} over {len(result.loss_curve)} logged points "
+          f"(final/first {final / first:.2f} > {FLAT_RATIO}) and still high ({final:.2f} > {FLAT_HIGH_LOSS} "
+          "nats/token, where a pretrained model starts): this step size moved nothing, so more epochs of it "
+          "would not either"]
+    score = _score(report)
+    if report is not None:
+        shown = "missing" if score is None else f"{score:.3f}"
+        ev.append(f"{report.primary_metric}={shown} vs target {target} "
+                  f"(split={report.split}, n={report.samples_of(report.primary_metric)}, seed={report.seed})")
+    ch: dict[str, Any] = {}
+    lr = _raise_lr(config, FLAT_LR_FACTOR)
+    adapter = config.method in ADAPTER_METHODS
+    if lr is not None:
+        ch["learning_rate"] = lr
+        ev.append(f"learning_rate {config.learning_rate:.3g} -> {lr:.3g} "
+                  f"(x{FLAT_LR_FACTOR:g}, cap {_lr_cap(config):.3g})")
+    else:
+        ev.append(f"learning_rate {config.learning_rate:.3g} already at cap {_lr_cap(config):.3g}: the data is the "
+                  "likelier cause")
+    if adapter and (repeats or lr is None):
+        rank = _raise_rank(config)
+        ch.update(rank)
+        if rank:
+            ev.append(f"lora_rank {config.lora_rank} -> {rank['lora_rank']} "
+                      f"(alpha {rank['lora_alpha']}, cap {MAX_RANK})")
+    if adapter and config.method == "lora" and not config.train_embeddings and random_init:
+        ch["train_embeddings"] = True
+        ev.append("train_embeddings False -> True: a never-trained model's embeddings mean nothing yet")
+    if config.data.max_rows is not None:
+        ch["data.max_rows"] = None
+        ev.append(f"data.max_rows {config.data.max_rows} -> all rows")
+    ev.append(f"epochs {config.epochs:g} kept: the loss did not move over the steps it had")
+    checks = data.check_lines(config)
+    ev += checks or ["data checked: no truncated, dropped or very short rows in the profile at this config"]
+    if data.p95_truncated(config):
+        more, seq = data.raise_seq(config)
+        ev += more
+        ch.update(seq)
+    if not ch:
+        ev.append("no lever left within the caps: check the data, or a larger base model")
+    return ev, ch
+
+
+@dataclass(frozen=True)
+class _Data:
+    """What the profile says training did to the rows at a config: truncated, dropped, short."""
+
+    profile: DatasetProfile | None = None
+    extra_tokens: int = 0  # tokens every row carries beyond its text (persona, chat markup)
+    max_positions: int | None = None  # the base model's context: max_seq_length cannot go past it
+    history: Sequence[AttemptRecord] = field(default_factory=tuple)
+
+    def _counted(self) -> bool:
+        # Word counts undercount tokens: a truncation count from them would mislead (as in feasibility).
+        p = self.profile
+        return p is not None and p.token_unit == "tokenizer" and p.total_tokens.count > 0
+
+    def p95(self) -> float:
+        assert self.profile is not None
+        return self.profile.total_tokens.p95 + self.extra_tokens
+
+    def p95_truncated(self, config: TrainConfig) -> bool:
+        """More than 5% of rows are longer than max_seq_length (the issue's medical-o1: p95 1,287 at 1,024)."""
+        return self._counted() and self.p95() > config.max_seq_length
+
+    def lines(self, config: TrainConfig) -> list[str]:
+        """Truncated and dropped rows at this config, counted: evidence under every label."""
+        p = self.profile
+        if p is None:
+            return []
+        out: list[str] = []
+        seq, extra = config.max_seq_length, self.extra_tokens
+        if self._counted():
+            over, _ = rows_over(p.total_tokens, seq - extra)
+            if over:
+                out.append(f"{truncation_note(p.total_tokens, seq, extra)}; p95 {self.p95():,.0f} tokens a row "
+                           f"(+{extra} persona and markup): their replies lose their endings in training")
+            cut, exact = rows_over(p.prompt_tokens, seq - extra)
+            if cut:
+                out.append(f"rows_dropped: {'' if exact else 'at least '}{cut:,} of {p.rows:,} rows' prompts alone are "
+                           f"over {seq} tokens: no reply is left to train on, so the trainer drops them")
+        if config.data.dedup and p.duplicates:
+            out.append(f"rows_dropped: {p.duplicates:,} duplicate rows of {p.rows:,} (data.dedup)")
+        if config.data.max_rows is not None and config.data.max_rows < p.rows:
+            out.append(f"rows_dropped: data.max_rows={config.data.max_rows:,} trains on {config.data.max_rows:,} "
+                       f"of {p.rows:,} rows")
+        return out
+
+    def check_lines(self, config: TrainConfig) -> list[str]:
+        """The data checks a flat, high loss calls for: the lines above and very short replies."""
+        out = self.lines(config)
+        p = self.profile
+        if p is not None and p.response_tokens.count and p.response_tokens.p50 <= SHORT_REPLY_TOKENS:
+            unit = "tokens" if p.token_unit == "tokenizer" else "words"
+            out.append(f"replies are very short (median {p.response_tokens.p50:g} {unit} a reply): the loss "
+                       "averages over few tokens a row; check that the reply column is the target")
+        return out
+
+    def expects_think(self, report: EvalReport | None) -> bool:
+        """Reasoning data: the references close a </think> (or the profile found a reasoning column)."""
+        if self.profile is not None and "reasoning" in self.profile.column_map:
+            return True
+        rows = [*report.failures, *report.examples] if report is not None else []
+        return any("</think>" in f.expected for f in rows)
+
+    def raise_seq(self, config: TrainConfig) -> tuple[list[str], dict[str, Any]]:
+        """max_seq_length to the next power of two over the p99 (as the policy sizes it), within the
+        base model's context and below a length that already ran out of memory; or why not."""
+        assert self.profile is not None
+        stats = self.profile.total_tokens
+        need = (stats.p99 or stats.max) + self.extra_tokens
+        seq = 2 ** math.ceil(math.log2(max(need, 2)))
+        cap = self.max_positions or int(_field_upper_bound("max_seq_length"))
+        seq = min(seq, cap)
+        if seq <= config.max_seq_length:
+            return [f"max_seq_length {config.max_seq_length} not raised: the base model's context is {cap} tokens; "
+                    "drop or shorten the longest rows, or use a base model with a longer context"], {}
+        oom = [r for r in self.history if r.result.status == "oom" and r.config.max_seq_length <= seq
+               and r.config.batch_size <= config.batch_size]
+        if oom:
+            r = oom[-1]
+            return [f"max_seq_length {config.max_seq_length} not raised to {seq}: attempt {r.attempt} ran out of "
+                    f"memory at {r.config.max_seq_length} with batch_size {r.config.batch_size}"], {}
+        known = (f"within the base model's {self.max_positions}" if self.max_positions
+                 else "base model's context unknown")
+        return [f"max_seq_length {config.max_seq_length} -> {seq} (power of two over the p99 {need:,.0f} tokens; "
+                f"{known}): the Tuner's memory check sizes the batch for it"], {"max_seq_length": seq}
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+def standard_error(p: float, n: int) -> float:
+    """Upper bound on the standard error of a [0, 1] metric's mean p over n samples."""
+    return math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
+
+
+def noise_band(best: float, n_best: int, score: float, n: int) -> float:
+    """How far below the best a score may be and still be noise: NOISE_Z standard errors of the
+    difference, never less than one sample's worth (two runs that differ by one row are a tie)."""
+    se = math.sqrt(standard_error(best, n_best) ** 2 + standard_error(score, n) ** 2)
+    return max(NOISE_Z * se, 1 / max(min(n, n_best), 1))
+
+
+def is_accepted(record: AttemptRecord) -> bool:
+    """Not rejected: accepted, or judged before verdicts existed (a record's diagnosis may be None)."""
+    return record.diagnosis is None or record.diagnosis.accepted is not False
+
+
+def best_attempt(records: Sequence[AttemptRecord]) -> AttemptRecord | None:
+    """The run's best: the highest primary score among the scored attempts the verdict did not
+    reject (ties: the later one, as export picks). None when nothing scored was accepted."""
+    kept = [r for r in records if r.score is not None and is_accepted(r)]
+    return max(kept, key=lambda r: (r.score or 0.0, r.attempt)) if kept else None
+
+
+def verdict(report: EvalReport | None, baseline: EvalReport | None,
+            history: Sequence[AttemptRecord]) -> tuple[bool | None, str, AttemptRecord | None]:
+    """(accepted, why, the best accepted attempt before this one) for an attempt's report."""
+    score = _score(report)
+    if report is None or score is None:
+        return None, "no verdict: no score on the held-out split", None
+    metric = report.primary_metric
+    n = report.samples_of(metric)
+    ok, why = True, []
+    base = baseline.metrics.get(metric) if baseline is not None else None
+    if base is None:
+        why.append(f"the base model has no {metric} score to beat")
+    elif score > base:
+        why.append(f"beats the base model ({score:.3f} > {base:.3f})")
+    else:
+        ok = False
+        why.append(f"does not beat the base model ({score:.3f} <= {base:.3f})")
+    best = best_attempt([r for r in history if r.eval is not None and r.eval.primary_metric == metric])
+    if best is not None and best.eval is not None and best.score is not None:
+        n_best = best.eval.samples_of(metric)
+        band = noise_band(best.score, n_best, score, n)
+        if score < best.score - band:
+            ok = False
+            why.append(f"worse than the best so far, attempt {best.attempt} ({best.score:.3f}), by "
+                       f"{best.score - score:.3f} > noise {band:.3f}")
+        else:
+            relation = "above" if score > best.score else "within noise of"
+            why.append(f"{relation} the best so far, attempt {best.attempt} ({best.score:.3f}; noise {band:.3f})")
+    noise = f"noise: {NOISE_Z:g} SE of the difference, sqrt(p(1-p)/n) a side"
+    return ok, (f"{'accepted' if ok else 'rejected'}: {'; '.join(why)} ({metric}, split={report.split}, n={n}, "
+                f"seed={report.seed}; {noise})"), best
+
+
+def _flat_config(config: TrainConfig) -> dict[str, Any]:
+    """Every field as a change key (`data.x` for the recipe's)."""
+    dumped = config.model_dump()
+    recipe = dumped.pop("data")
+    return {**dumped, **{f"data.{k}": v for k, v in recipe.items()}}
+
+
+def _from_base(config: TrainConfig, result: TrainResult) -> TrainConfig:
+    """The config as a fresh run from the base model: a continued attempt's max_steps counted new
+    steps only, and its adapter is not where a retry starts."""
+    if not config.continue_training:
+        return config
+    steps = result.steps_from_base or config.max_steps
+    return config.with_changes({"continue_training": False, "max_steps": steps})
+
+
+# Changes that go together: trying one of them tries the pair.
+_TIED = ({"lora_rank", "lora_alpha"}, {"epochs", "max_steps"})
+
+
+def _retry_from_best(config: TrainConfig, result: TrainResult, best: AttemptRecord,
+                     history: Sequence[AttemptRecord], target: float, gates: Mapping[str, float],
+                     random_init: bool, data: _Data) -> tuple[list[str], dict[str, Any]]:
+    """Changes that turn this rejected attempt's config into the best accepted one's, plus the best
+    attempt's own diagnosis escalated (as for a repeat) without any change tried since then."""
+    start = _from_base(best.config, best.result)
+    base = _flat_config(start)
+    since = [_from_base(r.config, r.result) for r in history if r.attempt > best.attempt]
+    tried: set[str] = set()
+    for cfg in [*since, _from_base(config, result)]:
+        tried |= {k for k, v in _flat_config(cfg).items() if base[k] != v}
+    for tied in _TIED:
+        if tried & tied:
+            tried |= tied
+    tried.discard("seed")
+    label, _, escalated = _rules(start, best.result, best.eval, target, gates, random_init, data,
+                                 count=lambda _label: 1, may_be_good=False, history=())
+    new = {k: v for k, v in escalated.items() if k not in tried and _current(start, k) != v}
+    assert best.score is not None
+    head = f"retry from attempt {best.attempt}'s config (the best accepted, {best.score:.3f})"
+    if not new:
+        return [f"{head}: every change its '{label}' diagnosis suggests ({', '.join(sorted(escalated)) or 'none'}) "
+                "was tried since and not accepted, so no untried change is left; it stays the run's best"], {}
+    undo = {k: v for k, v in base.items() if _flat_config(config)[k] != v}
+    return [f"{head}: undo {undo or 'nothing'}; then, as its '{label}' diagnosis escalates, the untried {new} "
+            "(these replace the changes above, which were aimed at this attempt's config)"], {**undo, **new}
+
+
 def generalization_gap(report: EvalReport | None) -> tuple[str, float, float] | None:
     """(best other group, its value, the primary group's value) when the primary metric is one
     group's and another group beats it on the same metric by GENERALIZATION_GAP or more."""
@@ -433,79 +728,116 @@ def unmet_gates(report: EvalReport | None, gates: Mapping[str, float]) -> dict[s
 
 def diagnose(config: TrainConfig, result: TrainResult, report: EvalReport | None, target: float,
              history: Sequence[AttemptRecord] = (), gates: Mapping[str, float] | None = None,
-             random_init: bool = True) -> Diagnosis:
-    """Label one attempt and suggest validated `TrainConfig` changes for the next one.
+             random_init: bool = True, *, baseline: EvalReport | None = None,
+             profile: DatasetProfile | None = None, max_positions: int | None = None,
+             extra_tokens: int = 0) -> Diagnosis:
+    """Judge one attempt, label it, and suggest validated `TrainConfig` changes for the next one.
 
     `gates` are minimums on other metrics that must hold too (e.g. format_compliance >= 0.95): an
     attempt that reaches the target on its primary metric but misses a gate is not good yet.
     `random_init`: the base model never trained, so its embeddings may need training; a
     pretrained model's vocabulary already means something, and training it is costly.
+    `baseline`: the base model's report on the same split, which an accepted attempt must beat.
+    `profile`, `max_positions`, `extra_tokens`: the data's token lengths, the base model's context
+    and the tokens every row adds (persona, chat markup), to count truncated and dropped rows.
     """
+    prior = _earlier(history, result)
+    accepted, why, best = verdict(report, baseline, prior)
+    data = _Data(profile, extra_tokens, max_positions, prior)
     score = _score(report)
-    trend = loss_trend(result.loss_curve)
-    unmet = unmet_gates(report, gates or {})
 
-    def done(label: DiagnosisLabel, ev: list[str], ch: dict[str, Any], repeats: int = 0) -> Diagnosis:
-        if repeats:
-            ev = [*ev, _repeat_line(label, repeats, score, history)]
-        ch = {k: v for k, v in ch.items() if _current(config, k) != v}
-        try:
-            config.with_changes(ch)
-        except ValidationError as exc:  # a rule bug must not hand the Planner an invalid config
-            ev = [*ev, f"suggested changes {ch} failed validation ({exc.error_count()} error(s)); dropped"]
-            ch = {}
-        return Diagnosis(label=label, evidence=ev, suggested_changes=ch)
-
-    def repeats(label: DiagnosisLabel) -> int:
+    def count(label: DiagnosisLabel) -> int:
         return _repeats(label, score, result, history)
 
+    label, ev, ch = _rules(config, result, report, target, gates or {}, random_init, data, count=count,
+                           may_be_good=accepted is not False, history=history)
+    if result.status == "ok" and label != "good":
+        ev = [*ev, *(line for line in data.lines(config) if line not in ev)]
+    if accepted is False and best is not None and label not in ("oom", "unstable", "error"):
+        more, ch = _retry_from_best(config, result, best, prior, target, gates or {}, random_init, data)
+        ev = [*ev, *more]
+    ch = {k: v for k, v in ch.items() if _current(config, k) != v}
+    try:
+        config.with_changes(ch)
+    except ValidationError as exc:  # a rule bug must not hand the Planner an invalid config
+        ev = [*ev, f"suggested changes {ch} failed validation ({exc.error_count()} error(s)); dropped"]
+        ch = {}
+    return Diagnosis(label=label, evidence=ev, suggested_changes=ch, accepted=accepted, verdict=why)
+
+
+def _earlier(history: Sequence[AttemptRecord], result: TrainResult) -> list[AttemptRecord]:
+    """The attempts before this one: a caller may have appended the current one (no diagnosis yet)."""
+    prior = list(history)
+    if prior and prior[-1].diagnosis is None and prior[-1].result == result:
+        prior.pop()
+    return prior
+
+
+def _rules(config: TrainConfig, result: TrainResult, report: EvalReport | None, target: float,
+           gates: Mapping[str, float], random_init: bool, data: _Data, *, count: Callable[[DiagnosisLabel], int],
+           may_be_good: bool, history: Sequence[AttemptRecord]) -> tuple[DiagnosisLabel, list[str], dict[str, Any]]:
+    """The first matching rule's label, evidence and raw changes (not yet checked for no-ops)."""
+    score = _score(report)
+    trend = loss_trend(result.loss_curve)
+    unmet = unmet_gates(report, gates)
+
+    def out(label: DiagnosisLabel, ev: list[str], ch: dict[str, Any],
+            repeats: int = 0) -> tuple[DiagnosisLabel, list[str], dict[str, Any]]:
+        return label, [*ev, _repeat_line(label, repeats, score, history)] if repeats else ev, ch
+
     if result.status == "oom":
-        n = repeats("oom")
-        return done("oom", *_oom(config, n), n)
+        n = count("oom")
+        return out("oom", *_oom(config, n), n)
     if result.status in ("nan", "diverged"):
-        n = repeats("unstable")
-        return done("unstable", *_unstable(config, result.status, n), n)
+        n = count("unstable")
+        return out("unstable", *_unstable(config, result.status, n), n)
     if result.status == "error":
         text = (result.error or "").strip()
         last = text.splitlines()[-1] if text else "no error text recorded"
         ev = [f"status=error: {last}"]
-        if repeats("error"):
+        if count("error"):
             ev.append("the previous attempt also failed with status=error: "
                       "a code or data problem, not a hyperparameter")
-        return Diagnosis(label="error", evidence=ev)
+        return "error", ev, {}
 
     gate_lines = [f"gate {m}={'missing' if v is None else f'{v:.3f}'} < {minimum}" for m, (v, minimum) in unmet.items()]
-    if score is not None and score >= target and not unmet:
+    if score is not None and score >= target and not unmet and may_be_good:
         assert report is not None
-        met = [f"{m}={report.metrics[m]:.3f} >= {minimum}" for m, minimum in (gates or {}).items()]
-        return Diagnosis(label="good", evidence=[
+        met = [f"{m}={report.metrics[m]:.3f} >= {minimum}" for m, minimum in gates.items()]
+        return "good", [
             f"{report.primary_metric}={score:.3f} >= target {target} "
-            f"(split={report.split}, n={report.samples_of(report.primary_metric)}, seed={report.seed})", *met])
+            f"(split={report.split}, n={report.samples_of(report.primary_metric)}, seed={report.seed})", *met], {}
 
     overfit, ev = _is_overfit(result)
     if overfit:
-        n = repeats("overfit")
+        n = count("overfit")
         more, ch = _overfit(config, n)
-        return done("overfit", ev + more, ch, n)
+        return out("overfit", ev + more, ch, n)
+
+    flat = flat_high(result) if config.method != "dpo" else None  # DPO's loss starts at ln 2, not high
+    if flat is not None:
+        n = count("underfit")
+        ev, ch = _underfit_flat(config, result, report, target, *flat, n, random_init, data)
+        return out("underfit", gate_lines + ev, ch, n)
 
     compliance = report.metrics.get(FORMAT_METRIC) if report is not None else None
-    format_floor = max(FORMAT_THRESHOLD, (gates or {}).get(FORMAT_METRIC, 0.0))
+    format_floor = max(FORMAT_THRESHOLD, gates.get(FORMAT_METRIC, 0.0))
     if compliance is not None and compliance < format_floor and trend < FLAT_IMPROVEMENT:
-        n = repeats("format")
-        ev, ch = _format(config, compliance, format_floor, trend, n, random_init)
-        return done("format", gate_lines + ev, ch, n)
+        n = count("format")
+        ev, ch = _format(config, compliance, format_floor, trend, n, random_init, data, report)
+        return out("format", gate_lines + ev, ch, n)
 
     gap = generalization_gap(report)
     train = _final(result.train_loss, result.loss_curve)
     if gap is not None and train is not None and train < LOW_TRAIN_LOSS:
         assert report is not None
-        n = repeats("generalize")
+        n = count("generalize")
         ev, ch = _generalize(config, report, gap, train, epochs_trained(config, result), n)
-        return done("generalize", gate_lines + ev, ch, n)
+        return out("generalize", gate_lines + ev, ch, n)
 
-    n = repeats("underfit")
+    n = count("underfit")
     ev, ch = _underfit(config, result, report, target, trend, n, random_init)
-    return done("underfit", gate_lines + ev, ch, n)
+    return out("underfit", gate_lines + ev, ch, n)
 
 
 def epochs_trained(config: TrainConfig, result: TrainResult) -> float:

@@ -10,8 +10,8 @@
   from PyPI beside tunecrew: see docs/export.md).
 
 Which attempt: :func:`choose_attempt`, the rule the task agent's server uses (best score among the
-attempts that left an adapter; ties and unscored runs: the later attempt). Every refusal is an
-:class:`ExportError` whose message is one line naming what to change.
+attempts that left an adapter and that the diagnosis did not reject; ties and unscored runs: the later
+attempt). Every refusal is an :class:`ExportError` whose message is one line naming what to change.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .contracts import AttemptRecord
+from .diagnose import best_attempt
 from .run_dir import RunDir
 
 __all__ = ["GGUF_CONVERTER_ENV", "ExportError", "adapter_dir", "chatml_template", "choose_attempt",
@@ -88,10 +89,12 @@ def choose_attempt(run: RunDir, records: list[AttemptRecord], attempt: int | Non
     if not usable:
         statuses = ", ".join(f"attempt {r.attempt}: {r.result.status}" for r in records) or "no attempt recorded"
         raise ExportError(f"run {run.path} has no trained adapter to export ({statuses})")
-    scored = [(r, score) for r in usable if (score := r.score) is not None]
-    if scored:
-        best = max(score for _, score in scored)
-        return [r for r, score in scored if score == best][-1]
+    if any(r.score is not None for r in usable):
+        best = best_attempt(usable)  # the verdict's: a rejected attempt is never handed back
+        if best is None:
+            verdicts = "; ".join(f"attempt {r.attempt}: {r.diagnosis.verdict}" for r in usable if r.diagnosis)
+            raise ExportError(f"run {run.path}: no attempt was accepted ({verdicts}); export one anyway with --attempt")
+        return best
     return usable[-1]
 
 

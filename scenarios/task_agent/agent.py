@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from tunecrew.memory.ledger import Ledger, LedgerError
 from tunecrew.tools.contracts import AttemptRecord, DomainCard, RunSpec
+from tunecrew.tools.diagnose import best_attempt
 from tunecrew.tools.export import adapter_dir, locate
 from tunecrew.tools.run_dir import RunDir
 
@@ -116,10 +117,12 @@ def _pick_attempt(run_dir: Path, records: list[AttemptRecord]) -> AttemptRecord:
         statuses = ", ".join(f"attempt {r.attempt}: {r.result.status}" for r in records)
         raise RunNotUsable(f"run {run_dir} has no trained adapter: no attempt finished with an adapter on disk "
                            f"({statuses}; expected {RunDir(run_dir).path / 'attempts' / '<n>' / 'adapter'})")
-    scored = [(r, score) for r in usable if (score := r.score) is not None]
-    if scored:
-        best = max(score for _, score in scored)
-        return [r for r, score in scored if score == best][-1]  # ties: the later attempt
+    if any(r.score is not None for r in usable):
+        best = best_attempt(usable)  # ties: the later attempt; never one the diagnosis rejected
+        if best is None:
+            raise RunNotUsable(f"run {run_dir}: no attempt beat the base model (the diagnosis rejected every "
+                               "scored one), so none is served; see report.md, or pass --merged DIR")
+        return best
     return usable[-1]
 
 
