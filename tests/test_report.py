@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from pathlib import Path
@@ -14,7 +15,7 @@ from tunecrew.tools.contracts import (
     LossPoint,
     RunSpec,
 )
-from tunecrew.tools.report import write_report
+from tunecrew.tools.report import WALL_CLOCK, WORK_CLOCK, attempt_minutes, write_report
 
 from factories import make_record
 
@@ -90,7 +91,8 @@ def test_report_for_two_attempts(tmp_path: Path) -> None:
 
     page = (tmp_path / "report.html").read_text()
     assert page.startswith("<!doctype html>") and "<table>" in page and "0.875" in page
-    assert "<img src='scores.png'" in page
+    assert "<img src='scores.png'" in page and "<img src='scores_over_time.png'" in page
+    assert_png(tmp_path / "scores_over_time.png")
 
 
 def test_failed_attempt_without_eval_or_curves(tmp_path: Path) -> None:
@@ -122,7 +124,7 @@ def test_base_model_beside_every_attempt(tmp_path: Path) -> None:
     tuned = records[1].model_copy(update={"eval": records[1].eval.model_copy(update={
         "examples": [example.model_copy(update={"got": "TUNED-REPLY", "reason": ""})]})})
     md = write_report(tmp_path, spec(), [records[0], tuned], baseline=baseline).read_text()
-    section = md[md.index("## Base model vs attempts"):md.index("## Curves")]
+    section = md[md.index("## Base model vs attempts"):md.index("## Loss curves")]
     assert "| base model |" in section and "| attempt 1 |" in section and "| attempt 2 |" in section
     assert "garbage" in section and "TUNED-REPLY" in section and "n=" in section
 
@@ -135,3 +137,52 @@ def test_the_terminal_summary_shows_the_target_its_other_groups_and_the_gates():
     assert summary_metrics("novel_phrasing/action_exact_match", {"format_compliance": 0.98}, present) == [
         "novel_phrasing/action_exact_match", "trained_phrasing/action_exact_match", "format_compliance"]
     assert summary_metrics("answer_f1", {}, {"answer_f1", "rouge_l"}) == ["answer_f1"]
+
+
+def at(minutes: float) -> str:
+    return (dt.datetime(2026, 5, 4, 9, 0, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=minutes)).isoformat()
+
+
+def test_minutes_since_the_run_started_come_from_the_timestamps() -> None:
+    run = spec().model_copy(update={"created_at": at(0)})
+    records = [make_record(attempt=1, created_at=at(4.5)), make_record(attempt=2, status="oom", created_at=at(6)),
+               make_record(attempt=3, created_at=at(19.25))]
+    timeline = attempt_minutes(run, records)
+    assert timeline.basis == WALL_CLOCK
+    assert timeline.minutes == [4.5, 6.0, 19.25]
+
+
+def test_minutes_fall_back_to_training_and_evaluation_time_when_the_timestamps_cannot_be_right() -> None:
+    """Each attempt trained 95 s; the first was evaluated for 30 s more. Timestamps that say the run was
+    over before that time had passed (records made elsewhere), or run backwards, are not used."""
+    first = make_record(attempt=1, created_at=at(0.5))
+    assert first.eval is not None and first.result.wall_seconds == 95.0
+    first = first.model_copy(update={"eval": first.eval.model_copy(update={"wall_seconds": 30.0})})
+    crashed = make_record(attempt=2, status="oom", created_at=at(1))
+    run = spec().model_copy(update={"created_at": at(0)})
+    too_early = attempt_minutes(run, [first, crashed])
+    assert too_early.basis == WORK_CLOCK
+    assert too_early.minutes == [125 / 60, 220 / 60]
+
+    backwards = [first.model_copy(update={"created_at": at(30)}), crashed.model_copy(update={"created_at": at(20)})]
+    assert attempt_minutes(run, backwards).basis == WORK_CLOCK
+    unreadable = run.model_copy(update={"created_at": "yesterday"})
+    assert attempt_minutes(unreadable, [first]).minutes == [125 / 60]
+    assert attempt_minutes(run, []).minutes == []
+
+
+def test_the_base_model_is_read_from_the_run_folder(tmp_path: Path) -> None:
+    from tunecrew.tools.run_dir import RunDir
+
+    records = two_records()
+    sample = Failure(prompt="add milk", expected="create_task", got="BASE-REPLY", reason="wrong tool")
+    baseline = records[0].eval.model_copy(update={"metrics": {"tool_accuracy": 0.125, "format_compliance": 0.5},
+                                                  "examples": [sample]})
+    RunDir(tmp_path).baseline.write_text(baseline.model_dump_json())
+    tuned = records[1].model_copy(update={"eval": records[1].eval.model_copy(update={
+        "examples": [sample.model_copy(update={"got": "TUNED-REPLY", "reason": ""})]})})
+    md = write_report(tmp_path, spec(), [records[0], tuned]).read_text()
+    assert "| base model | split=heldout-tools, n=48, seed=3 | 0.125 |" in md
+    assert "(failed: wrong tool) BASE-REPLY" in md and "(passed) TUNED-REPLY" in md
+    page = (tmp_path / "report.html").read_text()
+    assert "<pre>BASE-REPLY</pre>" in page and "<pre>TUNED-REPLY</pre>" in page

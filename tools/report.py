@@ -1,9 +1,14 @@
-"""The run report a person reads: report.md, report.html, loss_curves.png and scores.png.
+"""The run report a person reads: report.md, report.html, loss_curves.png, scores.png (score per
+attempt) and scores_over_time.png (score against minutes since the run started).
 
 The document is built once as a list of small blocks (heading, paragraph, table, list, image,
 code) and rendered twice, so the Markdown and HTML versions cannot drift apart and no Markdown
 library is needed. A score is never printed without the split, sample count and seed it was
 measured on: a number without them cannot be compared with anything.
+
+The HTML page is laid out for a laptop: at 1,400 px no table needs a horizontal scroll (cells wrap,
+numbers do not), and the base model's and the best attempt's replies to the same held-out prompts
+stand side by side (tests/test_report_browser.py renders it in headless Chromium to check).
 
 Plots use `matplotlib.figure.Figure` directly with the Agg canvas: no pyplot, no global backend
 switch, so this works headless and does not disturb anyone else's matplotlib state.
@@ -11,17 +16,76 @@ switch, so this works headless and does not disturb anyone else's matplotlib sta
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from itertools import accumulate, pairwise
 from pathlib import Path
 from typing import Any
 
-from tunecrew.tools.contracts import AttemptRecord, EvalReport, JudgeReport, RubricScores, RunSpec, TrainConfig
+from tunecrew.tools.contracts import (
+    AttemptRecord,
+    EvalReport,
+    Failure,
+    JudgeReport,
+    RubricScores,
+    RunSpec,
+    TrainConfig,
+)
 from tunecrew.tools.run_dir import RunDir
 
 MAX_FAILURES_SHOWN = 3
 MAX_TEXT = 300  # characters of a failure's prompt/output shown
+MAX_REPLY = 700  # characters of a reply shown side by side: the evaluation keeps 500 of each reply
+SCORES_OVER_TIME = "scores_over_time.png"
+CLOCK_SLACK_S = 60.0  # timestamps are whole seconds and durations are rounded: a minute of give
+
+
+# --------------------------------------------------------------------------- when each score was known
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Minutes from the run's start to each attempt's end, and what they count (the plot's axis label)."""
+
+    minutes: list[float]
+    basis: str
+
+
+WALL_CLOCK = "minutes since the run started (wall clock)"
+WORK_CLOCK = "minutes of training + evaluation (cumulative)"
+
+
+def _instant(stamp: str) -> dt.datetime | None:
+    try:
+        t = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.timezone.utc)  # utc_now writes UTC
+
+
+def attempt_minutes(spec: RunSpec, records: list[AttemptRecord]) -> Timeline:
+    """When each attempt's score was known, in minutes from the run's start.
+
+    The wall clock comes from the timestamps: run.json's created_at and each record's, which is set when
+    the attempt closes (after training, evaluation and the decision). They are used only when they are
+    consistent with the records: attempts run one after another, so attempt k cannot close before the
+    training and evaluation seconds of attempts 1..k have passed. Otherwise (records made elsewhere, a
+    clock change) the cumulative training + evaluation seconds stand in; they leave out the agents' time.
+    """
+    work = list(accumulate(r.result.wall_seconds + (r.eval.wall_seconds if r.eval is not None else 0.0)
+                           for r in records))
+    start = _instant(spec.created_at)
+    stamps = [_instant(r.created_at) for r in records]
+    if start is not None and records and all(s is not None for s in stamps):
+        elapsed = [(s - start).total_seconds() for s in stamps if s is not None]
+        in_order = all(a <= b for a, b in pairwise(elapsed))
+        if in_order and elapsed[-1] > 0 and all(e >= max(0.0, w - CLOCK_SLACK_S)
+                                                 for e, w in zip(elapsed, work, strict=True)):
+            return Timeline([e / 60 for e in elapsed], WALL_CLOCK)
+    return Timeline([w / 60 for w in work], WORK_CLOCK)
 DPI = 110
 
 
@@ -43,6 +107,9 @@ class Para:
 class Table:
     headers: list[str]
     rows: list[list[str]]
+    # Column index -> share of the page's width (HTML only): prose columns get room so that they are not
+    # squeezed into a tall thin strip beside columns of short numbers.
+    widths: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,11 +124,41 @@ class Image:
 
 
 @dataclass(frozen=True)
+class Figures:
+    """Images that sit side by side where the page is wide enough (one a line in Markdown)."""
+
+    images: list[Image]
+
+
+@dataclass(frozen=True)
 class Code:
     text: str
 
 
-Block = Heading | Para | Table | Bullets | Image | Code
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    verdict: str  # "passed", or why the scorer failed it: a reader should not have to judge the reply alone
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One held-out prompt, its expected reply and two models' replies to it."""
+
+    prompt: str
+    expected: str
+    left: Answer
+    right: Answer
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    left: str  # who answered on the left, e.g. "base model"
+    right: str
+    exchanges: list[Exchange]
+
+
+Block = Heading | Para | Table | Bullets | Image | Figures | Code | SideBySide
 
 
 # --------------------------------------------------------------------------- entry point
@@ -69,27 +166,40 @@ Block = Heading | Para | Table | Bullets | Image | Code
 
 def write_report(run_dir: Path, spec: RunSpec, records: list[AttemptRecord],
                  baseline: EvalReport | None = None) -> Path:
-    """Write report.md (returned), report.html and the two PNGs into `run_dir`."""
+    """Write report.md (returned), report.html and the three PNGs into `run_dir`. Without `baseline`,
+    the run folder's baseline_eval.json is read, if there is one."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if baseline is None:
+        baseline = _read_baseline(run_dir)
+    base_score = baseline.score if baseline is not None else None
+    timeline = attempt_minutes(spec, records)
     plot_losses(records, run_dir / "loss_curves.png")
-    plot_scores(records, spec.target, run_dir / "scores.png")
-    blocks = build_blocks(spec, records)
+    plot_scores(records, spec.target, run_dir / "scores.png", base_score=base_score)
+    plot_scores_over_time(records, spec.target, timeline, run_dir / SCORES_OVER_TIME, base_score=base_score)
+    blocks = build_blocks(spec, records, timeline)
     if baseline is not None:
-        at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Curves")
+        at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Loss curves")
         blocks[at:at] = base_vs_attempts(baseline, records)
     logs = training_logs(run_dir)
-    if logs is not None:  # right under the Run table: where to look while and after it trains
-        at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Run") + 2
+    if logs is not None:  # under the summary: where to look while and after it trains
+        at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Attempts")
         blocks.insert(at, logs)
     judged = _judge_reports(run_dir, records)
     if judged:
-        at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Curves")
+        at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Loss curves")
         blocks[at:at] = judge_blocks(judged)
     md_path = RunDir(run_dir).report
     md_path.write_text(render_markdown(blocks), encoding="utf-8")
     (run_dir / "report.html").write_text(render_html(blocks, title=f"tunecrew run {spec.run_id}"), encoding="utf-8")
     return md_path
+
+
+def _read_baseline(run_dir: Path) -> EvalReport | None:
+    try:
+        return EvalReport.model_validate_json(RunDir(run_dir).baseline.read_text())
+    except (OSError, ValueError):
+        return None  # not scored yet (or unreadable): the report leaves the base model out
 
 
 def training_logs(run_dir: Path) -> Para | None:
@@ -152,15 +262,28 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _config_diff(before: TrainConfig, after: TrainConfig) -> list[str]:
     a, b = _flat(before.model_dump()), _flat(after.model_dump())
-    return [f"{k}: {a.get(k)} -> {b[k]}" for k in b if a.get(k) != b[k]]
+    # A no-break space before the arrow: a wrapped cell never starts a line with "→".
+    return [f"{k}: {a.get(k)}\u00a0→ {b[k]}" for k in b if a.get(k) != b[k]]
 
 
 # --------------------------------------------------------------------------- document
 
 
-def build_blocks(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:
+def build_blocks(spec: RunSpec, records: list[AttemptRecord], timeline: Timeline | None = None) -> list[Block]:
+    """The page, in the order a reader asks: how did it go (summary, attempts, scores), what changed
+    in the replies, how training went, then the setup (run, dataset) and each attempt in detail."""
+    timeline = timeline or attempt_minutes(spec, records)
     blocks: list[Block] = [Heading(1, f"tunecrew run {spec.run_id}")]
     blocks += _summary(spec, records)
+    blocks += [Heading(2, "Attempts")]
+    if not records:
+        blocks.append(Para("No attempts were recorded."))
+    else:
+        blocks.append(_attempts_table(records, timeline))
+    blocks += [Heading(2, "Scores"),
+               Figures([Image("score per attempt", "scores.png"),
+                        Image(f"score against {timeline.basis}", SCORES_OVER_TIME)])]
+    blocks += [Heading(2, "Loss curves"), Image("loss curves per attempt", "loss_curves.png")]
     blocks += [
         Heading(2, "Run"),
         Table(["field", "value"], [
@@ -170,13 +293,6 @@ def build_blocks(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:
         ]),
     ]
     blocks += _dataset(spec, records)
-    blocks += [Heading(2, "Attempts")]
-    if not records:
-        blocks.append(Para("No attempts were recorded."))
-    else:
-        blocks.append(_attempts_table(records))
-    blocks += [Heading(2, "Curves"), Image("loss curves per attempt", "loss_curves.png"),
-               Image("scores per attempt", "scores.png")]
     previous: AttemptRecord | None = None
     for rec in records:
         blocks += _attempt_details(rec, previous)
@@ -184,20 +300,31 @@ def build_blocks(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:
     return blocks
 
 
+def _answer(sample: Failure) -> Answer:
+    return Answer(sample.got, f"failed: {sample.reason}" if sample.reason else "passed")
+
+
 def base_vs_attempts(baseline: EvalReport, records: list[AttemptRecord]) -> list[Block]:
-    """The untuned base model beside every attempt on the same split, and a few replies side by side."""
+    """The untuned base model beside every attempt on the same split, and its replies beside the best
+    attempt's to the same held-out prompts (the evaluation keeps the first few rows of each)."""
     scored = [r for r in records if r.eval is not None]
-    metrics = list(baseline.metrics)
+    metrics = sorted(baseline.metrics, key=lambda m: m != baseline.primary_metric)  # the primary first
     rows = [["base model", _where(baseline), *[_num(baseline.metrics.get(m)) for m in metrics]]]
     rows += [[f"attempt {r.attempt}", _where(r.eval), *[_num(r.eval.metrics.get(m)) for m in metrics]]
              for r in scored if r.eval is not None]
     blocks: list[Block] = [Heading(2, "Base model vs attempts"), Table(["model", "scored on", *metrics], rows)]
     best = max(scored, key=lambda r: r.score or 0.0, default=None)
-    if best is not None and best.eval is not None and best.eval.examples and baseline.examples:
-        pairs = zip(baseline.examples, best.eval.examples, strict=False)
-        blocks += [Para(f"Replies side by side: base model vs attempt {best.attempt} (first held-out rows)."),
-                   Table(["prompt", "expected", "base model", f"attempt {best.attempt}"],
-                         [[_clip(b.prompt), _clip(b.expected), _clip(b.got), _clip(a.got)] for b, a in pairs])]
+    if best is None or best.eval is None:
+        return blocks
+    tuned = {sample.prompt: sample for sample in best.eval.examples}
+    exchanges = [Exchange(b.prompt, b.expected, _answer(b), _answer(tuned[b.prompt]))
+                 for b in baseline.examples if b.prompt in tuned]
+    if exchanges:
+        blocks += [Heading(3, f"Replies: base model vs attempt {best.attempt}"),
+                   Para(f"The same {len(exchanges)} held-out prompts (the first rows of split {baseline.split}), "
+                        f"answered by the untuned base model and by the best attempt; replies are cut at 500 "
+                        f"characters by the evaluation."),
+                   SideBySide("base model", f"attempt {best.attempt}", exchanges)]
     return blocks
 
 
@@ -314,24 +441,36 @@ def _dataset(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:
     return blocks
 
 
-def _attempts_table(records: list[AttemptRecord]) -> Table:
+def _recipe(c: TrainConfig) -> str:
+    rank = f" r{c.lora_rank}" if c.method != "full" else ""
+    return f"{c.method}{rank}, lr {c.learning_rate:.2g}, {c.epochs:g} ep, batch {c.effective_batch}"
+
+
+def _attempts_table(records: list[AttemptRecord], timeline: Timeline) -> Table:
+    """One row per attempt, narrow enough for a laptop: the recipe in one cell, what changed from the
+    attempt before in words (cells wrap), numbers in their own columns."""
     metrics = _metric_names(records)
-    headers = ["#", "method", "rank", "lr", "epochs", "status", "train loss", "eval loss", "scored on",
+    clock = "min since start" if timeline.basis == WALL_CLOCK else "min of work"
+    headers = ["#", "recipe", "changed from the attempt before", "status", clock, "loss train / eval", "scored on",
                *metrics, "rubric mean", "diagnosis", "decision"]
+    widths = {1: "9%", 2: "20%", 6: "12%"}
     rows = []
-    for rec in records:
+    previous: AttemptRecord | None = None
+    for rec, minutes in zip(records, timeline.minutes, strict=True):
         c, r, e = rec.config, rec.result, rec.eval
-        adapter = c.method != "full"
+        # One change a line in HTML (cells keep line breaks); Markdown joins them with "; ".
+        changed = "-" if previous is None else ";\n".join(_config_diff(previous.config, c)) or "nothing"
         rows.append([
-            str(rec.attempt), c.method, str(c.lora_rank) if adapter else "-", f"{c.learning_rate:.2g}",
-            f"{c.epochs:g}", r.status, _num(r.train_loss), _num(r.eval_loss),
+            str(rec.attempt), _recipe(c), changed, r.status, f"{minutes:.1f}",
+            f"{_num(r.train_loss)} / {_num(r.eval_loss)}",
             _where(e) if e is not None else "no eval",
             *[_num(e.metrics.get(m)) if e is not None else "-" for m in metrics],
             _num(e.rubric.mean, ".2f") if e is not None and e.rubric is not None else "-",
             rec.diagnosis.label if rec.diagnosis is not None else "-",
-            rec.decision.action if rec.decision is not None else "-",
+            rec.decision.action if rec.decision is not None else "-",  # its reason: under the attempt below
         ])
-    return Table(headers, rows)
+        previous = rec
+    return Table(headers, rows, widths)
 
 
 def _attempt_details(rec: AttemptRecord, previous: AttemptRecord | None) -> list[Block]:
@@ -385,6 +524,8 @@ def _attempt_details(rec: AttemptRecord, previous: AttemptRecord | None) -> list
         if dec.changes:
             line += " — changes: " + ", ".join(f"{k}={v}" for k, v in dec.changes.items())
         blocks += [Heading(3, "Decision"), Para(line)]
+    if rec.notes:  # fallbacks and a person's edits: what the numbers alone would not explain
+        blocks += [Heading(3, "Notes"), Bullets(rec.notes)]
     return blocks
 
 
@@ -446,22 +587,74 @@ def render_markdown(blocks: list[Block]) -> str:
             out += [f"- {' '.join(item.split())}" for item in b.items]
         elif isinstance(b, Image):
             out.append(f"![{b.alt}]({b.src})")
+        elif isinstance(b, Figures):
+            out += [f"![{i.alt}]({i.src})" for i in b.images]
         elif isinstance(b, Code):
             out += ["```", b.text, "```"]
+        elif isinstance(b, SideBySide):
+            out.append(f"| prompt | expected | {b.left} | {b.right} |")
+            out.append("|---|---|---|---|")
+            out += [f"| {_md_cell(_clip(x.prompt))} | {_md_cell(_clip(x.expected))} | "
+                    f"{_md_cell(f'({x.left.verdict}) ' + _clip(x.left.text))} | "
+                    f"{_md_cell(f'({x.right.verdict}) ' + _clip(x.right.text))} |" for x in b.exchanges]
         out.append("")
     return "\n".join(out)
 
 
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0;font-size:.9em}"
-        "th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}"
-        "th{background:#f3f3f3}img{max-width:100%;display:block;margin:1em 0}"
-        "pre{background:#f6f6f6;padding:.5em;overflow-x:auto}")
+# Laid out for a laptop: a table is as wide as its content up to the page, and then its cells wrap;
+# long unbroken strings (fingerprints, paths) may break anywhere, numbers never do.
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1320px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+.table{max-width:100%;overflow-x:auto}
+table{border-collapse:collapse;margin:.5em 0;font-size:.86em}
+th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}
+td{overflow-wrap:anywhere;white-space:pre-line}
+th{background:#f3f3f3;font-weight:600}
+td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+tbody tr:nth-child(even){background:#fafafa}
+img{max-width:100%;display:block;margin:1em 0}
+.figures{display:flex;flex-wrap:wrap;gap:1em}.figures img{flex:1 1 560px;min-width:0;margin:.5em 0}
+pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap;overflow-wrap:anywhere}
+.exchange{border:1px solid #ddd;border-radius:6px;margin:1em 0;padding:.6em .8em}
+.exchange .prompt{margin-bottom:.5em}
+.replies{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:.8em}
+.replies pre{margin:.2em 0 0;max-height:18em;overflow-y:auto;font-size:.85em}
+.label{font-size:.8em;color:#555;text-transform:uppercase;letter-spacing:.04em}
+.passed,.failed{font-size:.85em}.passed{color:#1a7f37}.failed{color:#b42318}
+"""
+
+_NUMBER = re.compile(r"^(-|[-+]?\d[\d.,e+-]*%?)( / (-|[-+]?\d[\d.,e+-]*%?))*$")
+
+
+def _th(text: str) -> str:
+    """A header that may wrap after `_` and `/`: metric names are long single words."""
+    return html.escape(text).replace("_", "_<wbr>").replace("/", "/<wbr>")
+
+
+def _numeric_columns(table: Table) -> set[int]:
+    """Columns that hold only numbers (or '-'): right-aligned and never wrapped."""
+    return {i for i in range(len(table.headers))
+            if table.rows and all(i < len(row) and _NUMBER.match(row[i]) for row in table.rows)}
+
+
+def _td(text: str, numeric: bool) -> str:
+    return f"<td{' class=num' if numeric else ''}>{html.escape(text)}</td>"
+
+
+def _reply_html(label: str, text: str, verdict: str | None = None) -> str:
+    e = html.escape
+    mark = ""
+    if verdict is not None:
+        mark = f" <span class='{'passed' if verdict == 'passed' else 'failed'}'>{e(verdict)}</span>"
+    body = (text if len(text) <= MAX_REPLY else text[: MAX_REPLY - 1] + "…") if text.strip() else "(empty reply)"
+    return f"<div><span class='label'>{e(label)}</span>{mark}<pre>{e(body)}</pre></div>"
 
 
 def render_html(blocks: list[Block], title: str) -> str:
     e = html.escape
-    out = ["<!doctype html>", "<html><head><meta charset='utf-8'>", f"<title>{e(title)}</title>",
+    out = ["<!doctype html>", "<html><head><meta charset='utf-8'>",
+           "<meta name='viewport' content='width=device-width, initial-scale=1'>", f"<title>{e(title)}</title>",
            f"<style>{_CSS}</style></head><body>"]
     for b in blocks:
         if isinstance(b, Heading):
@@ -469,15 +662,28 @@ def render_html(blocks: list[Block], title: str) -> str:
         elif isinstance(b, Para):
             out.append(f"<p>{e(b.text)}</p>")
         elif isinstance(b, Table):
-            out.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in b.headers) + "</tr></thead><tbody>")
-            out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in b.rows]
-            out.append("</tbody></table>")
+            numeric = _numeric_columns(b)
+            heads = "".join(f"<th style='width:{b.widths[i]}'>{_th(h)}</th>" if i in b.widths else f"<th>{_th(h)}</th>"
+                            for i, h in enumerate(b.headers))
+            out.append(f"<div class='table'><table><thead><tr>{heads}</tr></thead><tbody>")
+            out += ["<tr>" + "".join(_td(c, i in numeric) for i, c in enumerate(row)) + "</tr>" for row in b.rows]
+            out.append("</tbody></table></div>")
         elif isinstance(b, Bullets):
             out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, Image):
             out.append(f"<img src='{e(b.src)}' alt='{e(b.alt)}'>")
+        elif isinstance(b, Figures):
+            out.append("<div class='figures'>" + "".join(f"<img src='{e(i.src)}' alt='{e(i.alt)}'>" for i in b.images)
+                       + "</div>")
         elif isinstance(b, Code):
             out.append(f"<pre>{e(b.text)}</pre>")
+        elif isinstance(b, SideBySide):
+            for x in b.exchanges:
+                out.append(f"<div class='exchange'><div class='prompt'><span class='label'>prompt</span> "
+                           f"{e(_clip(x.prompt, MAX_REPLY))}</div><div class='replies'>"
+                           + _reply_html(b.left, x.left.text, x.left.verdict)
+                           + _reply_html(b.right, x.right.text, x.right.verdict)
+                           + _reply_html("expected", x.expected) + "</div></div>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
@@ -545,42 +751,97 @@ def plot_losses(records: list[AttemptRecord], path: Path) -> Path:
     return path
 
 
-def plot_scores(records: list[AttemptRecord], target: float, path: Path) -> Path:
-    """Grouped bars: one group per attempt, one bar per metric; the target as a horizontal line.
-    Tick labels carry split/samples/seed so the plot never shows a bare score."""
-    metrics = _metric_names(records)
+_METRIC_COLOURS = ["C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9"]  # C0 is the primary metric's, red the target's
+
+
+def _provenance(records: list[AttemptRecord]) -> str | None:
+    """split/n/seed when every evaluated attempt shares them: then the title says it once."""
+    wheres = {_where(r.eval) for r in records if r.eval is not None}
+    return next(iter(wheres)) if len(wheres) == 1 else None
+
+
+def _score_lines(ax: Any, xs: list[float], records: list[AttemptRecord], target: float,
+                 base_score: float | None, point_label: str) -> None:
+    """The primary metric bold with its values written on, the other metrics thin and dashed, the target
+    and the base model's score as horizontal lines, attempts without a score as red crosses at 0.
+    `point_label` ("value" or "attempt") says what is written beside each primary point."""
     primary = _primary(records)
-    fig = _figure()
+    others = iter(_METRIC_COLOURS * 4)
+    for name in _metric_names(records):
+        pts = [(x, rec, rec.eval.metrics[name]) for x, rec in zip(xs, records, strict=True)
+               if rec.eval is not None and name in rec.eval.metrics and math.isfinite(rec.eval.metrics[name])]
+        if not pts:
+            continue
+        px, py = [p[0] for p in pts], [p[2] for p in pts]
+        if name == primary:
+            ax.plot(px, py, color="C0", lw=2.2, marker="o", ms=7, zorder=3, label=f"{name} (primary)")
+            for x, rec, y in pts:
+                text = f"{y:.2f}" if point_label == "value" else f"#{rec.attempt}: {y:.2f}"
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8,
+                            color="C0", fontweight="bold", zorder=5,
+                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+        else:
+            ax.plot(px, py, color=next(others), lw=1.1, ls="--", marker=".", ms=6, alpha=0.85, label=name)
+    for x, rec in zip(xs, records, strict=True):
+        if rec.eval is None:
+            ax.plot([x], [0.0], marker="x", ms=9, mew=2, color="crimson", zorder=4, ls="none")
+            ax.annotate(f"#{rec.attempt} {rec.result.status}", (x, 0.0), textcoords="offset points",
+                        xytext=(0, 8), ha="center", fontsize=8, color="crimson")
+    ax.axhline(target, color="crimson", ls="--", lw=1.3, label=f"target {target:.2f} (primary)")
+    if base_score is not None and math.isfinite(base_score):
+        ax.axhline(base_score, color="#555", ls=":", lw=1.6, label=f"base model {base_score:.2f} (primary)")
+    ax.set_ylim(-0.03, 1.1)
+    ax.set_ylabel("score (0-1)")
+    ax.grid(alpha=0.3)
+
+
+def _score_figure(records: list[AttemptRecord], title: str) -> tuple[Any, Any, str | None]:
+    fig = _figure(6.4, 4.6)
     ax = fig.add_subplot()
-    if not records or not metrics:
+    where = _provenance(records)
+    ax.set_title(title + (f"\n{where}" if where else ""), fontsize=11)
+    return fig, ax, where
+
+
+def _legend_below(fig: Any, ax: Any) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:  # below the plot: inside it would hide points, to the right it would squeeze the axes
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(2, len(handles)), fontsize=8,
+                   frameon=False)
+
+
+def plot_scores(records: list[AttemptRecord], target: float, path: Path, base_score: float | None = None) -> Path:
+    """Score against attempt number: every metric, the target and the base model's score. The title (or,
+    when attempts were scored differently, the tick labels) carries split/samples/seed."""
+    fig, ax, where = _score_figure(records, "Score per attempt")
+    if not records or not _metric_names(records):
         _placeholder(ax, "no attempts" if not records else "no scores: no attempt was evaluated")
-        ax.set_title("Scores per attempt")
         fig.savefig(path)
         return path
-    width = 0.8 / len(metrics)
-    xs = list(range(len(records)))
-    for j, name in enumerate(metrics):
-        heights = [rec.eval.metrics.get(name, math.nan) if rec.eval is not None else math.nan for rec in records]
-        offsets = [x - 0.4 + width * (j + 0.5) for x in xs]
-        bars = ax.bar(offsets, heights, width, label=name + (" (primary)" if name == primary else ""),
-                      color=f"C{j % 10}", edgecolor="black" if name == primary else None,
-                      linewidth=1.2 if name == primary else 0)
-        if name == primary:
-            ax.bar_label(bars, labels=[_num(h, ".2f") if math.isfinite(h) else "" for h in heights],
-                         fontsize=8, padding=2)
-    ax.axhline(target, color="crimson", ls="--", lw=1.5, label=f"target {target:.2f}" +
-               (f" ({primary})" if primary else ""))
-    labels = []
-    for rec in records:
-        if rec.eval is None:
-            labels.append(f"#{rec.attempt}\nno eval ({rec.result.status})")
-        else:
-            labels.append(f"#{rec.attempt}\n{rec.eval.split} n={rec.eval.samples} seed={rec.eval.seed}")
+    xs = [float(r.attempt) for r in records]
+    _score_lines(ax, xs, records, target, base_score, "value")
+    labels = [f"#{r.attempt}" if where or r.eval is None else
+              f"#{r.attempt}\n{r.eval.split}\nn={r.eval.samples} seed={r.eval.seed}" for r in records]
     ax.set_xticks(xs, labels, fontsize=8)
-    ax.set_ylim(0, 1.08)
-    ax.set_ylabel("score (0-1)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title("Scores per attempt")
+    ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+    ax.set_xlabel("attempt")
+    _legend_below(fig, ax)
+    fig.savefig(path)
+    return path
+
+
+def plot_scores_over_time(records: list[AttemptRecord], target: float, timeline: Timeline, path: Path,
+                          base_score: float | None = None) -> Path:
+    """Score against minutes since the run started (or of work, see `attempt_minutes`): what the time
+    bought. Each point is written with its attempt number."""
+    fig, ax, _ = _score_figure(records, "Score over time")
+    if not records or not _metric_names(records):
+        _placeholder(ax, "no attempts" if not records else "no scores: no attempt was evaluated")
+        fig.savefig(path)
+        return path
+    _score_lines(ax, timeline.minutes, records, target, base_score, "attempt")
+    ax.set_xlim(0, max(timeline.minutes) * 1.08 or 1.0)
+    ax.set_xlabel(timeline.basis)
+    _legend_below(fig, ax)
     fig.savefig(path)
     return path
