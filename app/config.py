@@ -106,6 +106,10 @@ class RunConfig(CrewConfig):
         None, description="how a dataset is scored: multiple-choice (letter accuracy), numeric (the final number), "
         "classification (accuracy beside the majority-class baseline), free-text (answer F1); default: detected "
         "from the data, with the evidence printed")
+    contract: str | None = Field(None, description="FILE: task-agent --data: your reply contract as YAML or JSON "
+                                 "(tools, argument names and aliases such as due_date: due, whether <analysis> is "
+                                 "required); default: inferred from the data, the evidence printed "
+                                 "(docs/data-formats.md)")
     memory: str | None = Field(None, description="memory store dir or Chroma server URL (default ~/.tunecrew/memory)")
     no_memory: bool = Field(False, description="neither recall nor remember attempts")
     embedder: str = Field("hashing", description="memory embedder: hashing[:DIM] (default, offline), "
@@ -132,6 +136,21 @@ class RunConfig(CrewConfig):
         if value is not None:
             parse_columns(value)  # its ValueError names the bad role or pair
         return value
+
+    @field_validator("contract")
+    @classmethod
+    def _contract_file(cls, value: str | None) -> str | None:
+        """Read before any work, so a bad file is one line naming it and its key; made absolute, so the
+        saved config.yaml repeats the run from any directory."""
+        if value is None:
+            return value
+        from tunecrew.scenarios.task_agent.declared import load_contract
+
+        try:
+            load_contract(value)
+        except ValueError as exc:
+            raise ValueError(f"--contract {exc}") from None
+        return os.path.abspath(Path(value).expanduser())
 
     @field_validator("runs_dir")
     @classmethod

@@ -4,7 +4,9 @@
 dataset (`tools/rows.py`), detects (or takes) the column mapping (`tools/data_layouts.py`), turns rows
 into chat messages, and splits them deterministically and leak-free (`tools/splits.py`). A scenario's
 default hub dataset falls back to the sample shipped with the scenario when the hub cannot be reached,
-at once rather than after a network timeout. `with_data` applies `tunecrew run --data/--columns/--heldout`.
+at once rather than after a network timeout. `with_data` applies `tunecrew run --data/--columns/--heldout`;
+a scenario that generates its own data may read a user's file its own way (`ReadsUserData`: the task
+agent, under its reply contract, `--contract`).
 
 Scoring compares the final answer of a reply (`extract_answer`) with the reference's: token F1
 is the primary metric, because a reasoning model rarely repeats a reference answer word for word.
@@ -19,6 +21,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 from tunecrew.tools.data_layouts import (
@@ -123,12 +126,20 @@ class DatasetBuilder:
     fallback: Path | None = None  # shipped sample used when the hub cannot be reached
     heldout: float | None = None  # >= 1: that many rows; < 1: that fraction; None: 10%, at most MAX_HELDOUT
     max_rows: int | None = None  # use at most this many rows (a seeded sample), e.g. to keep a test short
+    # The scenario's own reading of rows (rows, label, notes) -> rows, before layout detection; not with
+    # --columns. The task agent renders llama-task-agent's instruction/analysis/action/final rows.
+    read: Callable[[list[dict], str, list[str]], list[dict]] | None = None
+    # The scenario's test of the converted rows (rows, label, notes) -> the rows it keeps, before the split;
+    # it notes what it left out. The task agent keeps the rows whose reference keeps its reply contract.
+    check: Callable[[list[dict], str, list[str]], list[dict]] | None = None
 
     def __call__(self, seed: int) -> ScenarioData:
         if self.source is None:
             raise DataError(f"scenario {self.name} needs a dataset: tunecrew run --data FILE_OR_HUB_ID "
                             "[--columns prompt=COL,response=COL]")
         rows, label, notes = self._load()
+        if self.read is not None and not self.columns:
+            rows = self.read(rows, label, notes)
         columns = columns_of(rows)
         try:
             layout: Layout | None = None
@@ -156,6 +167,8 @@ class DatasetBuilder:
         converted = [{"messages": _checked(to_messages(row, fmt, cmap, where=f"{label} row {i}"), f"{label} row {i}"),
                       **row_extras(row, cmap)}  # a chat row's `tools` ride along with its messages
                      for i, row in enumerate(rows)]
+        if self.check is not None:
+            converted = self.check(converted, label, notes)
         n_heldout = self._heldout_rows(len(converted), label)
         train, heldout = split_rows(converted, n_heldout / len(converted), seed)
         check_heldout(heldout, label)
@@ -212,19 +225,35 @@ def _short(label: str) -> str:
     return "sample" if path.name == "sample.jsonl" else (path.stem if path.suffix else label)
 
 
+@runtime_checkable
+class ReadsUserData(Protocol):
+    """A `build_data` that generates its own rows and also reads a user's file its own way."""
+
+    def with_user_data(self, scenario: Scenario, *, data: str | None, columns: dict[str, str] | None,
+                       heldout: float | None, contract: str | None) -> Scenario: ...
+
+
 def with_data(scenario: Scenario, data: str | None = None, columns: dict[str, str] | None = None,
-              heldout: float | None = None) -> Scenario:
-    """The scenario with `tunecrew run --data/--columns/--heldout` applied (unchanged when all are None).
+              heldout: float | None = None, contract: str | None = None) -> Scenario:
+    """The scenario with `tunecrew run --data/--columns/--heldout/--contract` applied (unchanged when all are None).
 
     A new `--data` drops the scenario's column mapping (it was written for its own dataset) unless
     `--columns` gives one, and never falls back to the shipped sample: the user asked for that data.
+    `--contract` (a file declaring the task agent's reply contract) goes to a scenario that reads it.
     """
-    if data is None and columns is None and heldout is None:
+    if data is None and columns is None and heldout is None and contract is None:
         return scenario
     builder = scenario.build_data
+    if isinstance(builder, ReadsUserData):
+        return builder.with_user_data(scenario, data=data, columns=columns, heldout=heldout, contract=contract)
+    if contract is not None:
+        raise DataError(f"--contract {contract}: declares the task agent's reply contract; it works with "
+                        "tunecrew run task-agent --data FILE --contract FILE, not with scenario "
+                        f"{scenario.name}")
     if not isinstance(builder, DatasetBuilder):
         raise DataError(f"scenario {scenario.name} generates its own data; --data, --columns and --heldout work with "
-                        "dataset scenarios (medical-reasoning, legal-reasoning) or with --data and no scenario name")
+                        "dataset scenarios (medical-reasoning, legal-reasoning), task-agent, or --data and no "
+                        "scenario name")
     changes: dict = {}
     if data is not None:
         source, config = split_hub_config(data)

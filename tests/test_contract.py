@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 
 import pytest
 
 from tunecrew.scenarios.task_agent.contract import (
+    DEFAULT_CONTRACT,
     MAX_REPLY_BYTES,
     TOOLS,
     ParsedReply,
+    ReplyContract,
+    ToolSpec,
     format_action,
     parse_reply,
     render_reply,
 )
+from tunecrew.scenarios.task_agent.declared import ContractError, declaration, load_contract, prompt_line
 from tunecrew.scenarios.task_agent.metrics import score_sample
 from tunecrew.scenarios.task_agent.scenario import score
 from tunecrew.tools.evaluate import score_replies
 
 A = "<analysis>Add a task.</analysis>"
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
 
 def invalid(text: str) -> str:
@@ -301,3 +307,118 @@ def test_scores_average_over_samples_and_groups() -> None:
     assert report.samples_of("a/tool_accuracy") == 2 and report.samples_of("tool_accuracy") == 4
     assert [f.reason.split(":")[0] for f in report.failures] == [
         "args differ", "expected tool list_tasks, got summarize_tasks", "invalid reply"]
+
+
+# --------------------------------------------------------------------------- declared contracts (--contract)
+
+SEED_ADD = '<analysis>\nAdd it.\n</analysis>\n\n<action>\nadd_task(title="Buy milk", due_date="2026-01-20")\n</action>'
+SEED_CONTRACT = ReplyContract(aliases={"due_date": "due"}, analysis="optional")
+
+
+def test_the_default_contract_spelled_out_is_the_baseline_prompt() -> None:
+    from tunecrew.scenarios.task_agent.scenario import CONTRACT
+
+    assert prompt_line(DEFAULT_CONTRACT) == CONTRACT
+    assert TOOLS is DEFAULT_CONTRACT.tools
+
+
+def test_an_alias_is_read_under_its_canonical_name() -> None:
+    parsed = parse_reply(SEED_ADD, SEED_CONTRACT)
+    assert (parsed.kind, parsed.tool, parsed.args) == ("action", "add_task", {"title": "Buy milk", "due": "2026-01-20"})
+    assert parsed.aliased == ("due_date",)
+    assert "unknown argument 'due_date'" in invalid(SEED_ADD)  # the default contract has no alias
+    both = parse_reply(f'{A}<action>add_task(title="x", due_date="2026-01-20", due="2026-01-21")</action>',
+                       SEED_CONTRACT)
+    assert both.kind == "invalid" and "'due' is given twice, as 'due_date' and 'due'" in (both.error or "")
+    bad_date = parse_reply(SEED_ADD.replace("2026-01-20", "next friday"), SEED_CONTRACT)
+    assert bad_date.kind == "invalid" and "ISO date" in (bad_date.error or "")  # the canonical argument's rule
+
+
+def test_scoring_compares_an_alias_and_its_canonical_name_as_one_argument() -> None:
+    model = '<analysis>Add.</analysis><action>add_task(due="2026-01-20", title="Buy milk")</action>'
+    same = score_sample(SEED_ADD, model, SEED_CONTRACT)
+    assert (same.format_ok, same.tool_ok, same.args_ok, same.reason) == (True, True, True, "")
+    late = score_sample(SEED_ADD, model.replace("2026-01-20", "2026-01-21"), SEED_CONTRACT)
+    assert (late.tool_ok, late.args_ok) == (True, False)
+    assert late.reason == "args differ: due: expected '2026-01-20', got '2026-01-21'"
+    with pytest.raises(ValueError, match="expected reply is off-contract"):
+        score_sample(SEED_ADD, model)  # under the default contract the seed's reference is a dataset error
+
+
+def test_analysis_is_optional_only_when_declared() -> None:
+    bare = "<final>\nHello! How can I help you manage your tasks today?\n</final>"
+    assert "starts with <analysis>" in invalid(bare)
+    parsed = parse_reply(bare, SEED_CONTRACT)
+    assert (parsed.kind, parsed.analysis) == ("final", None)
+    assert parsed.final == "Hello! How can I help you manage your tasks today?"
+    assert parse_reply("<analysis>Hi.</analysis><final>Hello</final>", SEED_CONTRACT).analysis == "Hi."
+    for text, needle in [("hello <final>y</final>", "text before the first tag"), ("", "missing <action>"),
+                         ("<final>a</final><final>b</final>", "exactly one"),
+                         ("</action>", "expected <action> or <final> after the start")]:
+        broken = parse_reply(text, SEED_CONTRACT)
+        assert broken.kind == "invalid" and needle in (broken.error or ""), (text, broken)
+    score = score_sample(bare, "<final>Hi there!</final>", SEED_CONTRACT)
+    assert (score.format_ok, score.args_ok) == (True, True)
+
+
+def test_a_final_after_the_action_only_when_declared() -> None:
+    text = '<action>list_tasks()</action>\n<final>Here are your tasks.</final>'
+    contract = ReplyContract(analysis="optional", final_after_action=True)
+    parsed = parse_reply(text, contract)
+    assert (parsed.kind, parsed.tool, parsed.final) == ("action", "list_tasks", "Here are your tasks.")
+    assert "exactly one" in (parse_reply(text, SEED_CONTRACT).error or "")
+    assert "empty <final> after </action>" in (parse_reply(text.replace("Here are your tasks.", " "), contract).error
+                                               or "")
+    # Only the action is scored: another closing line is no error, another tool is.
+    assert score_sample(text, '<action>list_tasks()</action><final>Your list:</final>', contract).args_ok
+    assert not score_sample(text, "<action>summarize_tasks()</action>", contract).tool_ok
+
+
+def test_declared_tools_and_choices_replace_and_extend_the_default() -> None:
+    contract = ReplyContract(tools={"set_reminder": ToolSpec(required=("text",), optional=("priority",))},
+                             choices={"priority": ("low", "high", "urgent")})
+    ok = parse_reply(f'{A}<action>set_reminder(text="x", priority="urgent")</action>', contract)
+    assert (ok.kind, ok.tool) == ("action", "set_reminder")
+    assert "unknown tool 'add_task'" in (parse_reply(f'{A}<action>add_task(title="x")</action>', contract).error or "")
+    assert contract.choices["status"] == ("open", "done", "all")  # declaring priority keeps the status check
+    assert "urgent" in invalid(f'{A}<action>add_task(title="a", priority="urgent")</action>')
+
+
+def test_a_contract_file_is_read(tmp_path) -> None:
+    loaded = load_contract(FIXTURES / "task_agent_contract.yaml")
+    assert loaded == ReplyContract(aliases={"due_date": "due"}, analysis="optional", final_after_action=True)
+    path = tmp_path / "c.json"
+    path.write_text('{"tools": {"add_task": {"required": ["title"], "optional": ["due"]}, "summarize_tasks": null}}')
+    assert load_contract(path).tools == {"add_task": ToolSpec(required=("title",), optional=("due",)),
+                                         "summarize_tasks": ToolSpec()}
+    assert declaration(loaded) == "{aliases: {due_date: due}, analysis: optional, final_after_action: true}"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("toolz: {}", "c.yaml: unknown key 'toolz' (known: tools, aliases, analysis, final_after_action, choices)"),
+    ("tools: {add_task: {requird: [title]}}", "c.yaml: tools.add_task: unknown key 'requird' (known: required, "
+     "optional)"),
+    ("aliases: {due_date: when}", "c.yaml: alias due_date: 'when' is not an argument of any tool"),
+    ("aliases: {title: due}", "c.yaml: alias 'title' is itself an argument name"),
+    ("analysis: maybe", "c.yaml: analysis: 'maybe' should be 'required' or 'optional'"),
+    ("tools: {}", "c.yaml: tools: declare at least one tool"),
+    ("tools: {add task: {}}", "c.yaml: tools: tool 'add task' is not an identifier"),
+    ("tools: {add_task: {required: [title], optional: [title]}}", "c.yaml: tools.add_task: argument 'title' is "
+     "listed twice"),
+    ("tools: {add_task: {required: title}}", "c.yaml: tools.add_task.required: 'title' should be a valid tuple"),
+    ("- add_task", "c.yaml: the top level must be a mapping"),
+    ("tools: [unclosed", "c.yaml: YAML syntax error at line"),
+])
+def test_a_contract_file_that_cannot_be_used_is_one_line_naming_the_key(tmp_path, monkeypatch, text: str,
+                                                                         message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ContractError) as caught:
+        load_contract("c.yaml")
+    assert str(caught.value).startswith(message), str(caught.value)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+
+
+def test_a_missing_contract_file_is_named(tmp_path) -> None:
+    with pytest.raises(ContractError, match=r"nope\.yaml: no such contract file"):
+        load_contract(tmp_path / "nope.yaml")

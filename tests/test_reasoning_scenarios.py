@@ -163,10 +163,11 @@ def test_unknown_columns_exit_2_with_one_line_listing_them(tmp_path, capsys, tun
     assert "pass --columns prompt=COL,response=COL" in err
 
 
-def test_task_agent_generates_its_own_data(tmp_path, capsys, tunecrew_home):
+def test_task_agent_data_must_keep_its_reply_contract(tmp_path, capsys, tunecrew_home):
     path = write_jsonl([{"question": "q", "answer": "a"}], tmp_path / "d.jsonl")
     assert main(["run", "task-agent", "--data", str(path), "--runs-dir", str(tmp_path / "runs"), "--quiet"]) == 2
-    assert "scenario task-agent generates its own data" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "none of the 1 references keeps the task agent's reply contract" in err and "--contract FILE" in err
 
 
 def test_custom_scenario_needs_data():

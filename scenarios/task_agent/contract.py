@@ -9,6 +9,12 @@ targets and scoring can never disagree about the format.
 The parser never raises and never evaluates anything: model output is untrusted text, and an
 invalid reply is a *result* (``kind="invalid"`` with an error that says what is wrong), not an
 exception.
+
+That shape, the tools and their arguments are one :class:`ReplyContract`. :data:`DEFAULT_CONTRACT`
+is this scenario's own (the generator, the executor and the served agent use it); another project's
+data declares its variants (`--contract FILE`, scenarios/task_agent/declared.py): an argument
+alias such as ``due_date`` for ``due`` (normalised to the canonical name on parsing, so scoring
+compares canonical arguments), ``<analysis>`` optional, a ``<final>`` after the ``<action>``.
 """
 
 from __future__ import annotations
@@ -18,35 +24,133 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 MAX_REPLY_BYTES = 8192
 """Longer replies are invalid without being scanned: a runaway generation must not cost seconds."""
 
 MAX_TITLE_CHARS = 200
 
+PRIORITIES: tuple[str, ...] = ("low", "medium", "high")
+STATUSES: tuple[str, ...] = ("open", "done", "all")
 
-@dataclass(frozen=True)
-class ToolSpec:
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _identifiers(names: tuple[str, ...] | list[str] | dict, what: str) -> None:
+    for name in names:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(f"{what} {name!r} is not an identifier (letters, digits, underscore)")
+
+
+class ToolSpec(BaseModel):
     """Argument names of one tool, in canonical order (required ones first)."""
 
-    required: tuple[str, ...] = ()
-    optional: tuple[str, ...] = ()
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    required: tuple[str, ...] = Field((), description="arguments every call must give")
+    optional: tuple[str, ...] = Field((), description="arguments a call may give")
 
     @property
     def allowed(self) -> tuple[str, ...]:
         return self.required + self.optional
 
+    @model_validator(mode="after")
+    def _names(self) -> ToolSpec:
+        _identifiers(self.allowed, "argument")
+        twice = sorted({n for n in self.allowed if self.allowed.count(n) > 1})
+        if twice:
+            raise ValueError(f"argument {twice[0]!r} is listed twice (required and optional are one list)")
+        return self
 
-TOOLS: dict[str, ToolSpec] = {
-    "add_task": ToolSpec(required=("title",), optional=("due", "priority")),
-    "list_tasks": ToolSpec(optional=("status",)),
-    "summarize_tasks": ToolSpec(),
-    "complete_task": ToolSpec(required=("title",)),
-    "delete_task": ToolSpec(required=("title",)),
-}
-"""The whitelist: a tool or argument not listed here makes a reply invalid."""
 
-PRIORITIES: tuple[str, ...] = ("low", "medium", "high")
-STATUSES: tuple[str, ...] = ("open", "done", "all")
+class ReplyContract(BaseModel):
+    """What a well-formed reply is: its tools and their arguments, and the variants a project's data uses.
+
+    Frozen: it is built once (the default, a `--contract` file, or inferred from the data) and passed
+    to the parser; nothing changes it while replies are scored.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tools: dict[str, ToolSpec] = Field(
+        default_factory=lambda: {
+            "add_task": ToolSpec(required=("title",), optional=("due", "priority")),
+            "list_tasks": ToolSpec(optional=("status",)),
+            "summarize_tasks": ToolSpec(),
+            "complete_task": ToolSpec(required=("title",)),
+            "delete_task": ToolSpec(required=("title",)),
+        },
+        description="the whitelist: a tool or argument not listed makes a reply invalid")
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="ALIAS: CANONICAL, e.g. due_date: due; a call may spell the argument either way and is read "
+        "(and scored) under the canonical name, so `due_date=` in the data and `due=` from the model compare equal")
+    analysis: Literal["required", "optional"] = Field(
+        "required", description="optional: a reply may start straight with <action> or <final> (data whose "
+        "conversational rows carry no <analysis>)")
+    final_after_action: bool = Field(
+        False, description="a reply may end with a <final> after its <action> (a confirmation line); only the "
+        "action is scored")
+    choices: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {"priority": PRIORITIES, "status": STATUSES},
+        description="argument -> the values it accepts, wherever it appears; an argument not listed takes any "
+        "text, except `title` (non-empty, at most 200 characters) and `due` (an ISO date YYYY-MM-DD)")
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _no_arguments(cls, value: object) -> object:
+        """`summarize_tasks:` with nothing after it (YAML null) is a tool without arguments."""
+        if isinstance(value, dict):
+            return {name: {} if spec is None else spec for name, spec in value.items()}
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _tools(cls, value: dict[str, ToolSpec]) -> dict[str, ToolSpec]:
+        if not value:
+            raise ValueError("declare at least one tool")
+        _identifiers(value, "tool")
+        return value
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _over_default_choices(cls, value: object) -> object:
+        """Declared choices add to (or replace, per argument) the default ones: declaring `priority`
+        does not drop the check on `status`."""
+        if isinstance(value, dict):
+            return {"priority": PRIORITIES, "status": STATUSES, **value}
+        return value
+
+    @model_validator(mode="after")
+    def _aliases_name_arguments(self) -> ReplyContract:
+        arguments = {a for spec in self.tools.values() for a in spec.allowed}
+        _identifiers(self.aliases, "alias")
+        for alias, canonical in self.aliases.items():
+            if canonical not in arguments:
+                raise ValueError(f"alias {alias}: {canonical!r} is not an argument of any tool "
+                                 f"(arguments: {', '.join(sorted(arguments))})")
+            if alias in arguments:
+                raise ValueError(f"alias {alias!r} is itself an argument name; an alias is another spelling")
+        for name, values in self.choices.items():
+            if not values:
+                raise ValueError(f"choices {name}: give at least one value")
+        return self
+
+    def canonical(self, tool: str, name: str) -> str:
+        """The argument `name` as `tool` declares it: an alias becomes its canonical name."""
+        spec = self.tools.get(tool)
+        target = self.aliases.get(name)
+        if spec is None or name in spec.allowed or target is None or target not in spec.allowed:
+            return name
+        return target
+
+
+DEFAULT_CONTRACT = ReplyContract()
+"""This scenario's contract: the generator renders it, the executor and the served agent read it."""
+
+TOOLS: dict[str, ToolSpec] = DEFAULT_CONTRACT.tools
+"""The default whitelist: a tool or argument not listed here makes a reply invalid."""
 
 TAGS: tuple[str, ...] = ("analysis", "action", "final")
 
@@ -66,8 +170,9 @@ class ParsedReply:
     analysis: str | None = None
     tool: str | None = None
     args: dict[str, str] = field(default_factory=dict)
-    final: str | None = None
+    final: str | None = None  # the answer of a final; with `final_after_action`, an action's closing line
     error: str | None = None
+    aliased: tuple[str, ...] = ()  # argument names written as an alias (due_date), read as canonical: evidence
 
 
 class _ReplyError(Exception):
@@ -82,15 +187,15 @@ def _clip(text: str, limit: int = 40) -> str:
 # --------------------------------------------------------------------------- validation
 
 
-def validate_action(tool: str, args: dict[str, str]) -> str | None:
+def validate_action(tool: str, args: dict[str, str], contract: ReplyContract = DEFAULT_CONTRACT) -> str | None:
     """The reason `tool(**args)` breaks the whitelist, or None when it is allowed.
 
     Shared by the parser (model output) and the renderer (training targets), so a target the
-    generator writes is valid by the same rules the model is scored on.
+    generator writes is valid by the same rules the model is scored on. `args` are canonical names.
     """
-    spec = TOOLS.get(tool)
+    spec = contract.tools.get(tool)
     if spec is None:
-        return f"unknown tool {tool!r}; allowed tools: {', '.join(TOOLS)}"
+        return f"unknown tool {tool!r}; allowed tools: {', '.join(contract.tools)}"
     for name in args:
         if name not in spec.allowed:
             allowed = ", ".join(spec.allowed) or "no arguments"
@@ -99,13 +204,13 @@ def validate_action(tool: str, args: dict[str, str]) -> str | None:
         if name not in args:
             return f"missing required argument {name!r} for {tool}"
     for name, value in args.items():
-        problem = _value_problem(name, value)
+        problem = _value_problem(name, value, contract.choices)
         if problem:
             return f"{tool}: {problem}"
     return None
 
 
-def _value_problem(name: str, value: str) -> str | None:
+def _value_problem(name: str, value: str, choices: dict[str, tuple[str, ...]]) -> str | None:
     if not isinstance(value, str):
         return f"argument {name!r} must be a string, got {type(value).__name__}"
     if name == "title":
@@ -120,77 +225,112 @@ def _value_problem(name: str, value: str) -> str | None:
             _dt.date.fromisoformat(value)
         except ValueError:
             return f"argument 'due' is not a real calendar date: {value!r}"
-    elif name == "priority" and value not in PRIORITIES:
-        return f"argument 'priority' must be one of {'|'.join(PRIORITIES)}, got {_clip(value)}"
-    elif name == "status" and value not in STATUSES:
-        return f"argument 'status' must be one of {'|'.join(STATUSES)}, got {_clip(value)}"
+    elif name in choices and value not in choices[name]:
+        return f"argument {name!r} must be one of {'|'.join(choices[name])}, got {_clip(value)}"
     return None
 
 
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_reply(text: str) -> ParsedReply:
-    """Parse one reply. Never raises: anything off-contract comes back as ``kind="invalid"``."""
+def parse_reply(text: str, contract: ReplyContract = DEFAULT_CONTRACT) -> ParsedReply:
+    """Parse one reply under `contract`. Never raises: anything off-contract comes back as ``kind="invalid"``."""
     if not isinstance(text, str):
         return ParsedReply(kind="invalid", error=f"reply must be a string, got {type(text).__name__}")
     size = len(text.encode("utf-8", errors="replace"))
     if size > MAX_REPLY_BYTES:
         return ParsedReply(kind="invalid", error=f"reply is {size} bytes, over the {MAX_REPLY_BYTES}-byte limit")
     try:
-        return _parse(text)
+        return _parse(text, contract)
     except _ReplyError as exc:
         return ParsedReply(kind="invalid", error=str(exc))
 
 
-def _parse(text: str) -> ParsedReply:
+def _parse(text: str, contract: ReplyContract) -> ParsedReply:
     tags = list(_TAG_RE.finditer(text))
     for tag in tags:
         if tag.group(0) not in _CANONICAL_TAGS:
             raise _ReplyError(f"malformed tag {tag.group(0)!r}; write tags exactly as <analysis>, <action>, <final>")
+    optional = contract.analysis == "optional"
     if not tags:
-        raise _ReplyError("missing <analysis>…</analysis>: a reply starts with <analysis>")
+        raise _ReplyError("missing <action>…</action> or <final>…</final>" if optional
+                          else "missing <analysis>…</analysis>: a reply starts with <analysis>")
 
-    # 1. <analysis> first, with nothing but whitespace before it.
+    # 1. <analysis> first (unless the contract makes it optional), with nothing but whitespace before it.
     lead = text[: tags[0].start()]
+    first = "<analysis>, <action> or <final>" if optional else "<analysis>"
     if lead.strip():
-        raise _ReplyError(f"text before the first tag: {_clip(lead.strip())}; a reply starts with <analysis>")
-    if tags[0].group(0) != "<analysis>":
+        raise _ReplyError(f"text before the first tag: {_clip(lead.strip())}; a reply starts with {first}")
+    analysis = None
+    if tags[0].group(0) == "<analysis>":
+        analysis = _section(text, tags, 0, "analysis")
+        tags_after, where = tags[2:], "</analysis>"
+    elif optional:
+        tags_after, where = tags, "the start"
+    else:
         raise _ReplyError(f"a reply starts with <analysis>, found {tags[0].group(0)}")
-    analysis = _section(text, tags, 0, "analysis")
 
     # 2. exactly one <action> or <final> after it.
-    if len(tags) < 3:
-        rest = text[tags[1].end():].strip()
+    if not tags_after:
+        rest = text[tags[1].end():].strip() if analysis is not None else ""
         found = f" (found text {_clip(rest)})" if rest else ""
         raise _ReplyError(f"missing <action>…</action> or <final>…</final> after </analysis>{found}")
-    between = text[tags[1].end(): tags[2].start()]
-    if between.strip():
-        raise _ReplyError(f"text between </analysis> and {tags[2].group(0)}: {_clip(between.strip())}")
-    opener = tags[2].group(0)
+    if analysis is not None:
+        between = text[tags[1].end(): tags_after[0].start()]
+        if between.strip():
+            raise _ReplyError(f"text between </analysis> and {tags_after[0].group(0)}: {_clip(between.strip())}")
+    opener = tags_after[0].group(0)
     if opener not in ("<action>", "<final>"):
-        raise _ReplyError(f"expected <action> or <final> after </analysis>, found {opener}")
+        raise _ReplyError(f"expected <action> or <final> after {where}, found {opener}")
     name = opener[1:-1]
-    body = _section(text, tags, 2, name)
+    body = _section(text, tags_after, 0, name)
+    closing = None
+    rest_tags = tags_after[2:]
+    if name == "action" and contract.final_after_action and rest_tags and rest_tags[0].group(0) == "<final>":
+        between = text[tags_after[1].end(): rest_tags[0].start()]
+        if between.strip():
+            raise _ReplyError(f"text between </action> and <final>: {_clip(between.strip())}")
+        closing = _section(text, rest_tags, 0, "final")
+        name, last, rest_tags = "final", rest_tags[1], rest_tags[2:]
+    else:
+        last = tags_after[1]
 
     # 3. nothing after it.
-    if len(tags) > 4:
+    if rest_tags:
         raise _ReplyError(
-            f"extra {tags[4].group(0)} after </{name}>: a reply has exactly one <action> or <final>"
+            f"extra {rest_tags[0].group(0)} after </{name}>: a reply has exactly one <action> or <final>"
         )
-    trailing = text[tags[3].end():]
+    trailing = text[last.end():]
     if trailing.strip():
         raise _ReplyError(f"trailing text after </{name}>: {_clip(trailing.strip())}")
 
-    if name == "final":
+    if closing is None and opener == "<final>":
         if not body.strip():
             raise _ReplyError("empty <final>: write the answer to the user inside it")
         return ParsedReply(kind="final", analysis=analysis, final=body.strip())
-    tool, args = _parse_call(body)
-    problem = validate_action(tool, args)
+    if closing is not None and not closing.strip():
+        raise _ReplyError("empty <final> after </action>: write the line to the user inside it, or leave it out")
+    tool, written = _parse_call(body, contract)
+    args, aliased = _canonical_args(tool, written, contract)
+    problem = validate_action(tool, args, contract)
     if problem:
         raise _ReplyError(problem)
-    return ParsedReply(kind="action", analysis=analysis, tool=tool, args=args)
+    return ParsedReply(kind="action", analysis=analysis, tool=tool, args=args, final=closing, aliased=aliased)
+
+
+def _canonical_args(tool: str, written: dict[str, str], contract: ReplyContract) -> tuple[dict[str, str],
+                                                                                          tuple[str, ...]]:
+    """The arguments under their canonical names, and the alias names that were written."""
+    if not contract.aliases:
+        return written, ()
+    args: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for name, value in written.items():
+        canonical = contract.canonical(tool, name)
+        if canonical in args:
+            raise _ReplyError(f"argument {canonical!r} is given twice, as {spelled[canonical]!r} and {name!r}")
+        args[canonical], spelled[canonical] = value, name
+    return args, tuple(name for canonical, name in spelled.items() if name != canonical)
 
 
 _CANONICAL_TAGS = frozenset(f"<{t}>" for t in TAGS) | frozenset(f"</{t}>" for t in TAGS)
@@ -211,7 +351,7 @@ def _section(text: str, tags: list[re.Match[str]], i: int, name: str) -> str:
     return content.strip()
 
 
-def _parse_call(body: str) -> tuple[str, dict[str, str]]:
+def _parse_call(body: str, contract: ReplyContract) -> tuple[str, dict[str, str]]:
     """`TOOL(k="v", k2="v2")` -> (tool, args). A hand tokenizer: only `\\"` and `\\\\` escapes."""
     s = body.strip()
     pos = 0
@@ -236,8 +376,8 @@ def _parse_call(body: str) -> tuple[str, dict[str, str]]:
     if not s:
         raise _ReplyError('empty <action>: write TOOL(arg="value")')
     tool = ident("a tool name")
-    if tool not in TOOLS:  # say so before any syntax complaint about what follows
-        raise _ReplyError(f"unknown tool {tool!r}; allowed tools: {', '.join(TOOLS)}")
+    if tool not in contract.tools:  # say so before any syntax complaint about what follows
+        raise _ReplyError(f"unknown tool {tool!r}; allowed tools: {', '.join(contract.tools)}")
     skip_ws()
     if pos >= len(s) or s[pos] != "(":
         raise fail(f"expected '(' after {tool}; write {tool}(...)")

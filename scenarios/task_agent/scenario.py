@@ -4,6 +4,9 @@ of a task-management agent (add, list, summarize, complete tasks).
 Everything is local: the data is generated (fixed seed), the base model is SmolLM2-135M-Instruct
 from the model registry (or, with `--base-model tiny`, a random-init Llama built from the data's
 own text), and scoring parses replies with the same parser the agent runtime uses.
+
+`--data FILE` trains and scores another project's rows instead, under their declared (`--contract`)
+or inferred reply contract (user_data.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tunecrew.tools.tinymodel import TinyModelSpec, create_tiny_model
 from . import metrics
 from .contract import TAGS
 from .data import generate
+from .user_data import with_user_data
 
 # What the tuned model is trained and served with: one line, because the system prompt is in every
 # training row and the model learns the contract from the replies. Measured on SmolLM2-135M (seed 0,
@@ -43,6 +47,17 @@ def build_data(seed: int) -> ScenarioData:
     return ScenarioData(train=data.train, heldout=data.heldout, heldout_split=f"task-agent-heldout(seed={seed})")
 
 
+class GeneratedData:
+    """The scenario's `build_data`: the generated rows, or with `--data` a user's file (user_data.py)."""
+
+    def __call__(self, seed: int) -> ScenarioData:
+        return build_data(seed)
+
+    def with_user_data(self, scenario: Scenario, *, data: str | None, columns: dict[str, str] | None,
+                       heldout: float | None, contract: str | None) -> Scenario:
+        return with_user_data(scenario, data=data, columns=columns, heldout=heldout, contract=contract)
+
+
 def build_base_model(out_dir: Path, data: ScenarioData) -> str:
     """A tiny Llama whose tokenizer is trained on this data, the personas and the instruction, so
     that the system prompt and the contract cost few tokens."""
@@ -53,11 +68,7 @@ def build_base_model(out_dir: Path, data: ScenarioData) -> str:
 
 def score(expected: str, got: str) -> SampleScore:
     s = metrics.score_sample(expected, got)
-    return SampleScore(
-        values={"format_compliance": float(s.format_ok), "tool_accuracy": float(s.tool_ok),
-                "action_exact_match": float(s.args_ok)},
-        reason=s.reason,
-    )
+    return SampleScore(values=metrics.values(s), reason=s.reason)
 
 
 SCENARIO = Scenario(
@@ -75,7 +86,7 @@ SCENARIO = Scenario(
     max_new_tokens=64,
     rubric_metrics={"accuracy": "action_exact_match", "reasoning": "tool_accuracy",
                     "completeness": "format_compliance", "clarity": "format_compliance"},
-    build_data=build_data,
+    build_data=GeneratedData(),
     build_base_model=build_base_model,
     scorer=score,
     domain_hint="task-management agent",
