@@ -144,6 +144,8 @@ class TrainAnswer(Answer):
     estimated_seconds: float | None = None
     estimate_error: str | None = None
     error: str | None = None
+    # --parallel: the round's other trials (trial, learning_rate, lora_rank, status, steps, train_loss)
+    trials: list[dict[str, Any]] | None = None
 
 
 class EvalAnswer(Answer):
@@ -159,6 +161,8 @@ class EvalAnswer(Answer):
     rubric_metrics: dict[str, str] = {}
     llm_judge: dict[str, Any] | None = None
     llm_judge_base_model: dict[str, Any] | None = None
+    # --parallel: every trial's score on this split; the metrics above are the chosen (best) trial's
+    trials: list[dict[str, Any]] | None = None
 
 
 class RubricAnswer(Answer):
@@ -184,6 +188,7 @@ class DiagnoseAnswer(Answer):
     guidance: list[str] = []
     time_left_s: float | None = None
     min_attempt_s: float | None = None
+    trials: list[dict[str, Any]] | None = None  # --parallel: the round's trials, to decide from all of them
 
 
 class DecideAnswer(Answer):

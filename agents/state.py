@@ -33,6 +33,7 @@ from tunecrew.tools.contracts import (
     RunSpec,
     TrainConfig,
     TrainResult,
+    TrialSummary,
 )
 from tunecrew.tools.diagnose import best_attempt
 from tunecrew.tools.judge import JudgePanel
@@ -40,7 +41,7 @@ from tunecrew.tools.run_dir import AttemptDir, RunDir
 from tunecrew.tools.scenario import Scenario, ScenarioData
 from tunecrew.tools.throughput import MeasuredRate
 
-__all__ = ["Attempt", "RunContext", "Wiring"]
+__all__ = ["Attempt", "RunContext", "Trial", "Wiring"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,25 @@ class Wiring:
     on_train_event: Callable[[dict[str, Any]], None] | None = None  # progress lines for the terminal
     interactive: bool = False  # a person reviews each Planner decision before it takes effect
     provider: str = "offline"  # who drives the agents in this process (label): each record says so
+    parallel: int = 1  # --parallel: configs trained at once per attempt (a round of trials); 1: one at a time
+    ray_address: str | None = None  # --ray-address: the Ray cluster the trials go to; None: this machine
+
+
+@dataclass
+class Trial:
+    """One config of a parallel round, trained beside the attempt's own (`--parallel`)."""
+
+    number: int  # 0 is the Tuner's config (the attempt's own folder); siblings train in trials/<n>/
+    config: TrainConfig
+    result: TrainResult
+    report: EvalReport | None = None  # evaluate scores every trial on the same split and seed
+
+    def summary(self, chosen: bool) -> TrialSummary:
+        r = self.result
+        return TrialSummary(trial=self.number, config=self.config, status=r.status, steps=r.steps,
+                            train_loss=r.train_loss, tokens_per_second=r.tokens_per_second,
+                            wall_seconds=round(r.wall_seconds, 1), score=self.report.score if self.report else None,
+                            adapter_path=r.adapter_path, chosen=chosen, error=(r.error or None) and r.error[:300])
 
 
 @dataclass
@@ -68,6 +88,8 @@ class Attempt:
     notes: list[str] = field(default_factory=list)  # fallbacks and human edits, saved with the record
     llm_steps: int = 0  # agent steps the provider's LLM answered
     fallback_steps: int = 0  # agent steps the offline policy answered after a failed LLM call
+    trials: list[Trial] = field(default_factory=list)  # --parallel: every trial of the round, this one's included
+    chosen_trial: int = 0  # which trial config/result/report stand for (the best score)
 
     @property
     def trained(self) -> bool:
@@ -83,6 +105,7 @@ class Attempt:
             config=self.config, result=self.result, eval=self.report, diagnosis=self.diagnosis, decision=decision,
             notes=list(self.notes), provider=ctx.wiring.provider, llm_steps=self.llm_steps,
             fallback_steps=self.fallback_steps,
+            trials=[t.summary(t.number == self.chosen_trial) for t in self.trials],
         )
 
 

@@ -44,7 +44,7 @@ from tunecrew.agents.answers import (
 )
 from tunecrew.agents.review import Review
 from tunecrew.agents.roles import BY_NAME, HUMAN, JUDGE, PLANNER
-from tunecrew.agents.state import RunContext
+from tunecrew.agents.state import RunContext, Trial
 from tunecrew.memory.ledger import LedgerError
 from tunecrew.memory.store import recall_query
 from tunecrew.tools.contracts import (
@@ -67,6 +67,7 @@ from tunecrew.tools.profile import profile_rows
 from tunecrew.tools.rows import write_jsonl
 from tunecrew.tools.run_dir import write_model
 from tunecrew.tools.search import suggest as search_suggest
+from tunecrew.tools.search import suggest_siblings
 from tunecrew.tools.splits import leak_check
 from tunecrew.tools.throughput import MeasuredRate, error_share, model_flops_utilization, rate_of
 from tunecrew.tools.train import TrainJob, run_training
@@ -420,13 +421,14 @@ class Toolkit:
         job = self._job(attempt.config, train_file, ctx.attempt_dir.path, max_wall_seconds=self._wall_cap(),
                         init_adapter=source.result.adapter_path if source else None)
         # The worker process trains; a thread waits on it, off the crew's event loop.
-        result = await asyncio.to_thread(run_training, job, on_event=ctx.wiring.on_train_event)
+        if ctx.wiring.parallel > 1:
+            result = await asyncio.to_thread(self._train_round, job)
+        else:
+            result = await asyncio.to_thread(run_training, job, on_event=ctx.wiring.on_train_event)
         before = (source.result.steps_from_base or source.result.steps) if source else 0
-        attempt.result = r = result.model_copy(update={
-            "estimated_seconds": attempt.estimate, "steps_from_base": before + result.steps,
-            "continued_from": source.attempt if source else None, "threads": ctx.wiring.threads,
-            "model_flops_utilization": model_flops_utilization(result.tokens_per_second, ctx.base.params,
-                                                               attempt.config.method, ctx.hardware)})
+        # A round's trials were enriched as they came back (each with its share of the threads).
+        attempt.result = r = (attempt.trials[0].result if attempt.trials
+                              else self._enriched(result, attempt.config, before, source, job.threads))
         if r.status == "ok":  # what resume reads back: the result as the ledger will hold it
             write_model(ctx.attempt_dir.result, r)
         if r.steps >= policy.MIN_STEPS:  # a few steps measure start-up more than the rate
@@ -437,7 +439,70 @@ class Toolkit:
                            eval_loss=r.eval_loss, tokens_per_second=r.tokens_per_second,
                            model_flops_utilization=r.model_flops_utilization, wall_seconds=round(r.wall_seconds, 1),
                            estimated_seconds=r.estimated_seconds,
-                           estimate_error=None if off is None else f"{off:+.0%}", error=r.error)
+                           estimate_error=None if off is None else f"{off:+.0%}", error=r.error,
+                           trials=[self._trial_line(t) for t in attempt.trials[1:]] or None)
+
+    def _enriched(self, result: TrainResult, config: TrainConfig, before: int, source: AttemptRecord | None,
+                  threads: int) -> TrainResult:
+        """The worker's result with what only the crew knows: the estimate, steps from the base model,
+        the threads it had and its model FLOPs utilisation."""
+        ctx = self.ctx
+        return result.model_copy(update={
+            "estimated_seconds": ctx.current.estimate, "steps_from_base": before + result.steps,
+            "continued_from": source.attempt if source else None, "threads": threads,
+            "model_flops_utilization": model_flops_utilization(result.tokens_per_second, ctx.base.params,
+                                                               config.method, ctx.hardware)})
+
+    def _train_round(self, job: TrainJob) -> TrainResult:
+        """`--parallel N`: train the accepted config and N-1 siblings from the Optuna search at once,
+        the machine's threads split between them (equal total CPU); returns trial 0's result and keeps
+        every trial on the attempt for the Judge to score."""
+        from tunecrew.tools import trials as engine
+
+        ctx = self.ctx
+        attempt = ctx.current
+        config = job.config
+        siblings = suggest_siblings(self._history(), config, ctx.spec.seed, ctx.wiring.parallel - 1)
+        if config.continue_training:  # the earlier adapter fixes the rank: siblings differ in learning rate only
+            siblings = [c.with_changes({"lora_rank": config.lora_rank, "lora_alpha": config.lora_alpha})
+                        for c in siblings]
+            siblings = [c for i, c in enumerate(siblings) if c.learning_rate != config.learning_rate
+                        and all(c.learning_rate != o.learning_rate for o in siblings[:i])]
+        threads = max(1, ctx.wiring.threads // (1 + len(siblings)))
+        jobs = [job.model_copy(update={"threads": threads})]
+        for number, sibling in enumerate(siblings, start=1):
+            folder = ctx.attempt_dir.trial(number)
+            folder.path.mkdir(parents=True, exist_ok=True)
+            write_model(folder.config, sibling)
+            jobs.append(job.model_copy(update={"config": sibling, "output_dir": str(folder.path), "threads": threads}))
+        name = engine.choose_engine(ctx.wiring.ray_address)
+        gpus = 1.0 if ctx.hardware.device == "cuda" else 0.0
+        results, timing = engine.run_round(jobs, name, address=ctx.wiring.ray_address,
+                                           on_event=ctx.wiring.on_train_event, gpus_per_trial=gpus)
+        source = self._continued() if config.continue_training else None
+        before = (source.result.steps_from_base or source.result.steps) if source else 0
+        attempt.trials = [Trial(number, j.config, self._enriched(res, j.config, before, source, threads))
+                          for number, (j, res) in enumerate(zip(jobs, results, strict=True))]
+        for trial in attempt.trials[1:]:
+            if trial.result.status == "ok":
+                write_model(ctx.attempt_dir.trial(trial.number).result, trial.result)
+        where = (f"Ray ({ctx.wiring.ray_address or 'local cluster'})" if name == "ray"
+                 else "local processes (Ray not installed)")
+        attempt.notes.append(
+            f"attempt {attempt.number}: a round of {len(jobs)} trials on {where}, {threads} thread(s) each; round "
+            f"{timing.wall_seconds:.0f} s, longest trial {max(timing.trial_seconds):.0f} s, engine overhead "
+            f"{timing.overhead_seconds:.1f} s")
+        return results[0]
+
+    @staticmethod
+    def _trial_line(trial: Trial) -> dict[str, Any]:
+        r = trial.result
+        line: dict[str, Any] = {"trial": trial.number, "learning_rate": trial.config.learning_rate,
+                                "lora_rank": trial.config.lora_rank, "status": r.status, "steps": r.steps,
+                                "train_loss": r.train_loss}
+        if trial.report is not None:
+            line["score"] = trial.report.score
+        return line
 
     def _wall_cap(self) -> float | None:
         """Training stops (keeping what it learned) at --attempt-seconds, or when the budget must
@@ -463,21 +528,29 @@ class Toolkit:
             return ToolError(error=f"attempt {ctx.current.number} is already trained; the Planner decides next")
         base = ctx.records[0].config  # a fixed centre, so every attempt of the run lies in one space
         try:
-            s = search_suggest([(r.config, r.score) for r in ctx.records], base, ctx.spec.seed, sampler,
-                               max_epochs=self._epoch_cap(base))
+            s = search_suggest(self._history(), base, ctx.spec.seed, sampler, max_epochs=self._epoch_cap(base))
         except ValueError as exc:
             return ToolError(error=str(exc))
         best = None
         if s.best is not None:
-            best_record = next(r for r in ctx.records if r.config is s.best[0])
-            best = {"attempt": best_record.attempt, "score": s.best[1], "learning_rate": s.best[0].learning_rate,
+            best_attempt = next(a for c, _, a in self._tried() if c is s.best[0])
+            best = {"attempt": best_attempt, "score": s.best[1], "learning_rate": s.best[0].learning_rate,
                     "lora_rank": s.best[0].lora_rank, "epochs": s.best[0].epochs}
-        scored = sum(1 for r in ctx.records if r.score is not None)
+        scored = sum(1 for _, score in self._history() if score is not None)
         return SearchAnswer(suggested=s.config, sampler=sampler, trials_seen=s.trials_seen, best_so_far=best,
                             space=s.space.describe(),
-                            why=f"{sampler} over {s.trials_seen} finished attempts ({scored} scored) in the space "
+                            why=f"{sampler} over {s.trials_seen} finished trials ({scored} scored) in the space "
                                 f"around attempt 1's config; other fields kept from it",
                             next="call propose_config with the suggested config, then train")
+
+    def _tried(self) -> list[tuple[TrainConfig, float | None, int]]:
+        """Every config this run trained, with its score and attempt: each trial of a parallel round
+        counts (the search learns from all of them), an attempt of one config once."""
+        return [(t.config, t.score, r.attempt) for r in self.ctx.records for t in r.trials] + [
+            (r.config, r.score, r.attempt) for r in self.ctx.records if not r.trials]
+
+    def _history(self) -> list[tuple[TrainConfig, float | None]]:
+        return [(c, score) for c, score, _ in self._tried()]
 
     def _epoch_cap(self, base: TrainConfig) -> float:
         """Longest training the search may suggest: the diagnosis' cap, or less under a time budget
@@ -528,9 +601,11 @@ class Toolkit:
         started = time.monotonic()
         # Loading and generating are CPU work: a thread does them, off the crew's event loop.
         report, replies = await asyncio.to_thread(self._score, adapter)
+        if attempt.trials:
+            report, replies = await self._score_trials(report, replies)
         judged = await self._judge(replies, f"attempt {attempt.number}", ctx.attempt_dir.judge) if judging else None
         attempt.report = r = self._with_rubric(report, judged)
-        ctx.eval_seconds = time.monotonic() - started
+        ctx.eval_seconds = (time.monotonic() - started) / max(1, len(attempt.trials))  # one trial's evaluation
         write_model(ctx.attempt_dir.eval, r)
         return EvalAnswer(split=r.split, samples=r.samples, seed=r.seed, metrics=r.metrics,
                           base_model_metrics=baseline.metrics, primary_metric=r.primary_metric,
@@ -538,7 +613,33 @@ class Toolkit:
                           failures=[f.model_dump() for f in r.failures[:4]],
                           rubric_metrics=ctx.scenario.rubric_metrics,
                           llm_judge=compact(judged) if judged else None,
-                          llm_judge_base_model=compact(ctx.judge_baseline) if judged and ctx.judge_baseline else None)
+                          llm_judge_base_model=compact(ctx.judge_baseline) if judged and ctx.judge_baseline else None,
+                          trials=[self._trial_line(t) for t in attempt.trials] or None)
+
+    async def _score_trials(self, report: EvalReport, replies: list[str]) -> tuple[EvalReport, list[str]]:
+        """Score every trained trial of the round on the same split and seed, and make the best one the
+        attempt's (config, result, report and files): the Planner decides from all of them, and what the
+        run hands back is the best trial. Ties keep the Tuner's own config (trial 0)."""
+        ctx = self.ctx
+        attempt = ctx.current
+        attempt.trials[0].report = report
+        scored = {0: (report, replies)}
+        for trial in attempt.trials[1:]:
+            if trial.result.status == "ok" and trial.result.adapter_path:
+                trial_report, trial_replies = await asyncio.to_thread(self._score, trial.result.adapter_path)
+                trial.report = trial_report
+                write_model(ctx.attempt_dir.trial(trial.number).eval, trial_report)
+                scored[trial.number] = (trial_report, trial_replies)
+        best = max(scored, key=lambda n: (scored[n][0].score if scored[n][0].score is not None else -1.0, -n))
+        if best != 0:
+            chosen = attempt.trials[best]
+            note = (f"attempt {attempt.number}: trial {best} (learning_rate {chosen.config.learning_rate:g}, lora_rank "
+                    f"{chosen.config.lora_rank}) scored best of {len(scored)} trials; it stands for the attempt")
+            attempt.notes.append(note)
+            attempt.config, attempt.result, attempt.chosen_trial = chosen.config, chosen.result, best
+            write_model(ctx.attempt_dir.config, chosen.config)
+            write_model(ctx.attempt_dir.result, chosen.result)
+        return scored[best]
 
     async def _scored_baseline(self) -> EvalReport:
         """What the attempts are measured against: the untuned model on the same split, scored (and
@@ -640,7 +741,8 @@ class Toolkit:
                               best_so_far=BestSoFar(attempt=best.attempt, score=best.score) if best else None,
                               diagnosis=attempt.diagnosis, guidance=ctx.guidance,
                               time_left_s=round(ctx.time_left or 0.0, 1) if budgeted else None,
-                              min_attempt_s=round(self._min_attempt(), 1) if budgeted else None)
+                              min_attempt_s=round(self._min_attempt(), 1) if budgeted else None,
+                              trials=[self._trial_line(t) for t in attempt.trials] or None)
 
     def _min_attempt(self) -> float:
         """The least time another attempt needs to be worth training: start-up, the policy's

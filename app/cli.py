@@ -135,6 +135,14 @@ def _run(args: argparse.Namespace) -> int:
     if problem := _check_train_python(crew.train_python):
         print(f"tunecrew: {problem}", file=sys.stderr)
         return 2
+    if crew.ray_address:
+        from tunecrew.tools.trials import EngineError, choose_engine, connect
+
+        try:  # joined now: a wrong address is one line before minutes of data and model preparation
+            connect(crew.ray_address) if choose_engine(crew.ray_address) == "ray" else None
+        except EngineError as exc:
+            print(f"tunecrew: {exc}", file=sys.stderr)
+            return 2
     provider = None if crew.provider is None else ProviderSpec(
         provider=crew.provider, model=crew.model, base_url=crew.base_url, api_key=crew.api_key,
         fallback=not crew.strict_provider)
@@ -143,7 +151,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.command in ("resume", "chat"):
             options = RunOptions(scenario=None, provider=provider, agents=crew.agent,  # type: ignore[arg-type]
                                  strict_provider=crew.strict_provider, threads=threads, quiet=crew.quiet,
-                                 train_python=crew.train_python, interactive=crew.interactive or args.command == "chat")
+                                 train_python=crew.train_python, interactive=crew.interactive or args.command == "chat",
+                                 parallel=crew.parallel, ray_address=crew.ray_address)
             outcome = resume(run_dir_of(args.run, args.runs_dir), options, add_attempts=args.add_attempts)
         else:
             c: RunConfig = crew
@@ -156,6 +165,7 @@ def _run(args: argparse.Namespace) -> int:
                 use_memory=not c.no_memory, embedder=c.embedder, runs_dir=c.runs_dir, threads=threads, quiet=c.quiet,
                 attempt_seconds=c.attempt_seconds, budget_minutes=c.budget, interactive=c.interactive,
                 judges=c.judge, judge_samples=c.judge_samples, train_python=c.train_python, task_type=c.task_type,
+                parallel=c.parallel, ray_address=c.ray_address,
                 saved_config=config_yaml(resolved_config(c, scenario)),
             ))
     except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError, RunInUse) as exc:

@@ -58,6 +58,12 @@ class CrewConfig(BaseModel):
     train_python: str | None = Field(None, description="PATH: interpreter that runs training, e.g. "
                                      ".venv-unsloth/bin/python for backend=unsloth (default: $TUNECREW_TRAIN_PYTHON, "
                                      "else this one)")
+    parallel: int = Field(1, ge=1, le=8, description="N: train N configs at once per attempt (the Tuner's and N-1 "
+                          "from the Optuna search around it), the threads split between them; the Judge scores each "
+                          "and the best stands for the attempt. On Ray when installed (tunecrew[parallel])")
+    ray_address: str | None = Field(None, description="ADDRESS: the Ray cluster --parallel trials run on, e.g. "
+                                    "ray://head:10001 or auto (default: a local cluster on this machine); the run "
+                                    "folder must be on storage every node sees")
     interactive: bool = Field(False, description="review each Planner decision: approve, edit ('lr 1e-4, rank 8'), "
                               "+N attempts, stop, or guide")
     quiet: bool = Field(False, description="no conversation in the terminal, only the summary")

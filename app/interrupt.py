@@ -29,6 +29,7 @@ from types import FrameType, TracebackType
 from tunecrew.agents.state import RunContext
 from tunecrew.tools.contracts import Decision, LossPoint, TrainResult
 from tunecrew.tools.train import LOG_FILE, kill_active
+from tunecrew.tools.trials import stop_all
 
 __all__ = ["StopOnSignal", "record_interruption"]
 
@@ -105,7 +106,7 @@ class StopOnSignal:
             os._exit(self.code)
         self.fired, self.code = True, 128 + signum
         name = signal.Signals(signum).name
-        killed = kill_active()
+        killed = kill_active() + stop_all()
         try:
             if self.ctx is None:
                 what = self.before_run()

@@ -82,6 +82,8 @@ class RunOptions:
     columns: dict[str, str] | None = None  # --columns: role -> column, when detection cannot tell
     heldout: float | None = None  # --heldout: held-out rows (>= 1) or fraction (< 1)
     threads: int = 2
+    parallel: int = 1  # --parallel: configs trained at once per attempt
+    ray_address: str | None = None  # --ray-address: a Ray cluster for the trials; None: this machine
     attempt_seconds: float | None = None  # wall-clock cap per training run
     budget_minutes: float | None = None  # --budget for the whole run; None: the scenario's default
     train_python: str | None = None  # interpreter for the training worker (an Unsloth venv); None: this one
@@ -174,7 +176,8 @@ def wiring(options: RunOptions, console: CrewConsole) -> Wiring:
     """How this run uses the machine: from the command line, never from run.json (an interpreter
     path or a thread count belongs to the machine that resumes, not the one that started)."""
     return Wiring(threads=options.threads, train_python=options.train_python, on_train_event=console.train_event,
-                  interactive=options.interactive, provider=provider_label(options))
+                  interactive=options.interactive, provider=provider_label(options), parallel=options.parallel,
+                  ray_address=options.ray_address)
 
 
 class ProviderLog:

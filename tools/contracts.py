@@ -401,6 +401,25 @@ class Decision(_Model):
     by: str = Field("Planner", description="Agent or person who decided.")
 
 
+class TrialSummary(_Model):
+    """One trial of a parallel round (`--parallel N`): the attempt record holds the chosen trial in
+    full (config, result, eval) and every trial, chosen or not, as one of these, so the ledger says
+    what the round tried and the search learns from all of it."""
+
+    trial: int = Field(ge=0, description="0: the Tuner's config; 1..N-1: the search's siblings around it.")
+    config: TrainConfig
+    status: str = Field(description="The trial's TrainResult status (ok, oom, error, ...).")
+    steps: int = Field(0, ge=0)
+    train_loss: float | None = None
+    tokens_per_second: float | None = None
+    wall_seconds: float = Field(0.0, description="Its own training time; trials overlap, so these do not add up.")
+    score: float | None = Field(None, description="Primary metric on the held-out split (same split and seed as "
+                                "every trial); None: not trained or not scored.")
+    adapter_path: str | None = None
+    chosen: bool = Field(False, description="The trial the attempt record stands for: the best score.")
+    error: str | None = None
+
+
 class AttemptRecord(_Model):
     """One attempt, end to end: one ledger line and one memory document."""
 
@@ -425,6 +444,8 @@ class AttemptRecord(_Model):
     llm_steps: int = Field(0, ge=0, description="Agent steps the provider's LLM answered in this attempt.")
     fallback_steps: int = Field(0, ge=0, description="Agent steps the offline policy answered because the LLM "
                                 "call failed: a label alone would hide an offline run under an LLM's name.")
+    trials: list[TrialSummary] = Field(default_factory=list, description="--parallel: every trial of this "
+                                       "attempt's round; empty for an attempt that trained one config.")
 
     @property
     def score(self) -> float | None:

@@ -20,6 +20,8 @@
                           adapter/     the trained adapter
                           tb/          TensorBoard event files (`tensorboard --logdir runs/<id>/attempts`)
                           train_log.jsonl, stderr.log   the worker's progress lines and its stderr
+                          trials/<k>/  --parallel: a sibling config of the round, same files as above;
+                                       config/result/eval.json above are the chosen trial's
 
 Readers elsewhere (the task agent's server, `tunecrew memory`) take these names from here too.
 """
@@ -88,6 +90,11 @@ class AttemptDir:
     def recipe_file(self, name: str) -> Path:
         """A training file made for this attempt by its data recipe (NAT rows, DPO pairs, synthetic)."""
         return self.path / f"{name}.jsonl"
+
+    def trial(self, number: int) -> AttemptDir:
+        """`attempts/<n>/trials/<k>/`: a sibling config of a parallel round (`--parallel`); trial 0 is
+        the attempt's own folder, so a round of one is laid out as before."""
+        return self if number == 0 else AttemptDir(self.path / "trials" / str(number))
 
 
 @dataclass(frozen=True)

@@ -161,3 +161,43 @@ def suggest(history: History, base: TrainConfig, seed: int, sampler: Sampler = "
     scored = [(c, s) for c, s in history if s is not None and math.isfinite(s)]
     best = max(scored, key=lambda cs: cs[1]) if scored else None
     return Suggestion(config=config, trials_seen=len(history), best=best, space=space, sampler=sampler)
+
+
+def suggest_siblings(history: History, base: TrainConfig, seed: int, count: int, *,
+                     keep_length: bool = True) -> list[TrainConfig]:
+    """`count` more configs to train beside `base` in one parallel round (`--parallel`): asked from
+    one study, TPE with the constant liar (Optuna's own answer to batches: a pending trial counts as
+    a bad result, so the next ask looks elsewhere). With `keep_length` every sibling trains as long
+    as `base`, so a round's trials cost the same time and compare on learning rate and rank alone.
+    Distinct from `base` and from each other; fewer than `count` when the space has no more."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = search_space(base).covering([c for c, _ in history])
+    dists = space.distributions()
+    rng_seed = int(np.random.SeedSequence([seed, len(history), count]).generate_state(1)[0])
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
+        seed=rng_seed, n_startup_trials=TPE_STARTUP_TRIALS, constant_liar=True))
+    for config, score in history:
+        ok = score is not None and math.isfinite(score)
+        study.add_trial(optuna.trial.create_trial(
+            params=space.params_of(config), distributions=dists, value=score if ok else None,
+            state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL))
+    chosen: list[TrainConfig] = []
+    seen = {_point(base)}
+    for _ in range(4 * count):  # a few spare asks: two can round to the same point
+        if len(chosen) == count:
+            break
+        trial = study.ask(dists)  # left running: the constant liar treats it as pending
+        params = dict(trial.params)
+        if keep_length:
+            params[space.length_field] = float(getattr(base, space.length_field))
+        config = space.config_of(params)
+        if _point(config) not in seen:
+            seen.add(_point(config))
+            chosen.append(config)
+    return chosen
+
+
+def _point(config: TrainConfig) -> tuple[float, int, float, int]:
+    return (config.learning_rate, config.lora_rank, config.epochs, config.max_steps)
