@@ -213,6 +213,8 @@ def is_worked(record: AttemptRecord, worked_score: float = WORKED_SCORE) -> bool
     """Did this attempt work: it trained, and was diagnosed good or scored at least `worked_score`."""
     if record.result.status != "ok":
         return False
+    if record.diagnosis is not None and record.diagnosis.accepted is False:  # did not beat the base model or best
+        return False
     if record.diagnosis is not None and record.diagnosis.label == "good":
         return True
     score = record.score

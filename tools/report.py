@@ -34,6 +34,7 @@ from tunecrew.tools.contracts import (
     RunSpec,
     TrainConfig,
 )
+from tunecrew.tools.diagnose import best_attempt
 from tunecrew.tools.run_dir import RunDir
 
 MAX_FAILURES_SHOWN = 3
@@ -313,7 +314,9 @@ def base_vs_attempts(baseline: EvalReport, records: list[AttemptRecord]) -> list
     rows += [[f"attempt {r.attempt}", _where(r.eval), *[_num(r.eval.metrics.get(m)) for m in metrics]]
              for r in scored if r.eval is not None]
     blocks: list[Block] = [Heading(2, "Base model vs attempts"), Table(["model", "scored on", *metrics], rows)]
-    best = max(scored, key=lambda r: r.score or 0.0, default=None)
+    # The accepted best (tools/diagnose.py's verdict); when none was accepted, the highest score, whose
+    # replies still show what the tuning did.
+    best = best_attempt(scored) or max(scored, key=lambda r: r.score or 0.0, default=None)
     if best is None or best.eval is None:
         return blocks
     tuned = {sample.prompt: sample for sample in best.eval.examples}
@@ -412,7 +415,12 @@ def _summary(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:
     warning = [Para(f"Warning: provider {provider_line(spec, records)}.")] if fell_back else []
     if not scored:
         return [Para(f"{len(records)} attempt(s); none produced a score. Target {spec.target:.3f}."), *warning]
-    best = max(scored, key=lambda r: r.score or 0.0)
+    best = best_attempt(scored)
+    if best is None:  # a score is no result when it did not beat the base model: say so, name no "best"
+        top = max(scored, key=lambda r: r.score or 0.0)
+        return [Para(f"{len(records)} attempt(s); none was accepted (none beat the base model beyond noise; "
+                     f"highest: attempt {top.attempt}, {top.score:.3f}). Target {spec.target:.3f} not reached."),
+                *warning]
     assert best.eval is not None and best.score is not None
     reached = "reached" if best.score >= spec.target else "not reached"
     return [Para(
