@@ -165,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
                 use_memory=not c.no_memory, embedder=c.embedder, runs_dir=c.runs_dir, threads=threads, quiet=c.quiet,
                 attempt_seconds=c.attempt_seconds, budget_minutes=c.budget, interactive=c.interactive,
                 judges=c.judge, judge_samples=c.judge_samples, train_python=c.train_python, task_type=c.task_type,
-                parallel=c.parallel, ray_address=c.ray_address,
+                parallel=c.parallel, ray_address=c.ray_address, contract=c.contract,
                 saved_config=config_yaml(resolved_config(c, scenario)),
             ))
     except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError, RunInUse) as exc:

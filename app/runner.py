@@ -81,6 +81,7 @@ class RunOptions:
     data: str | None = None  # --data: a file or hub id replacing a dataset scenario's own data
     columns: dict[str, str] | None = None  # --columns: role -> column, when detection cannot tell
     heldout: float | None = None  # --heldout: held-out rows (>= 1) or fraction (< 1)
+    contract: str | None = None  # --contract: the task agent's reply contract (YAML/JSON) for its --data
     threads: int = 2
     parallel: int = 1  # --parallel: configs trained at once per attempt
     ray_address: str | None = None  # --ray-address: a Ray cluster for the trials; None: this machine
@@ -111,7 +112,7 @@ def new_run_id(scenario: str) -> str:
 def new_run_dir(options: RunOptions) -> RunDir:
     """Where this run's files go: `--runs-dir/<id>`, the id given or made from the scenario's name."""
     run_id = options.run_id or new_run_id(with_data(options.scenario, options.data, options.columns,
-                                                     options.heldout).name)
+                                                     options.heldout, options.contract).name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id) or ".." in run_id:
         # The id names a folder under runs/: no separators, no "..", so nothing is written outside it.
         raise ValueError(f"run id {run_id!r} must be letters, digits, '.', '_' or '-' (no '/' or '..')")
@@ -120,7 +121,7 @@ def new_run_dir(options: RunOptions) -> RunDir:
 
 def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     """Create the run directory, the data, the base model and the run's state."""
-    scenario = with_data(options.scenario, options.data, options.columns, options.heldout)
+    scenario = with_data(options.scenario, options.data, options.columns, options.heldout, options.contract)
     run_dir = new_run_dir(options)
     # Opened first: a damaged store is one line before minutes of data and model preparation.
     memory = AttemptMemory(options.memory, embedder=options.embedder) if options.use_memory else None

@@ -175,7 +175,6 @@ def test_task_agent_data_through_the_runs_prepare(tmp_path: Path, tiny_model: st
     assert len(ctx.data.train) == 30
 
 
-@pytest.mark.xfail(strict=True, reason="app/cli.py and app/runner.py do not pass RunConfig.contract to with_data yet")
 def test_the_contract_flag_reaches_the_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import tunecrew.app.runner as runner
 
