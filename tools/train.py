@@ -3,6 +3,11 @@
 Training runs in a subprocess with a JSON job in and a JSON result out, so an OOM kill, a segfault
 in a kernel or a NaN never takes the crew down with it, and swapping the launcher (another
 interpreter for Unsloth, `accelerate launch`, a cluster job) is a change in this one file.
+
+`TrainJob.processes` > 1 trains data-parallel (DDP) under accelerate's own launcher (torchrun
+underneath: one rank per process, gloo on CPU, NCCL on CUDA). The contract stays one child: rank 0
+alone prints progress and writes `result.json`; a rank that raises leaves `rank<N>.failed.json`, and
+the earliest of those is the result, since the other ranks only fail because it went first.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,13 +26,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .contracts import TrainConfig, TrainResult
 
 RESULT_FILE = "result.json"
 LOG_FILE = "train_log.jsonl"
 JOB_FILE = "job.json"
+# Under DDP a rank that raises writes its failure here (TrainResult + when + which rank), rank 0
+# included: rank 0 cannot tell a failure of its own from the one another rank's death caused.
+RANK_FAILURE_FILE = "rank{rank}.failed.json"
 
 
 class TrainJob(BaseModel):
@@ -47,6 +56,40 @@ class TrainJob(BaseModel):
                                      "training, instead of a fresh adapter on the base model.")
     python: str | None = Field(None, description="Interpreter that runs the worker, e.g. an Unsloth venv's; "
                                "default: $TUNECREW_TRAIN_PYTHON, else this one.")
+    processes: int = Field(1, ge=1, le=64, description="Data-parallel training processes (DDP through `accelerate "
+                           "launch`): one per GPU on CUDA, or CPU processes sharing `threads`. The global "
+                           "effective batch stays config.effective_batch (see per_process_batch).")
+
+    @model_validator(mode="after")
+    def _launchable(self) -> TrainJob:
+        if self.processes > 1 and self.config.backend == "unsloth":
+            raise ValueError(f"processes={self.processes}: backend=unsloth trains in one process here; "
+                             "set processes=1 or backend='hf'")
+        return self
+
+    @property
+    def threads_per_process(self) -> int:
+        """torch threads each process gets: the job's threads shared out, at least one each."""
+        return max(1, self.threads // self.processes)
+
+
+def per_process_batch(config: TrainConfig, processes: int) -> tuple[int, int]:
+    """(per-device batch, gradient accumulation) for each of `processes` DDP ranks.
+
+    TrainConfig's batch_size x grad_accum is the effective batch of the single-process run, and
+    with N processes it stays the *global* effective batch (per-device batch x grad_accum x N), so
+    an attempt's step count, learning-rate schedule and loss curve do not depend on how many
+    processes ran it. Gradient accumulation is divided first (each device keeps the micro-batch, and
+    with it the memory, that the config was estimated at), else the batch; when N divides neither,
+    the per-device batch is rounded up and the global batch grows to ceil(batch/N) x N x grad_accum.
+    """
+    if processes <= 1:
+        return config.batch_size, config.grad_accum
+    if config.grad_accum % processes == 0:
+        return config.batch_size, config.grad_accum // processes
+    if config.batch_size % processes == 0:
+        return config.batch_size // processes, config.grad_accum
+    return -(-config.batch_size // processes), config.grad_accum
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -105,9 +148,14 @@ def run_training(
         interpreter = resolve_python(python or job.python)
     except TrainSetupError as exc:  # the config cannot fix this: say so without starting a child
         return TrainResult(status="error", error=str(exc))
-    cmd = [interpreter, "-m", "tunecrew.tools.train_worker", str(out / JOB_FILE)]
+    for stale in out.glob(RANK_FAILURE_FILE.format(rank="*")):
+        stale.unlink()
+    cmd = worker_command(interpreter, out / JOB_FILE, job.processes)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.setdefault("OMP_NUM_THREADS", str(job.threads))
+    if job.processes > 1:  # torchrun would otherwise set 1; the worker's torch.set_num_threads agrees
+        env["OMP_NUM_THREADS"] = str(job.threads_per_process)
+    else:
+        env.setdefault("OMP_NUM_THREADS", str(job.threads))
     started = time.monotonic()
     stderr_tail: deque[str] = deque(maxlen=40)
     proc = subprocess.Popen(
@@ -147,6 +195,22 @@ def run_training(
         err_thread.join(timeout=5)
     wall = time.monotonic() - started
     return _collect(out, code, list(stderr_tail), wall, memory_capped=bool(memory_limit_mb))
+
+
+def worker_command(interpreter: str, job_file: Path, processes: int = 1) -> list[str]:
+    """The worker's command line: the worker itself, or N ranks of it under accelerate's launcher.
+
+    `--multi_gpu` is accelerate's name for its torchrun launcher, on CPU too: its `--cpu` launcher
+    starts a single process unless MPI is set up. On a machine without CUDA the ranks find no GPU
+    and the worker picks gloo. Every setting a user's accelerate config could change is explicit,
+    and port 0 lets accelerate pick a free port, so two trainings never race for 29500.
+    """
+    worker = ["-m", "tunecrew.tools.train_worker", str(job_file)]
+    if processes <= 1:
+        return [interpreter, *worker]
+    return [interpreter, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", "0", *worker]
 
 
 class TrainSetupError(ValueError):
@@ -194,6 +258,15 @@ def looks_like_oom(text: str | None, memory_capped: bool = False) -> bool:
 
 
 def _collect(out: Path, code: int, stderr_tail: list[str], wall: float, memory_capped: bool = False) -> TrainResult:
+    tail = "\n".join(stderr_tail[-12:])
+    # A DDP rank killed by signal 9 (the OOM killer) leaves no file of its own, while the ranks that
+    # lose it raise and leave theirs: torchrun's root cause is the only witness.
+    if ROOT_CAUSE_KILLED.search("\n".join(stderr_tail)):
+        return TrainResult(status="oom", wall_seconds=wall,
+                           error=f"a training process was killed (signal 9), most likely out of memory.\n{tail}")
+    failed = first_rank_failure(out)
+    if failed is not None:  # under DDP a raising rank outranks rank 0's result: it is why the others stopped
+        return failed.model_copy(update={"wall_seconds": wall})
     result_path = out / RESULT_FILE
     if result_path.exists():
         try:
@@ -201,7 +274,6 @@ def _collect(out: Path, code: int, stderr_tail: list[str], wall: float, memory_c
             return TrainResult.model_validate_json(result_path.read_text()).model_copy(update={"wall_seconds": wall})
         except ValueError as exc:  # a child killed mid-write leaves half a file
             return TrainResult(status="error", wall_seconds=wall, error=f"unreadable {result_path}: {exc}")
-    tail = "\n".join(stderr_tail[-12:])
     if code in (-signal.SIGKILL, 137):
         return TrainResult(
             status="oom", wall_seconds=wall,
@@ -211,6 +283,29 @@ def _collect(out: Path, code: int, stderr_tail: list[str], wall: float, memory_c
         return TrainResult(status="oom", wall_seconds=wall,
                            error=f"training process ran out of memory (exit code {code}).\n{tail}")
     return TrainResult(status="error", wall_seconds=wall, error=f"training process exited with code {code}.\n{tail}")
+
+
+# torchrun's failure summary (`Root Cause (first observed failure): ... exitcode : -9 (pid: N)`)
+ROOT_CAUSE_KILLED = re.compile(r"Root Cause.*?exitcode\s*:\s*-9\b", re.DOTALL)
+
+
+class RankFailure(BaseModel):
+    """What a DDP rank that raised leaves in `<output_dir>/rank<N>.failed.json`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int = Field(ge=0, description="Which rank raised: the error names it.")
+    at: float = Field(description="time.time() when it raised: the earliest failure is the cause.")
+    result: TrainResult = Field(description="Its error as the TrainResult the parent reports.")
+
+
+def first_rank_failure(out: Path) -> TrainResult | None:
+    """The result of the rank that failed first, or None when no rank left a failure file."""
+    failures: list[RankFailure] = []
+    for path in out.glob(RANK_FAILURE_FILE.format(rank="*")):
+        with contextlib.suppress(ValueError, OSError):  # a rank killed mid-write: the others still count
+            failures.append(RankFailure.model_validate_json(path.read_text()))
+    return min(failures, key=lambda f: f.at).result if failures else None
 
 
 def _parse_event(line: str) -> dict[str, Any] | None:
@@ -232,9 +327,33 @@ def _drain(stream, tail: deque[str], path: Path) -> None:
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    """SIGKILL the child's process group and every process below it: torchrun starts each DDP rank
+    in a session of its own, so killing the launcher's group alone would leave the ranks running
+    until their PDEATHSIG fires (train_worker sets one; this does not wait for it)."""
+    if proc.poll() is not None:
+        return
+    groups = {proc.pid} | _descendant_groups(proc.pid)
+    groups.discard(os.getpgid(0))  # never our own group (a child cannot be in it: it started a session)
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+
+
+def _descendant_groups(pid: int) -> set[int]:
+    """Process groups of every process below `pid` (empty without psutil or once `pid` is gone)."""
+    try:
+        import psutil  # accelerate's dependency: present wherever a launcher can run
+    except ImportError:
+        return set()
+    groups: set[int] = set()
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return groups
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):  # it exited while being listed
+            groups.add(os.getpgid(child.pid))
+    return groups
 
 
 def _child_setup(limit_mb: int | None) -> Callable[[], None]:

@@ -9,6 +9,10 @@ logs also go to TensorBoard event files in `<output_dir>/tb` (TUNECREW_REPORT_TO
 backend=unsloth runs the same loop with Unsloth's patched model; Unsloth pins older transformers
 and TRL, so it lives in its own environment and the train tool starts this module with that
 environment's interpreter (`--train-python`).
+
+Under `accelerate launch` (TrainJob.processes > 1, tools/train.py) every rank runs this module:
+each trains its shard of every global batch (tools/train.py `per_process_batch`), rank 0 alone
+prints progress and writes `result.json`, and any rank that raises writes `rank<N>.failed.json`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from .contracts import LossPoint, TrainConfig, TrainResult
-from .train import EVAL_POINTS, RESULT_FILE, TrainJob, eval_rows, looks_like_oom
+from .train import (
+    EVAL_POINTS,
+    RANK_FAILURE_FILE,
+    RESULT_FILE,
+    RankFailure,
+    TrainJob,
+    eval_rows,
+    looks_like_oom,
+    per_process_batch,
+)
 
 ADAPTER_DIR = "adapter"
 # A loss this many times the first logged loss (after warmup), and this far above it in nats, means
@@ -47,12 +60,27 @@ PREP_PROBE_ROWS = 32
 PREP_FACTOR = 3.0
 
 
+# Test hook (tests/test_ddp.py): the rank named here raises after its first optimizer step, as a
+# rank that crashes mid-training would. Unset outside that test.
+FAIL_RANK_ENV = "TUNECREW_TEST_FAIL_RANK"
+
+
 def diverged(loss: float, early: float) -> bool:
     return loss > DIVERGENCE_FACTOR * early and loss - early > DIVERGENCE_MIN_RISE
 
 
+def rank() -> int:
+    """This process's rank: torchrun sets RANK in each process it starts; 0 when run alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def emit(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, **fields}), flush=True)
+    if rank() == 0:  # one progress stream, whatever the number of processes
+        print(json.dumps({"event": event, **fields}), flush=True)
 
 
 # Training logs where people look: TensorBoard event files in `<attempt>/tb` by default; W&B and
@@ -208,11 +236,22 @@ def _common_args(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bo
                  steps_per_epoch: int) -> dict[str, Any]:
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
     log_every = max(1, total_steps // 40)  # ~40 points per curve: enough to diagnose, cheap to log
+    processes = world_size()
+    batch, accum = per_process_batch(config, processes)
+    if batch * accum * processes != config.effective_batch and rank() == 0:
+        print(f"tunecrew: batch_size={config.batch_size} and grad_accum={config.grad_accum} do not split over "
+              f"{processes} processes: global effective batch {batch * accum * processes}, not "
+              f"{config.effective_batch}", file=sys.stderr, flush=True)
     return dict(
         output_dir=str(Path(job.output_dir) / "checkpoints"),
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=max(config.batch_size, 8),
-        gradient_accumulation_steps=config.grad_accum,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=max(batch, 8),
+        gradient_accumulation_steps=accum,
+        # Explicit, not left to accelerate's guess; None when alone (no process group at all).
+        ddp_backend=("gloo" if use_cpu else "nccl") if processes > 1 else None,
+        # Every trainable weight (adapter, saved embeddings, or all of them) takes part in each forward:
+        # the default (True for a PEFT model) costs an autograd-graph traversal a step and warns so.
+        ddp_find_unused_parameters=False if processes > 1 else None,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
@@ -358,8 +397,11 @@ def train(job: TrainJob) -> TrainResult:
     from transformers import TrainerCallback
     from trl import DPOTrainer, SFTTrainer
 
-    torch.set_num_threads(job.threads)
+    torch.set_num_threads(job.threads_per_process if world_size() > 1 else job.threads)
     use_cuda = torch.cuda.is_available()
+    if use_cuda and world_size() > torch.cuda.device_count():
+        raise RuntimeError(f"processes={world_size()} but {torch.cuda.device_count()} CUDA device(s) are visible: "
+                           "DDP runs one process per GPU; set processes to at most the GPU count")
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
     dtype = torch.bfloat16 if bf16 else torch.float32
     model, tokenizer = _load_unsloth(fast, job, config) if fast else _load_hf(job, config, dtype)
@@ -379,8 +421,10 @@ def train(job: TrainJob) -> TrainResult:
     # Tokenise only what the run can consume (the first rows of the seeded shuffle): 50,000 rows
     # under a 20 s cap took ~60-110 s to prepare before the first step could check the cap.
     cap = job.max_wall_seconds
-    per_row = prep_seconds_per_row(tokenizer, [train_ds[i] for i in range(min(PREP_PROBE_ROWS, n_train))]) if cap \
-        else None
+    # Under DDP every rank must keep the same rows (each samples its shard of one permutation), so
+    # the cut cannot rest on each rank's own clock: only the step plan's, which all ranks share.
+    per_row = prep_seconds_per_row(tokenizer, [train_ds[i] for i in range(min(PREP_PROBE_ROWS, n_train))]) \
+        if cap and world_size() == 1 else None
     keep = rows_to_prepare(n_train, config, per_row, cap - (time.monotonic() - started) if cap else None)
     epoch_scale = 1.0
     if keep < n_train:
@@ -426,8 +470,10 @@ def train(job: TrainJob) -> TrainResult:
                     control.should_training_stop = True
 
         def on_step_end(self, args, tstate, control, **kwargs):
-            if job.max_wall_seconds and time.monotonic() - started > job.max_wall_seconds:
+            if job.max_wall_seconds and _all_agree(time.monotonic() - started > job.max_wall_seconds, args.device):
                 control.should_training_stop = True
+            if os.environ.get(FAIL_RANK_ENV) == str(rank()):
+                raise RuntimeError(f"{FAIL_RANK_ENV}: rank {rank()} fails on purpose after step {tstate.global_step}")
 
     reporters, notes = report_targets(os.environ.get(REPORT_TO_ENV))
     for note in notes:
@@ -447,7 +493,9 @@ def train(job: TrainJob) -> TrainResult:
         callbacks=[Progress(), *loggers],
     )
     emit("start", max_steps=trainer.args.max_steps if trainer.args.max_steps > 0 else steps_per_epoch * config.epochs,
-         rows=n_train, tokenised_rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds is not None else 0)
+         rows=n_train, tokenised_rows=len(train_ds), eval_rows=len(eval_ds) if eval_ds is not None else 0,
+         processes=world_size(), per_device_batch=trainer.args.per_device_train_batch_size,
+         grad_accum=trainer.args.gradient_accumulation_steps)
     train_started = time.monotonic()
     output = trainer.train()
     train_seconds = time.monotonic() - train_started
@@ -501,14 +549,51 @@ def _write_result(out_dir: Path, result: TrainResult) -> None:
     os.replace(tmp, out_dir / RESULT_FILE)  # atomic: the parent never reads half a result
 
 
+def _all_agree(flag: bool, device: Any) -> bool:
+    """`flag` on every rank as rank 0 sees it: a stop decided from each rank's own clock would let
+    one rank leave the loop while the others wait for it in the next all-reduce, for ever."""
+    if world_size() <= 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    decided = torch.tensor([1 if flag else 0], device=device)
+    dist.broadcast(decided, src=0)
+    return bool(decided.item())
+
+
+def die_with_launcher() -> None:
+    """Under a launcher, die with it: torchrun starts each rank in a session of its own, so neither
+    the crew's PDEATHSIG (on the launcher) nor its kill of the launcher's group reaches the ranks."""
+    if world_size() > 1 and sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the launcher died before the line above: nobody will reap this rank's work
+            os._exit(1)
+
+
+def _write_failure(out_dir: Path, result: TrainResult) -> None:
+    failure = RankFailure(rank=rank(), at=time.time(), result=result)
+    path = out_dir / RANK_FAILURE_FILE.format(rank=rank())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(failure.model_dump_json(indent=2))
+    os.replace(tmp, path)
+
+
 def main(argv: list[str]) -> int:
+    die_with_launcher()
     job = TrainJob.model_validate_json(Path(argv[1]).read_text())
     out = Path(job.output_dir)
     started = time.monotonic()
+    failed = False
     try:
         result = train(job)
     except MemoryError as exc:
-        result = TrainResult(status="oom", wall_seconds=time.monotonic() - started, error=f"MemoryError: {exc}")
+        where = f"rank {rank()} of {world_size()}: " if world_size() > 1 else ""
+        result = TrainResult(status="oom", wall_seconds=time.monotonic() - started, error=f"{where}MemoryError: {exc}")
+        failed = True
     except Exception as exc:  # every failure must become a result the Planner can read
         text = f"{type(exc).__name__}: {exc}"
         capped = resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
@@ -516,8 +601,16 @@ def main(argv: list[str]) -> int:
         if status == "oom" and "memory" not in text.lower():
             text = f"out of memory (address space capped by run_training's memory_limit_mb): {text}"
         traceback.print_exc(file=sys.stderr)
+        if world_size() > 1:  # this rank's own traceback: the launcher's stderr interleaves every rank's
+            frames = [line for line in traceback.format_exc().strip().splitlines()[:-1]
+                      if line.strip(" ^~")][-8:]  # the caret lines under each frame say nothing here
+            text = (f"rank {rank()} of {world_size()}: {text[-1000:]}\n" + "\n".join(frames))[:2000]
         result = TrainResult(status=status, wall_seconds=time.monotonic() - started, error=text[-2000:])
-    _write_result(out, result)
+        failed = True
+    if failed and world_size() > 1:
+        _write_failure(out, result)
+    elif rank() == 0:
+        _write_result(out, result)
     emit("done", status=result.status)
     return 0 if result.status == "ok" else 1
 
