@@ -166,11 +166,9 @@ def test_task_agent_data_through_the_runs_prepare(tmp_path: Path, tiny_model: st
     perfect = ctx.scenario.scorer(reply(ctx.data.heldout[0]), reply(ctx.data.heldout[0]))
     assert perfect.values["action_exact_match"] == 1.0
 
-    # --contract, as the command line will pass it through with_data (a scenario already given its data).
-    declared = with_data(load_scenario("task-agent"), data=str(SEED), heldout=8, contract=str(CONTRACT))
     notes.clear()
-    ctx = prepare(RunOptions(scenario=declared, base_model=tiny_model, runs_dir=tmp_path / "runs", use_memory=False,
-                             quiet=True), console)
+    ctx = prepare(RunOptions(scenario=load_scenario("task-agent"), data=str(SEED), heldout=8, contract=str(CONTRACT),
+                             base_model=tiny_model, runs_dir=tmp_path / "runs", use_memory=False, quiet=True), console)
     assert f"contract: declared in {CONTRACT}" in notes and OFF in notes
     assert len(ctx.data.train) == 30
 
@@ -196,13 +194,15 @@ def test_the_cli_trains_and_scores_the_seed_data_by_tool_and_argument(tmp_path: 
     env = {**os.environ, "TUNECREW_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
     runs = tmp_path / "runs"
     proc = subprocess.run([sys.executable, "-m", "tunecrew.app.cli", "run", "task-agent", "--data", str(SEED),
-                           "--heldout", "8", "--base-model", "tiny", "--max-attempts", "1", "--budget", "1",
-                           "--no-memory", "--runs-dir", str(runs), "--threads", "1"],
+                           "--contract", str(CONTRACT), "--heldout", "8", "--base-model", "tiny", "--max-attempts",
+                           "1", "--budget", "1", "--no-memory", "--runs-dir", str(runs), "--threads", "1"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert "contract: inferred from the data: due_date= for due in 15" in proc.stdout, proc.stdout[-2000:]
+    assert "contract: declared in" in proc.stdout and "2 of 40 references are off-contract" in proc.stdout, \
+        proc.stdout[-2000:]
     (run,) = runs.iterdir()
     report = json.loads((run / "attempts" / "1" / "eval.json").read_text())
     assert report["split"] == "task-agent:llama_task_agent_chat-heldout(seed=0)" and report["samples"] == 8
     assert set(report["metrics"]) >= {"format_compliance", "tool_accuracy", "action_exact_match"}
     assert report["primary_metric"] == "action_exact_match"
+    assert f"contract: {CONTRACT}" in (run / "config.yaml").read_text()  # `-c config.yaml` repeats it
