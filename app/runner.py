@@ -34,6 +34,8 @@ from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
 from tunecrew.scenarios.dataset import with_data
 from tunecrew.scenarios.registry import load_scenario
+from tunecrew.scenarios.task_agent.contract import ReplyContract
+from tunecrew.scenarios.task_agent.user_data import contract_of, under_contract
 from tunecrew.scenarios.task_types import specialise
 from tunecrew.tools.base_models import DEFAULT_BASE_MODEL, TINY
 from tunecrew.tools.base_models import resolve as resolve_base_model
@@ -52,7 +54,7 @@ from tunecrew.tools.judge import JudgePanel
 from tunecrew.tools.model_info import ModelNotFound, describe_base_model
 from tunecrew.tools.report import write_report
 from tunecrew.tools.rows import fingerprint, load_rows, write_jsonl
-from tunecrew.tools.run_dir import RunDir
+from tunecrew.tools.run_dir import RunDir, write_model
 from tunecrew.tools.scenario import Scenario, ScenarioData
 from tunecrew.tools.splits import check_heldout
 
@@ -83,6 +85,7 @@ class RunOptions:
     heldout: float | None = None  # --heldout: held-out rows (>= 1) or fraction (< 1)
     contract: str | None = None  # --contract: the task agent's reply contract (YAML/JSON) for its --data
     threads: int = 2
+    processes: int = 1  # --processes: DDP processes per training run
     parallel: int = 1  # --parallel: configs trained at once per attempt
     ray_address: str | None = None  # --ray-address: a Ray cluster for the trials; None: this machine
     attempt_seconds: float | None = None  # wall-clock cap per training run
@@ -133,6 +136,8 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
         console.note(f"task type: {task.task_type}, scored by {task.primary_metric} ({task.evidence})")
     write_jsonl(data.train, run_dir.train_data)
     write_jsonl(data.heldout, run_dir.heldout_data)
+    if (contract := contract_of(scenario)) is not None:  # resume and serve read replies under the same one
+        write_model(run_dir.contract, contract)
     for note in data.notes:  # where the rows came from and which columns were read as what
         console.note(note)
     console.note(f"data: {len(data.train)} train rows, {len(data.heldout)} held-out rows ({data.heldout_split})")
@@ -178,7 +183,7 @@ def wiring(options: RunOptions, console: CrewConsole) -> Wiring:
     path or a thread count belongs to the machine that resumes, not the one that started)."""
     return Wiring(threads=options.threads, train_python=options.train_python, on_train_event=console.train_event,
                   interactive=options.interactive, provider=provider_label(options), parallel=options.parallel,
-                  ray_address=options.ray_address)
+                  ray_address=options.ray_address, processes=options.processes)
 
 
 class ProviderLog:
@@ -358,6 +363,8 @@ def reopen(folder: Path | RunDir, console: CrewConsole, add_attempts: int = 0,
     scenario = load_scenario(spec.scenario)
     if spec.task_type:  # scored as the run started (a run from before task types keeps answer_f1)
         scenario, _ = specialise(scenario, data, spec.task_type)
+    if run_dir.contract.exists():  # task-agent --data: scored under the contract its rows were checked with
+        scenario = under_contract(scenario, ReplyContract.model_validate_json(run_dir.contract.read_text()))
     ledger = Ledger(run_dir.ledger)
     records = ledger.read()
     ctx = RunContext(run=run_dir, spec=spec, scenario=scenario, data=data, base=describe_base_model(spec.base_model),

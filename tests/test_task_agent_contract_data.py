@@ -15,7 +15,7 @@ import pytest
 from tunecrew.app.cli import main
 from tunecrew.scenarios.dataset import with_data
 from tunecrew.scenarios.registry import load_scenario
-from tunecrew.scenarios.task_agent.contract import parse_reply
+from tunecrew.scenarios.task_agent.contract import ReplyContract, parse_reply
 from tunecrew.tools.rows import DataError, load_rows
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -165,6 +165,23 @@ def test_task_agent_data_through_the_runs_prepare(tmp_path: Path, tiny_model: st
     assert "due_date=" in "".join(reply(r) for r in load_rows(ctx.run.train_data))  # trained as the user wrote it
     perfect = ctx.scenario.scorer(reply(ctx.data.heldout[0]), reply(ctx.data.heldout[0]))
     assert perfect.values["action_exact_match"] == 1.0
+
+    # Resume scores, and serve parses, under the contract the rows were checked with (contract.json).
+    from tunecrew.app.runner import reopen
+    from tunecrew.scenarios.task_agent.executor import execute
+    from tunecrew.scenarios.task_agent.store import TaskStore
+
+    assert ctx.run.contract.exists()
+    resumed = reopen(ctx.run, console)
+    aliased = next(reply(r) for r in ctx.data.heldout + ctx.data.train if "due_date=" in reply(r))
+    canonical = aliased.replace("due_date=", "due=")
+    again = resumed.scenario.scorer(aliased, canonical)
+    assert again.values["action_exact_match"] == 1.0 and resumed.scenario.primary_metric == "action_exact_match"
+    saved = ReplyContract.model_validate_json(ctx.run.contract.read_text())
+    with TaskStore(tmp_path / "tasks.db") as store:
+        assert execute(aliased, store, "me").kind == "error"  # the default contract refuses due_date=
+        served = execute(aliased, store, "me", contract=saved)
+        assert served.kind == "action" and "due" in served.args and "due_date" not in served.args
 
     notes.clear()
     ctx = prepare(RunOptions(scenario=load_scenario("task-agent"), data=str(SEED), heldout=8, contract=str(CONTRACT),

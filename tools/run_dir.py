@@ -13,6 +13,7 @@
              base_model/               `--base-model tiny`, built from the data
              rate_probe/               timed steps that measure the training rate (removed after)
              .lock                     held (flock) by the one process running the crew on this run
+             contract.json             task-agent --data: the reply contract its rows were scored under
              attempts/<n>/config.json  the accepted TrainConfig
                           result.json  the TrainResult (written by the training worker, then enriched)
                           eval.json    the EvalReport
@@ -146,6 +147,11 @@ class RunDir:
     @property
     def rate_probe(self) -> Path:
         return self.path / "rate_probe"
+
+    @property
+    def contract(self) -> Path:
+        """The task agent's reply contract for a run on the user's data: resume scores and serve parses with it."""
+        return self.path / "contract.json"
 
     def attempt(self, number: int) -> AttemptDir:
         return AttemptDir(self.path / "attempts" / str(number))

@@ -24,6 +24,7 @@ from tunecrew.tools.diagnose import best_attempt
 from tunecrew.tools.export import adapter_dir, locate
 from tunecrew.tools.run_dir import RunDir
 
+from .contract import DEFAULT_CONTRACT, ReplyContract
 from .executor import ExecutionResult, chat_payload, execute
 from .store import TaskStore
 
@@ -47,6 +48,7 @@ class RunInfo:
     system_prompt: str
     max_new_tokens: int
     merged_model: str | None = None
+    contract: ReplyContract = DEFAULT_CONTRACT  # the run's reply contract (contract.json for --data runs)
 
     @property
     def run_id(self) -> str:
@@ -95,7 +97,9 @@ def load_run(ref: str | Path, runs_dir: str | Path = "runs", *, merged_model: st
     return RunInfo(run_dir=run_dir, spec=spec, base_model=base_model, adapter=adapter,
                    attempt=record.attempt if record else None, score=record.score if record else None,
                    system_prompt=SCENARIO.system_prompt(persona), max_new_tokens=SCENARIO.max_new_tokens,
-                   merged_model=str(merged_model) if merged_model is not None else None)
+                   merged_model=str(merged_model) if merged_model is not None else None,
+                   contract=(ReplyContract.model_validate_json(folder.contract.read_text())
+                             if (folder := RunDir(run_dir)).contract.exists() else DEFAULT_CONTRACT))
 
 
 def _read_ledger(run_dir: Path) -> list[AttemptRecord]:
@@ -216,7 +220,8 @@ class TaskAgent:
         if store is None:
             raise ValueError("TaskAgent.chat needs a TaskStore: pass store= here or to the constructor")
         reply = self.reply(message)
-        return reply, execute(reply, store, user, message=message)  # writes must be grounded in `message`
+        # Writes must be grounded in `message`; replies are read under the run's contract.
+        return reply, execute(reply, store, user, message=message, contract=self.info.contract)
 
     def chat(self, user: str, message: str, store: TaskStore | None = None) -> dict[str, Any]:
         """{reply, kind, action, result}: the raw reply and what executing it did."""

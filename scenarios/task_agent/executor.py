@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .contract import TOOLS, parse_reply
+from .contract import DEFAULT_CONTRACT, TOOLS, ReplyContract, parse_reply
 from .store import AmbiguousTask, TaskError, TaskStore
 
 
@@ -77,11 +77,12 @@ WRITE_TOOLS: tuple[str, ...] = ("add_task", "complete_task", "delete_task")
 
 
 def execute(reply_text: str, store: TaskStore, user: str, *, today: _dt.date | None = None,
-            message: str | None = None) -> ExecutionResult:
+            message: str | None = None, contract: ReplyContract = DEFAULT_CONTRACT) -> ExecutionResult:
     """Parse `reply_text` and, if it is a valid action, run it for `user`. Never raises for any
     reply text; a bad `user` id is an error result too. With the user's `message`, a write whose
-    values it does not contain is not run: a ``confirm`` result asks for them instead."""
-    parsed = parse_reply(reply_text)
+    values it does not contain is not run: a ``confirm`` result asks for them instead. `contract`: the
+    run's (aliases such as due_date come back as the canonical argument the tools take)."""
+    parsed = parse_reply(reply_text, contract)
     if parsed.kind == "invalid":
         return ExecutionResult(kind="error", error=f"invalid reply: {parsed.error}")
     if parsed.kind == "final":

@@ -124,6 +124,21 @@ class ContractedData:
         return SampleScore(values=metrics.values(s), reason=s.reason)
 
 
+def contract_of(scenario: Scenario) -> ReplyContract | None:
+    """The contract a `--data` task-agent scenario's rows were checked under (None for any other
+    scenario): the runner saves it so `resume` scores, and `serve` parses, as the run did."""
+    owner = getattr(scenario.scorer, "__self__", None)
+    return owner.contract if isinstance(owner, ContractedData) else None
+
+
+def under_contract(scenario: Scenario, contract: ReplyContract) -> Scenario:
+    """`scenario` scored under a saved contract (resume: the rows are already in the run folder)."""
+    state = ContractedData(declared=contract, contract=contract)
+    return replace(scenario, primary_metric="action_exact_match", scorer=state.score,
+                   baseline_instruction=prompt_line(contract),
+                   max_new_tokens=max(scenario.max_new_tokens, USER_MAX_NEW_TOKENS))
+
+
 def _clip(text: str | None, limit: int = 160) -> str:
     text = text or ""
     return text if len(text) <= limit else text[:limit] + "…"
