@@ -55,6 +55,7 @@ class Wiring:
     provider: str = "offline"  # who drives the agents in this process (label): each record says so
     parallel: int = 1  # --parallel: configs trained at once per attempt (a round of trials); 1: one at a time
     ray_address: str | None = None  # --ray-address: the Ray cluster the trials go to; None: this machine
+    processes: int = 1  # --processes: data-parallel (DDP) processes per training run, sharing the threads
 
 
 @dataclass

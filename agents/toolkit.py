@@ -287,7 +287,8 @@ class Toolkit:
             rec = hit.record
             # Same model, same machine and the same torch threads (1 thread trains ~half as fast here).
             if (rec.model_params == ctx.base.params and rec.hardware.device_name == ctx.hardware.device_name
-                    and rec.hardware.cpu_count == ctx.hardware.cpu_count and rec.result.threads == ctx.wiring.threads):
+                    and rec.hardware.cpu_count == ctx.hardware.cpu_count and rec.result.threads == ctx.wiring.threads
+                    and rec.result.processes == ctx.wiring.processes):
                 rate = rate_of(rec.result, f"memory: run {rec.run_id} attempt {rec.attempt}")
                 if rate is not None:
                     return rate
@@ -315,7 +316,8 @@ class Toolkit:
         ctx = self.ctx
         return TrainJob(config=config, base_model=ctx.base.name, train_file=str(train_file), output_dir=str(output_dir),
                         system_prompt=ctx.system_prompt, threads=ctx.wiring.threads, max_wall_seconds=max_wall_seconds,
-                        python=ctx.wiring.train_python, init_adapter=init_adapter)
+                        python=ctx.wiring.train_python, init_adapter=init_adapter,
+                        processes=ctx.wiring.processes)
 
     def propose(self, args: Mapping[str, Any]) -> ProposalAnswer:
         """propose_config from the arguments as an agent sends them: TrainConfig's fields, the data
@@ -344,6 +346,9 @@ class Toolkit:
         if config.backend == "unsloth" and ctx.hardware.device != "cuda":
             return self.refuse_config([f"backend=unsloth needs a CUDA GPU; this machine trains on "
                                        f"{ctx.hardware.device}: use backend=hf"])
+        if config.backend == "unsloth" and ctx.wiring.processes > 1:
+            return self.refuse_config([f"backend=unsloth trains in one process; this run has --processes "
+                                       f"{ctx.wiring.processes}: use backend=hf"])
         if config.continue_training and (problem := self._continue_problem(config)):
             return self.refuse_config([problem])
         if ctx.base.max_positions and config.max_seq_length > ctx.base.max_positions:
@@ -450,6 +455,7 @@ class Toolkit:
         return result.model_copy(update={
             "estimated_seconds": ctx.current.estimate, "steps_from_base": before + result.steps,
             "continued_from": source.attempt if source else None, "threads": threads,
+            "processes": ctx.wiring.processes,
             "model_flops_utilization": model_flops_utilization(result.tokens_per_second, ctx.base.params,
                                                                config.method, ctx.hardware)})
 

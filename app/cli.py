@@ -152,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
             options = RunOptions(scenario=None, provider=provider, agents=crew.agent,  # type: ignore[arg-type]
                                  strict_provider=crew.strict_provider, threads=threads, quiet=crew.quiet,
                                  train_python=crew.train_python, interactive=crew.interactive or args.command == "chat",
-                                 parallel=crew.parallel, ray_address=crew.ray_address)
+                                 parallel=crew.parallel, ray_address=crew.ray_address, processes=crew.processes)
             outcome = resume(run_dir_of(args.run, args.runs_dir), options, add_attempts=args.add_attempts)
         else:
             c: RunConfig = crew
@@ -165,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
                 use_memory=not c.no_memory, embedder=c.embedder, runs_dir=c.runs_dir, threads=threads, quiet=c.quiet,
                 attempt_seconds=c.attempt_seconds, budget_minutes=c.budget, interactive=c.interactive,
                 judges=c.judge, judge_samples=c.judge_samples, train_python=c.train_python, task_type=c.task_type,
-                parallel=c.parallel, ray_address=c.ray_address, contract=c.contract,
+                parallel=c.parallel, ray_address=c.ray_address, contract=c.contract, processes=c.processes,
                 saved_config=config_yaml(resolved_config(c, scenario)),
             ))
     except (DataError, ModelNotFound, ProviderError, MemoryStoreError, ResumeError, LedgerError, RunInUse) as exc:

@@ -58,6 +58,9 @@ class CrewConfig(BaseModel):
     train_python: str | None = Field(None, description="PATH: interpreter that runs training, e.g. "
                                      ".venv-unsloth/bin/python for backend=unsloth (default: $TUNECREW_TRAIN_PYTHON, "
                                      "else this one)")
+    processes: int = Field(1, ge=1, le=64, description="N: data-parallel training processes per attempt (DDP "
+                           "through accelerate's launcher: one per GPU on CUDA, or CPU processes sharing --threads), "
+                           "at the same global batch as one process")
     parallel: int = Field(1, ge=1, le=8, description="N: train N configs at once per attempt (the Tuner's and N-1 "
                           "from the Optuna search around it), the threads split between them; the Judge scores each "
                           "and the best stands for the attempt. On Ray when installed (tunecrew[parallel])")

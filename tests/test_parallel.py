@@ -117,3 +117,21 @@ def test_the_crew_runs_rounds_of_two_trials_scores_each_and_keeps_the_best(tmp_p
     diagnosed = [r for m in lines if m["type"] == "ToolCallExecutionEvent" for r in m["content"]
                  if r.get("name") == "diagnose"]
     assert diagnosed and all('"trials"' in r["content"] for r in diagnosed)
+
+
+@pytest.mark.slow
+def test_processes_2_trains_each_attempt_data_parallel_through_the_cli(tmp_path, tiny_model, tunecrew_home):
+    """`--processes 2` as a user types it: the attempt trains under accelerate's launcher, 2 ranks sharing
+    the threads, and the record says so."""
+    from tunecrew.app.cli import main
+
+    code = main(["run", "task-agent", "--base-model", str(tiny_model), "--max-attempts", "1", "--attempt-seconds",
+                 "20", "--processes", "2", "--threads", "2", "--no-memory", "--runs-dir", str(tmp_path / "runs"),
+                 "--quiet"])
+    assert code == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (record,) = Ledger(run_dir / "ledger.jsonl").read()
+    assert record.result.status == "ok" and record.result.processes == 2 and record.result.steps > 0
+    job = json.loads((run_dir / "attempts" / "1" / "job.json").read_text())
+    assert job["processes"] == 2
+    assert main(["run", "task-agent", "--processes", "0"]) == 2  # one line naming the flag, nothing written

@@ -258,6 +258,8 @@ class TrainResult(_Model):
         None, description="Optimizer steps from the base model, continued attempts included: what memory replays.")
     continued_from: int | None = Field(None, description="The attempt whose adapter this training continued.")
     threads: int | None = Field(None, description="torch threads it trained with: a rate is reused only at the same.")
+    processes: int = Field(1, ge=1, description="Data-parallel processes it trained with (--processes): a rate "
+                           "measured with DDP is not one process's.")
     model_flops_utilization: float | None = Field(
         None, description="Model FLOPs/s over the device's peak (tools/throughput.py says how both are counted).")
     estimated_seconds: float | None = Field(None, description="What the Tuner's estimate said before training.")
