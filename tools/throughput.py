@@ -23,9 +23,11 @@ ADAPTER_METHODS = ("lora", "qlora", "dpo")
 CPU_FLOPS_PER_CYCLE = {"avx512f": 64, "avx2": 32}
 CPU_FLOPS_PER_CYCLE_DEFAULT = 8
 # Dense bf16 tensor-core peaks (vendor data sheets, no sparsity).
-GPU_PEAK_FLOPS = {"h200": 989e12, "h100": 989e12, "a100": 312e12, "l40": 181e12, "a10": 125e12,
-                  "l4": 121e12, "4090": 165e12, "3090": 71e12, "v100": 125e12, "t4": 65e12}
-GPU_PEAK_DEFAULT = 100e12
+# Matched in this order by substring of the lower-cased device name, so the longer names come first
+# ("l40s" before "l40", "h100 pcie" before "h100", "a100" before "a10").
+GPU_PEAK_FLOPS = {"h200": 989e12, "h100 pcie": 756e12, "h100": 989e12, "a100": 312e12, "l40s": 362e12,
+                  "l40": 181e12, "a10": 125e12, "l4": 121e12, "4090": 165e12, "3090": 71e12, "v100": 125e12,
+                  "t4": 65e12}
 MPS_PEAK_FLOPS = 10e12
 CLOCK_HZ_DEFAULT = 2.5e9
 
@@ -34,11 +36,12 @@ def flops_per_token(params: int, method: str) -> float:
     return (4.0 if method in ADAPTER_METHODS else 6.0) * params
 
 
-def peak_flops(hardware: Hardware) -> float:
+def peak_flops(hardware: Hardware) -> float | None:
+    """The device's peak FLOP/s; None for a GPU not in the table (no MFU beats a made-up one)."""
     if hardware.device == "cuda":
         name = hardware.device_name.lower()
-        peak = next((v for k, v in GPU_PEAK_FLOPS.items() if k in name), GPU_PEAK_DEFAULT)
-        return peak if hardware.bf16 else peak / 4
+        peak = next((v for k, v in GPU_PEAK_FLOPS.items() if k in name), None)
+        return None if peak is None else peak if hardware.bf16 else peak / 4
     if hardware.device == "mps":
         return MPS_PEAK_FLOPS
     flags, clock = _cpu_flags_and_clock()
@@ -48,9 +51,10 @@ def peak_flops(hardware: Hardware) -> float:
 
 def model_flops_utilization(tokens_per_second: float | None, params: int, method: str,
                             hardware: Hardware) -> float | None:
-    if not tokens_per_second:
+    peak = peak_flops(hardware)
+    if not tokens_per_second or not peak:
         return None
-    return flops_per_token(params, method) * tokens_per_second / peak_flops(hardware)
+    return flops_per_token(params, method) * tokens_per_second / peak
 
 
 def _cpu_flags_and_clock() -> tuple[set[str], float]:
