@@ -134,6 +134,7 @@ def test_two_processes_follow_the_single_process_loss_curve(lora_run, tmp_path):
     assert got == pytest.approx(want, rel=LOSS_RTOL), (got, want)
     assert ddp.tokens == single.tokens  # the same rows trained on: rank shards of the same global batches
     assert ddp.trainable_params == single.trainable_params
+    assert (ddp.processes, single.processes) == (2, 1)
 
     start = events[0]
     assert start["event"] == "start" and (start["processes"], start["per_device_batch"]) == (2, 4)

@@ -529,6 +529,7 @@ def train(job: TrainJob) -> TrainResult:
         train_loss=sum(p.loss for p in tail) / len(tail) if tail else None,
         eval_loss=state["eval"][-1].loss if state["eval"] else None,
         steps=trainer.state.global_step,
+        processes=world_size(),  # result.json says how it was trained, whoever reads it
         # Eval-loss passes are timed apart, so the rate is training's own.
         tokens_per_second=float(tokens) / max(1e-9, train_seconds - state.get("eval_seconds", 0.0)) if tokens else None,
         tokens=int(tokens) if tokens else None,
