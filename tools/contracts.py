@@ -145,8 +145,10 @@ class TrainConfig(_Model):
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
     epochs: float = Field(1.0, gt=0.0, le=100.0)
     max_steps: int = Field(-1, ge=-1, le=1_000_000, description="-1: run `epochs`; otherwise stop at this step.")
-    batch_size: int = Field(8, ge=1, le=1024, description="Per-device batch.")
-    grad_accum: int = Field(1, ge=1, le=512, description="Effective batch = batch_size * grad_accum.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Rows per optimizer micro-step in one process; with "
+                            "--processes N, split between the processes (tools/train.py per_process_batch).")
+    grad_accum: int = Field(1, ge=1, le=512, description="Effective batch = batch_size * grad_accum: the global "
+                            "batch at any --processes (accumulation is divided by N first).")
     max_seq_length: int = Field(512, ge=16, le=131072, description="Longer rows are truncated.")
     packing: bool = Field(False, description="Pack short rows together: faster on variable-length data.")
     completion_only_loss: bool = Field(True, description="Loss on the response only, not on the prompt.")
