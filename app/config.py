@@ -28,6 +28,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunecrew.scenarios.dataset import parse_columns
+from tunecrew.tools.yaml_file import YamlFileError, load_yaml_file
 
 __all__ = ["ConfigFile", "CrewConfig", "FlagError", "RunConfig", "add_flags", "config_from_args", "config_yaml",
            "load_config", "read_config_file"]
@@ -358,29 +359,11 @@ def read_config_file(path: str | Path, model: type[BaseModel]) -> ConfigFile:
     be read, YAML that does not parse (line and column), a top level that is not a mapping, an
     unknown key, or one setting given twice.
     """
-    import yaml
-
     where = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FlagError(f"{where}: no such config file") from None
-    except IsADirectoryError:
-        raise FlagError(f"{where}: is a folder; -c takes a YAML file") from None
-    except UnicodeDecodeError:
-        raise FlagError(f"{where}: not UTF-8 text; -c takes a YAML file") from None
-    except OSError as exc:
-        raise FlagError(f"{where}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise FlagError(f"{where}: YAML syntax error{at}: {' '.join(str(exc.problem or exc).split())}") from None
-    except yaml.YAMLError as exc:
-        raise FlagError(f"{where}: not YAML: {' '.join(str(exc).split())}") from None
-    except (ValueError, RecursionError) as exc:  # a timestamp that is no date; nesting past Python's stack
-        raise FlagError(f"{where}: YAML value cannot be read: {' '.join(str(exc).split())[:120]}") from None
+        data = load_yaml_file(path, "config file", "-c takes a YAML file")
+    except YamlFileError as exc:
+        raise FlagError(str(exc)) from None
     if data is None:  # empty, or only comments
         data = {}
     if not isinstance(data, dict):

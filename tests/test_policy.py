@@ -237,9 +237,11 @@ def test_a_remembered_rate_is_reused_only_for_the_same_model_machine_and_threads
     result = record.result.model_copy(update={"tokens": 9100, "train_seconds": 100.0, "threads": 1})
     hit = SimpleNamespace(record=record.model_copy(update={"result": result}))
     ctx = SimpleNamespace(base=SimpleNamespace(params=record.model_params), hardware=record.hardware,
-                          wiring=SimpleNamespace(threads=2))
+                          wiring=SimpleNamespace(threads=2, processes=1))
     assert Toolkit(ctx)._remembered_rate([hit]) is None  # type: ignore[arg-type]
-    ctx.wiring.threads = 1
+    ctx.wiring.threads, ctx.wiring.processes = 1, 2  # the same threads, but data-parallel: another rate
+    assert Toolkit(ctx)._remembered_rate([hit]) is None  # type: ignore[arg-type]
+    ctx.wiring.processes = 1
     rate = Toolkit(ctx)._remembered_rate([hit])  # type: ignore[arg-type]
     assert rate is not None and rate.tokens_per_second == 91.0 and rate.source.startswith("memory: run r1")
 

@@ -190,6 +190,15 @@ def _raise_rank(config: TrainConfig) -> dict[str, Any]:
     return {"lora_rank": rank, "lora_alpha": 2 * rank}
 
 
+def _double_rank(config: TrainConfig, changes: dict[str, Any], evidence: list[str]) -> None:
+    """Add a doubled LoRA rank (alpha = 2 x rank, up to MAX_RANK) to `changes`, saying so in `evidence`."""
+    rank = _raise_rank(config)
+    changes.update(rank)
+    if rank:
+        evidence.append(f"lora_rank {config.lora_rank} -> {rank['lora_rank']} (alpha {rank['lora_alpha']}, "
+                        f"cap {MAX_RANK})")
+
+
 def _final(value: float | None, curve: list[LossPoint]) -> float | None:
     if value is not None:
         return value
@@ -409,11 +418,7 @@ def _underfit(config: TrainConfig, result: TrainResult, report: EvalReport | Non
                 ch["learning_rate"] = lr
                 ev.append(f"learning_rate {config.learning_rate:.3g} -> {lr:.3g} (cap {_lr_cap(config):.3g})")
         if adapter and "lora_rank" not in ch:
-            rank = _raise_rank(config)
-            ch.update(rank)
-            if rank:
-                ev.append(f"lora_rank {config.lora_rank} -> {rank['lora_rank']} "
-                          f"(alpha {rank['lora_alpha']}, cap {MAX_RANK})")
+            _double_rank(config, ch, ev)
         if adapter and config.method == "lora" and not config.train_embeddings and random_init:
             ch["train_embeddings"] = True
             ev.append("train_embeddings False -> True")
@@ -456,11 +461,7 @@ def _underfit_flat(config: TrainConfig, result: TrainResult, report: EvalReport 
         ev.append(f"learning_rate {config.learning_rate:.3g} already at cap {_lr_cap(config):.3g}: the data is the "
                   "likelier cause")
     if adapter and (repeats or lr is None):
-        rank = _raise_rank(config)
-        ch.update(rank)
-        if rank:
-            ev.append(f"lora_rank {config.lora_rank} -> {rank['lora_rank']} "
-                      f"(alpha {rank['lora_alpha']}, cap {MAX_RANK})")
+        _double_rank(config, ch, ev)
     if adapter and config.method == "lora" and not config.train_embeddings and random_init:
         ch["train_embeddings"] = True
         ev.append("train_embeddings False -> True: a never-trained model's embeddings mean nothing yet")

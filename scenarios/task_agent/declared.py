@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tunecrew.tools.rows import DataError
+from tunecrew.tools.yaml_file import YamlFileError, load_yaml_file
 
 from .contract import DEFAULT_CONTRACT, ReplyContract, parse_reply
 
@@ -47,27 +48,11 @@ class ContractError(DataError):
 
 def load_contract(path: str | Path) -> ReplyContract:
     """The contract a YAML or JSON file declares; ContractError (one line) when it cannot be used."""
-    import yaml
-
     where = str(path)
     try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ContractError(f"{where}: no such contract file") from None
-    except IsADirectoryError:
-        raise ContractError(f"{where}: is a folder; --contract takes a YAML or JSON file") from None
-    except UnicodeDecodeError:
-        raise ContractError(f"{where}: not UTF-8 text; --contract takes a YAML or JSON file") from None
-    except OSError as exc:
-        raise ContractError(f"{where}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ContractError(f"{where}: YAML syntax error{at}: {' '.join(str(exc.problem or exc).split())}") from None
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:
-        raise ContractError(f"{where}: not YAML: {' '.join(str(exc).split())[:160]}") from None
+        data = load_yaml_file(path, "contract file", "--contract takes a YAML or JSON file")
+    except YamlFileError as exc:
+        raise ContractError(str(exc)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
