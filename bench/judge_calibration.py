@@ -18,14 +18,10 @@ import time
 
 from tunecrew.agents.judges import OfflineJudgeClient, make_judges
 from tunecrew.agents.models import ProviderError, ProviderSpec
-from tunecrew.scenarios.dataset import score_reply
-from tunecrew.scenarios.task_agent.scenario import score as task_agent_score
-from tunecrew.scenarios.task_types import label_scorer, score_choice, score_number
-from tunecrew.tools.evaluate import Scorer
+from tunecrew.scenarios.calibration import SCORERS
 from tunecrew.tools.judge import OFFLINE_JUDGE, JudgePanel
 from tunecrew.tools.judge_calibration import (
     CALIBRATION_TYPES,
-    CLASSIFICATION_LABELS,
     CalibrationItem,
     CalibrationReport,
     calibrate,
@@ -34,11 +30,6 @@ from tunecrew.tools.judge_calibration import (
     kinds_table,
     spread,
 )
-
-# The scorer each calibration type is measured with in a run (scenarios/task_types.py scorer_for).
-SCORERS: dict[str, Scorer] = {
-    "task-agent": task_agent_score, "multiple-choice": score_choice, "numeric": score_number,
-    "classification": label_scorer(CLASSIFICATION_LABELS, None), "free-text": score_reply}
 
 
 async def run(judges: list[str], types: list[str], split: str, limit: int | None,

@@ -66,3 +66,17 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def load_bench(name: str, module_name: str):
+    """A bench script (`bench/<name>.py`) as a module, for tests of its pure helpers."""
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(module_name, script)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module

@@ -10,14 +10,10 @@ import pytest
 from test_judge import PERSONA, JudgeServer, verdict
 
 from tunecrew.agents.judges import OfflineJudgeClient, heuristic_scores
-from tunecrew.scenarios.dataset import score_reply
-from tunecrew.scenarios.task_agent.scenario import score as task_agent_score
-from tunecrew.scenarios.task_types import label_scorer, score_choice, score_number
-from tunecrew.tools.evaluate import Scorer
+from tunecrew.scenarios.calibration import SCORERS
 from tunecrew.tools.judge import OFFLINE_JUDGE, JudgePanel, JudgeSample, compact, rubric_of
 from tunecrew.tools.judge_calibration import (
     CALIBRATION_TYPES,
-    CLASSIFICATION_LABELS,
     KINDS,
     WRONG_KINDS,
     auroc,
@@ -27,9 +23,6 @@ from tunecrew.tools.judge_calibration import (
 )
 from tunecrew.tools.report import judge_blocks, render_markdown
 
-SCORERS: dict[str, Scorer] = {
-    "task-agent": task_agent_score, "multiple-choice": score_choice, "numeric": score_number,
-    "classification": label_scorer(CLASSIFICATION_LABELS, None), "free-text": score_reply}
 VERDICT = {"task-agent": "action_exact_match", "multiple-choice": "answer_accuracy", "numeric": "answer_accuracy",
            "classification": "answer_accuracy"}
 
@@ -93,7 +86,8 @@ def test_an_llm_judges_means_come_with_its_calibration_measured_once_and_cached(
     cache = tmp_path / "judge_calibration.json"
     with JudgeServer(lambda m, q, r: verdict(8, 8, 8, 8)) as server:
         panel = JudgePanel({"lazy": server.client("lazy"), OFFLINE_JUDGE: OfflineJudgeClient()}, n=3)
-        kwargs = {"seed": 0, "split": "held", "scorer": task_agent_score, "task_type": "task-agent", "cache": cache}
+        kwargs = {"seed": 0, "split": "held", "scorer": SCORERS["task-agent"], "task_type": "task-agent",
+                  "cache": cache}
         base = run(panel.judge(samples, PERSONA, subject="base model", **kwargs))
         assert len(server.bodies) == 8 + 3  # the calibration slice, then the samples
         tuned = run(panel.judge(samples, PERSONA, subject="attempt 1", **kwargs))
@@ -116,7 +110,7 @@ def test_an_llm_judges_means_come_with_its_calibration_measured_once_and_cached(
 def test_a_panel_of_offline_judges_only_costs_no_calibration_and_shows_none(tmp_path):
     panel = JudgePanel({OFFLINE_JUDGE: OfflineJudgeClient()}, n=2)
     samples = [JudgeSample(index=0, question="q", reference="B", reply="B")]
-    report = run(panel.judge(samples, PERSONA, seed=0, subject="s", split="s", scorer=score_choice,
+    report = run(panel.judge(samples, PERSONA, seed=0, subject="s", split="s", scorer=SCORERS["multiple-choice"],
                              task_type="multiple-choice", cache=tmp_path / "c.json"))
     assert report.calibration == "" and not (tmp_path / "c.json").exists()
     assert "Calibration" not in render_markdown(judge_blocks([report]))

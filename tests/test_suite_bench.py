@@ -3,11 +3,8 @@ trivial baseline agrees with the project's own majority-class baseline on the sa
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -16,19 +13,9 @@ from tunecrew.scenarios.registry import load_scenario
 from tunecrew.scenarios.task_types import choice_letter, specialise
 from tunecrew.tools.evaluate import score_replies
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "suite.py"
+from factories import load_bench
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("suite_bench", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["suite_bench"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-suite = _load()
+suite = load_bench("suite", "suite_bench")
 EXPECTED = {  # task kind -> (task type detected, layout detected); None: the scenario's own scorer
     "tool-calls": (None, "openai-chat"),
     "multiple-choice": ("multiple-choice", "multiple-choice"),
