@@ -84,6 +84,7 @@ class Result:
     domain: str | None = None  # what the Domain Expert called it
     methods: list[str] = field(default_factory=list)  # config.method of each attempt, in order
     attempts: int = 0
+    steps: list[int] = field(default_factory=list)  # optimizer steps each attempt trained: 0-1 is the base model
     best: float | None = None
     base: float | None = None  # the base model, prompt only, same rows and scorer
     trivial: float | None = None
@@ -303,10 +304,46 @@ def trivial_baseline(scenario_name: str, data: str, heldout: int, seed: int, tas
 # --------------------------------------------------------------------------- one task
 
 
+def summarise(result: Result, task: Task, data: Path, run_dir: Path, seed: int) -> None:
+    """Fill `result` from a run's folder (run.json, the ledger, baseline_eval.json): also usable on the
+    kept --runs-dir folders of a suite that was stopped."""
+    from tunecrew.memory.ledger import Ledger
+    from tunecrew.tools.contracts import EvalReport
+    from tunecrew.tools.run_dir import RunDir
+
+    files = RunDir(run_dir)
+    spec, records = files.read_spec(), Ledger(files.ledger).read()
+    result.task_type, result.evidence = spec.task_type, spec.task_evidence
+    result.attempts, result.methods = len(records), [r.config.method for r in records]
+    result.steps = [r.result.steps for r in records]
+    scored = [r for r in records if r.score is not None]
+    best = max(scored, key=lambda r: r.score or 0.0) if scored else None
+    first = records[0] if records else None
+    if first is not None:
+        layout = first.profile.extra.get("layout")
+        result.layout = f"{layout} ({first.profile.format})" if layout else first.profile.format
+        result.domain = first.domain.domain if first.domain else None
+    if best is not None and best.eval is not None:
+        result.best, result.metric = best.score, best.eval.primary_metric
+        result.split, result.samples = best.eval.split, best.eval.samples_of(best.eval.primary_metric)
+    if files.baseline.exists():
+        base = EvalReport.model_validate_json(files.baseline.read_text(encoding="utf-8"))
+        result.base, result.metric = base.score, result.metric or base.primary_metric
+        result.split = result.split or base.split
+        result.samples = result.samples or base.samples_of(base.primary_metric)
+    result.trivial, result.trivial_kind = trivial_baseline(task.scenario, str(data), task.heldout, seed,
+                                                           spec.task_type, run_dir)
+    if not records:
+        result.error = "no attempt finished within the budget"
+    elif best is None:  # trained (or tried to) but nothing was scored: say why, not just "-"
+        last = records[-1].result
+        why = (last.error or "").strip().split("\n")[0][:120]
+        result.error = f"no attempt scored (training {last.status}: {why})"
+
+
 def run_task(task: Task, args: argparse.Namespace, root: Path) -> Result:
     from tunecrew.app.runner import RunOptions, run
     from tunecrew.scenarios.registry import load_scenario
-    from tunecrew.tools.contracts import EvalReport
 
     scenario = load_scenario(task.scenario)
     if task.max_new_tokens is not None:
@@ -324,29 +361,7 @@ def run_task(task: Task, args: argparse.Namespace, root: Path) -> Result:
                                  heldout=float(task.heldout), runs_dir=root / "runs", run_id=f"suite-{task.kind}",
                                  use_memory=False, quiet=True, threads=args.threads, seed=args.seed,
                                  max_attempts=args.max_attempts, budget_minutes=args.budget_minutes))
-        spec, records = outcome.spec, outcome.records
-        result.task_type, result.evidence = spec.task_type, spec.task_evidence
-        result.attempts, result.methods = len(records), [r.config.method for r in records]
-        scored = [r for r in records if r.score is not None]
-        best = max(scored, key=lambda r: r.score or 0.0) if scored else None
-        first = records[0] if records else None
-        if first is not None:
-            layout = first.profile.extra.get("layout")
-            result.layout = f"{layout} ({first.profile.format})" if layout else first.profile.format
-            result.domain = first.domain.domain if first.domain else None
-        if best is not None and best.eval is not None:
-            result.best, result.metric = best.score, best.eval.primary_metric
-            result.split, result.samples = best.eval.split, best.eval.samples_of(best.eval.primary_metric)
-        baseline = outcome.run_dir / "baseline_eval.json"
-        if baseline.exists():
-            base = EvalReport.model_validate_json(baseline.read_text(encoding="utf-8"))
-            result.base, result.metric = base.score, result.metric or base.primary_metric
-            result.split = result.split or base.split
-            result.samples = result.samples or base.samples_of(base.primary_metric)
-        result.trivial, result.trivial_kind = trivial_baseline(task.scenario, str(path), task.heldout, args.seed,
-                                                               spec.task_type, outcome.run_dir)
-        if not records:
-            result.error = "no attempt finished within the budget"
+        summarise(result, task, path, outcome.run_dir, args.seed)
     except Exception as exc:  # one task's failure is a row of the table, not the suite's end
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
     result.wall_minutes = (time.monotonic() - started) / 60
@@ -362,7 +377,7 @@ def _num(value: float | None) -> str:
 
 def render(results: list[Result]) -> str:
     headers = ["task kind", "dataset file", "detected layout", "task type (evidence)", "primary metric", "domain",
-               "method", "attempts", "best", "base model", "trivial", "held-out split, n, seed", "wall min"]
+               "method", "attempts (steps)", "best", "base model", "trivial", "held-out split, n, seed", "wall min"]
     rows: list[list[object]] = []
     for r in results:
         kind = r.task_type or ("scenario's contract scorer" if r.kind == "tool-calls" and r.metric else "-")
@@ -370,9 +385,17 @@ def render(results: list[Result]) -> str:
         trivial = f"{_num(r.trivial)} ({r.trivial_kind})" if r.trivial_kind else _num(r.trivial)
         best = _num(r.best) if r.error is None else f"FAILED: {r.error[:90]}"
         rows.append([r.kind, r.dataset, r.layout or "-", evidence, r.metric or "-", r.domain or "-",
-                     ",".join(dict.fromkeys(r.methods)) or "-", str(r.attempts), best, _num(r.base), trivial,
+                     ",".join(dict.fromkeys(r.methods)) or "-",
+                     f"{r.attempts} ({'+'.join(map(str, r.steps))})" if r.steps else str(r.attempts), best,
+                     _num(r.base), trivial,
                      f"{r.split}, n={r.samples}, seed={r.seed}" if r.split else "-", f"{r.wall_minutes:.1f}"])
     return table(headers, rows)
+
+
+def write_json(args: argparse.Namespace, results: list[Result]) -> None:
+    args.out.write_text(json.dumps({"base_model": args.base_model, "budget_minutes": args.budget_minutes,
+                                    "max_attempts": args.max_attempts, "seed": args.seed,
+                                    "results": [asdict(r) for r in results]}, indent=2), encoding="utf-8")
 
 
 def load() -> str:
@@ -403,6 +426,8 @@ def main() -> None:
         for task in tasks:
             print(f"… {task.kind}", flush=True)
             results.append(run_task(task, args, root))
+            if args.out:  # after every task: a suite stopped halfway keeps what it measured
+                write_json(args, results)
             r = results[-1]
             print(f"  {r.kind}: best {_num(r.best)}, base {_num(r.base)}, trivial {_num(r.trivial)}, "
                   f"{r.attempts} attempts, {r.wall_minutes:.1f} min{'; ' + r.error if r.error else ''}", flush=True)
@@ -410,9 +435,6 @@ def main() -> None:
     print(render(results))
     print(f"load after: {load()}")
     if args.out:
-        args.out.write_text(json.dumps({"base_model": args.base_model, "budget_minutes": args.budget_minutes,
-                                        "max_attempts": args.max_attempts, "seed": args.seed,
-                                        "results": [asdict(r) for r in results]}, indent=2), encoding="utf-8")
         print(f"wrote {args.out}")
 
 
