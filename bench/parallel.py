@@ -11,9 +11,12 @@ attempt and the same total CPU. Printed per run: whether and when the target was
 from the run's start to the attempt that reached it), attempts, trials trained, the best score
 (split, n, seed), and the ratio of times to target.
 
-Then the engine alone: a round of two short trainings of the tests' tiny model on the local pool and
-on Ray (if installed), and the engine's overhead per trial (round wall time past its longest trial,
-over the trials). The machine's load is printed before and after: these machines are shared.
+Then the engine alone (`--skip-crew` runs only this): two short trainings of the tests' tiny model,
+one after the other with 2 threads each (what --parallel 1 does) and as one round of 2 trials with
+1 thread each on the local pool and on Ray (if installed): the wall-time ratio, and the engine's
+overhead per trial (round wall time past its longest trial, over the trials). The crew runs on
+SmolLM2 take tens of minutes each on a loaded 2-core machine (its base-model evaluation alone took
+11 min at load ~6): run them on a quiet one. The machine's load is printed before and after: these machines are shared.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ def engine_rounds(root: Path) -> list[dict]:
     from tunecrew.tools import trials
     from tunecrew.tools.contracts import TrainConfig
     from tunecrew.tools.rows import write_jsonl
-    from tunecrew.tools.train import TrainJob
+    from tunecrew.tools.train import TrainJob, run_training
 
     data = task_rows(seed=0, n_train=120)
     train_file = write_jsonl(data.train, root / "engine" / "train.jsonl")
@@ -76,6 +79,14 @@ def engine_rounds(root: Path) -> list[dict]:
     config = TrainConfig(method="lora", lora_rank=8, lora_alpha=16, learning_rate=3e-3, batch_size=8, max_steps=6,
                          max_seq_length=128, eval_fraction=0.0, warmup_ratio=0.0)
     out = []
+    # The serial equivalent at the same total CPU: the same two trainings one after the other, each
+    # with both threads (what --parallel 1 does with the same two configs).
+    started = time.monotonic()
+    serial = [run_training(TrainJob(config=config, base_model=model, train_file=str(train_file),
+                                    output_dir=str(root / "engine" / "serial" / str(i)), threads=2))
+              for i in range(2)]
+    out.append({"engine": "serial (2 threads each)", "cluster_start_s": 0.0, "round_s": time.monotonic() - started,
+                "longest_trial_s": max(r.wall_seconds for r in serial), "overhead_per_trial_s": 0.0})
     engines = ["local", "ray"] if trials.ray_available() else ["local"]
     for engine in engines:
         jobs = [TrainJob(config=config, base_model=model, train_file=str(train_file),
@@ -128,10 +139,14 @@ def main() -> None:
             else:
                 print("time to target ratio: not measured (a run did not reach the target)")
         rounds = engine_rounds(root)
-        print("\nengine: a round of 2 trials (tiny model, 6 steps, 1 thread each)")
+        print("\nengine: 2 trainings of the tiny model (6 steps each): one after the other with 2 threads each, "
+              "or as one round of 2 trials with 1 thread each")
         print(table(["engine", "cluster start s", "round s", "longest trial s", "overhead / trial s"],
                     [[r["engine"], f"{r['cluster_start_s']:.1f}", f"{r['round_s']:.1f}", f"{r['longest_trial_s']:.1f}",
                       f"{r['overhead_per_trial_s']:.2f}"] for r in rounds]))
+        serial_s = rounds[0]["round_s"]
+        for r in rounds[1:]:
+            print(f"wall time for the two trainings, {r['engine']} round / serial: {r['round_s'] / serial_s:.2f}")
     print(f"load after: {load()}")
 
 
