@@ -304,6 +304,19 @@ def trivial_baseline(scenario_name: str, data: str, heldout: int, seed: int, tas
 # --------------------------------------------------------------------------- one task
 
 
+def detected_layout(scenario_name: str, data: str, heldout: int, seed: int) -> str | None:
+    """The layout (and format) detected in the user's file, from the notes of reading it as the run does."""
+    from tunecrew.scenarios.dataset import with_data
+    from tunecrew.scenarios.registry import load_scenario
+
+    scenario = with_data(load_scenario(scenario_name), data, None, float(heldout))
+    assert scenario.build_data is not None
+    notes = scenario.build_data(seed).notes
+    layout = next((n.removeprefix("layout: ").split(" (")[0] for n in notes if n.startswith("layout: ")), None)
+    fmt = next((n.removeprefix("columns: ").split(" ")[0] for n in notes if n.startswith("columns: ")), None)
+    return f"{layout} ({fmt})" if layout and fmt else layout or fmt
+
+
 def summarise(result: Result, task: Task, data: Path, run_dir: Path, seed: int) -> None:
     """Fill `result` from a run's folder (run.json, the ledger, baseline_eval.json): also usable on the
     kept --runs-dir folders of a suite that was stopped."""
@@ -319,9 +332,10 @@ def summarise(result: Result, task: Task, data: Path, run_dir: Path, seed: int) 
     scored = [r for r in records if r.score is not None]
     best = max(scored, key=lambda r: r.score or 0.0) if scored else None
     first = records[0] if records else None
+    # The records' profile is of the run's own train.jsonl (already chat rows): the user's file's layout
+    # is in the notes of reading it, which no run file keeps, so the same rows are read again here.
+    result.layout = detected_layout(task.scenario, str(data), task.heldout, seed)
     if first is not None:
-        layout = first.profile.extra.get("layout")
-        result.layout = f"{layout} ({first.profile.format})" if layout else first.profile.format
         result.domain = first.domain.domain if first.domain else None
     if best is not None and best.eval is not None:
         result.best, result.metric = best.score, best.eval.primary_metric

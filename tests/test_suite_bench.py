@@ -36,10 +36,11 @@ def _rows(kind: str, folder: Path):
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
 def test_each_dataset_is_read_as_its_task_type(kind: str, tmp_path: Path) -> None:
-    task, _, data, _, detection = _rows(kind, tmp_path)
+    task, path, data, _, detection = _rows(kind, tmp_path)
     task_type, layout = EXPECTED[kind]
     assert (detection.task_type if detection else None) == task_type
     assert any(note == f"layout: {layout} (docs/data-formats.md)" for note in data.notes), data.notes
+    assert suite.detected_layout(task.scenario, str(path), task.heldout, 0).startswith(f"{layout} (")
     assert len(data.heldout) == task.heldout and len(data.train) >= 30
 
 
