@@ -128,13 +128,16 @@ def detect_task_type(rows: Sequence[dict]) -> Detection:
     if options >= SHARE * n and letters >= SHARE * n:
         return Detection("multiple-choice", f"{options} of {n} prompts list lettered options and {letters} of {n} "
                                             "answers give a letter")
-    numbers = sum(final_number(_reference(r), strict=True) is not None for r in sample)
-    if numbers >= SHARE * n:
-        return Detection("numeric", f"{numbers} of {n} answers end in a number (#### N, \\boxed{{N}} or the "
-                                    "number alone)")
     labels = Counter(_label(_reference(r)) for r in sample)
     short = sum(c for label, c in labels.items() if 0 < len(label.split()) <= MAX_LABEL_WORDS)
-    if n >= 10 and len(labels) <= min(MAX_LABELS, max(2, n // 5)) and short >= SHARE * n:
+    few_labels = n >= 10 and len(labels) <= min(MAX_LABELS, max(2, n // 5)) and short >= SHARE * n
+    numbers = sum(final_number(_reference(r), strict=True) is not None for r in sample)
+    # SST-2's 0/1: bare numbers from a handful of values are class codes, not quantities to compute.
+    codes = few_labels and all(label.lstrip("-").isdigit() for label in labels)
+    if numbers >= SHARE * n and not codes:
+        return Detection("numeric", f"{numbers} of {n} answers end in a number (#### N, \\boxed{{N}} or the "
+                                    "number alone)")
+    if few_labels:
         majority, count = labels.most_common(1)[0]
         return Detection("classification",
                          f"{len(labels)} distinct short answers over {n} rows ({', '.join(sorted(labels)[:6])}"

@@ -176,3 +176,14 @@ def test_preference_pairs_keep_the_users_rejected_reply_and_the_policy_trains_dp
     config, why = policy.initial_config(TuningBrief.model_validate(brief))
     assert config.method == "dpo" and config.data.negatives == "dpo" and "preference pairs" in why
     assert config.learning_rate == policy.DPO_LORA_LR
+
+
+def test_bare_numeric_class_codes_are_classification_and_computed_answers_stay_numeric():
+    """SST-2 ships its labels as 0/1: a handful of bare integers is a class code, not a sum to compute."""
+    from tunecrew.scenarios.task_types import detect_task_type
+
+    sst2 = [_chat(f"review {i}: {'great' if i % 3 else 'dull'} film", "1" if i % 3 else "0") for i in range(40)]
+    found = detect_task_type(sst2)
+    assert found.task_type == "classification" and set(found.labels) == {"0", "1"} and found.majority == "1"
+    gsm = [_chat(f"{i} apples and {i + 3} more?", f"{i} + {i + 3} = {2 * i + 3}\n#### {2 * i + 3}") for i in range(40)]
+    assert detect_task_type(gsm).task_type == "numeric"
