@@ -26,7 +26,7 @@ from tunecrew.scenarios.task_agent.scenario import SCENARIO
 from factories import small_task_agent_data
 run(RunOptions(scenario=replace(SCENARIO, build_data=small_task_agent_data, max_attempts=2, target=1.0),
                base_model={base!r}, runs_dir=Path({runs!r}), memory={memory!r}, quiet=True,
-               attempt_seconds=8, run_id="victim", threads=1))
+               attempt_seconds=15, run_id="victim", threads=1))
 """
 
 
