@@ -101,32 +101,20 @@ class LoraRun:
     job: object  # TrainJob
     result: object  # TrainResult
     events: list[dict]
-    seconds_to_first_log: float  # how long this machine takes to import, load and run a step
 
 
 @pytest.fixture(scope="session")
 def lora_run(tmp_path_factory, tiny_model, task_data) -> LoraRun:
     """One short real LoRA run (10 steps, in the train tool's subprocess), shared by every test
     that needs a trained adapter or a reference run."""
-    import time
-
     from tunecrew.tools.train import TrainJob, run_training
 
     out = tmp_path_factory.mktemp("lora_run")
     job = TrainJob(config=lora_config(max_steps=10), base_model=tiny_model, train_file=str(task_data.train_file),
                    output_dir=str(out), threads=THREADS)
     events: list[dict] = []
-    started = time.monotonic()
-    first_log: list[float] = []
-
-    def on_event(event: dict) -> None:
-        events.append(event)
-        if event["event"] == "log" and not first_log:
-            first_log.append(time.monotonic() - started)
-
-    result = run_training(job, on_event=on_event, timeout_s=300)
-    return LoraRun(job=job, result=result, events=events,
-                   seconds_to_first_log=first_log[0] if first_log else time.monotonic() - started)
+    result = run_training(job, on_event=events.append, timeout_s=300)
+    return LoraRun(job=job, result=result, events=events)
 
 
 @pytest.fixture(scope="session")

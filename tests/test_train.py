@@ -91,18 +91,28 @@ def test_memory_limit_too_small_is_oom(tmp_path, tiny_model, task_data, make_con
 
 
 @pytest.fixture(scope="module")
-def killed_then_full(tmp_path_factory, tiny_model, task_data, make_config, lora_run):
+def killed_then_full(tmp_path_factory, tiny_model, task_data, make_config):
     """A run killed by `timeout_s` mid-training, then a full fine-tune in the same directory.
 
     (Two checks for the price of one extra subprocess: each run costs ~10 s of imports here.)
     """
+    from tunecrew.tools import train
+
     out = tmp_path_factory.mktemp("killed_then_full")
-    # Long enough never to finish; the timeout comes from how long the shared run took to log its
-    # first step on this machine, so the kill lands after training started.
-    timeout = 1.3 * lora_run.seconds_to_first_log + 1.5
     events: list[dict] = []
+
+    def kill_once_training_started(event: dict) -> None:
+        # SIGKILL (what the OOM killer sends) the moment the worker says training started: a kill
+        # timed from another run's start-up landed before it on a loaded machine and made this flaky.
+        events.append(event)
+        if event["event"] == "start":
+            for proc in list(train._ACTIVE):
+                train._kill(proc)
+
+    # Long enough never to finish; the timeout is only a backstop should the start event never come.
+    timeout = 300.0
     job = _job(tiny_model, task_data.train_file, out, make_config(max_steps=100_000))
-    killed = run_training(job, on_event=events.append, timeout_s=timeout)
+    killed = run_training(job, on_event=kill_once_training_started, timeout_s=timeout)
     config = make_config(method="full", train_embeddings=False, learning_rate=1e-3, max_steps=3)
     full = run_training(job.model_copy(update={"config": config}), timeout_s=300)
     return killed, events, timeout, full
