@@ -27,7 +27,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tunecrew.scenarios.dataset import parse_columns
+from tunecrew.scenarios.dataset import is_hub_id, parse_columns, split_hub_config
 from tunecrew.tools.yaml_file import YamlFileError, load_yaml_file
 
 __all__ = ["ConfigFile", "CrewConfig", "FlagError", "RunConfig", "add_flags", "config_from_args", "config_yaml",
@@ -95,6 +95,9 @@ class RunConfig(CrewConfig):
                                 "prompt=Question,response=Response,reasoning=Complex_CoT")
     heldout: float | None = Field(None, description="held-out rows to score on (N >= 1) or a fraction (< 1); "
                                   "default 10%%, at most 64")
+    heldout_data: str | None = Field(None, description="FILE_OR_HUB_ID: your own held-out rows (a hub id: its test "
+                                     "split), scored instead of rows split off --data; training rows with the same "
+                                     "prompt are left out of training")
     base_model: str | None = Field(None, description="NAME_PATH_OR_HUB_ID: a name from `tunecrew models` (default "
                                    "smollm2-135m, a pretrained model that resolves offline; tiny: a random-init model "
                                    "built from the data, for tests), a local model folder or a hub id")
@@ -173,10 +176,25 @@ class RunConfig(CrewConfig):
             raise ValueError(f"must be a folder you can write to, but {existing} is not writable")
         return value
 
+    @field_validator("heldout_data")
+    @classmethod
+    def _heldout_file(cls, value: str | None) -> str | None:
+        """A local file is checked before any work; a hub id is left to the data loader."""
+        if value is None or is_hub_id(split_hub_config(value)[0]):
+            return value
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValueError("is not a file; give a .jsonl/.json/.csv/.tsv/.parquet file of held-out rows "
+                             "or a hub id owner/name[:config]")
+        return os.path.abspath(path)
+
     @model_validator(mode="after")
     def _something_to_run(self) -> RunConfig:
         if self.scenario is None and self.data is None:
             raise ValueError("give a scenario name (tunecrew scenarios lists them) or --data FILE_OR_HUB_ID")
+        if self.heldout is not None and self.heldout_data is not None:
+            raise ValueError("--heldout and --heldout-data: give one (--heldout splits rows off --data, "
+                             "--heldout-data scores on a file of its own)")
         return self
 
 

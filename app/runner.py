@@ -83,6 +83,7 @@ class RunOptions:
     data: str | None = None  # --data: a file or hub id replacing a dataset scenario's own data
     columns: dict[str, str] | None = None  # --columns: role -> column, when detection cannot tell
     heldout: float | None = None  # --heldout: held-out rows (>= 1) or fraction (< 1)
+    heldout_data: str | None = None  # --heldout-data: the user's own held-out rows instead of a split of --data
     contract: str | None = None  # --contract: the task agent's reply contract (YAML/JSON) for its --data
     threads: int = 2
     processes: int = 1  # --processes: DDP processes per training run
@@ -115,7 +116,7 @@ def new_run_id(scenario: str) -> str:
 def new_run_dir(options: RunOptions) -> RunDir:
     """Where this run's files go: `--runs-dir/<id>`, the id given or made from the scenario's name."""
     run_id = options.run_id or new_run_id(with_data(options.scenario, options.data, options.columns,
-                                                     options.heldout, options.contract).name)
+                                                     options.heldout, options.contract, options.heldout_data).name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id) or ".." in run_id:
         # The id names a folder under runs/: no separators, no "..", so nothing is written outside it.
         raise ValueError(f"run id {run_id!r} must be letters, digits, '.', '_' or '-' (no '/' or '..')")
@@ -124,7 +125,8 @@ def new_run_dir(options: RunOptions) -> RunDir:
 
 def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
     """Create the run directory, the data, the base model and the run's state."""
-    scenario = with_data(options.scenario, options.data, options.columns, options.heldout, options.contract)
+    scenario = with_data(options.scenario, options.data, options.columns, options.heldout, options.contract,
+                         options.heldout_data)
     run_dir = new_run_dir(options)
     # Opened first: a damaged store is one line before minutes of data and model preparation.
     memory = AttemptMemory(options.memory, embedder=options.embedder) if options.use_memory else None
@@ -148,9 +150,9 @@ def prepare(options: RunOptions, console: CrewConsole) -> RunContext:
                  f"{base.params / 1e6:.1f}M params{', never trained' if base.random_init else ''}): {base.name}")
     hardware = detect_hardware()
     budget_s = 60 * budget if (budget := options.budget_minutes or scenario.budget_minutes) else None
-    if options.heldout is not None:
-        # An explicit --heldout can ask for thousands of generations per attempt; the scenarios'
-        # own splits are sized already (64 rows at most by default), so only this one is capped.
+    if options.heldout is not None or options.heldout_data is not None:
+        # An explicit --heldout (or a --heldout-data file) can ask for thousands of generations per attempt;
+        # the scenarios' own splits are sized already (64 rows at most by default), so only this one is capped.
         heldout, capped = cap_evaluation(data.heldout, seed=options.seed, max_new_tokens=scenario.max_new_tokens,
                                          model_params=base.params, hardware=hardware, threads=options.threads,
                                          run_budget_s=budget_s)

@@ -36,7 +36,7 @@ from tunecrew.tools.data_layouts import (
 from tunecrew.tools.evaluate import SampleScore
 from tunecrew.tools.rows import SUPPORTED_SUFFIXES, DataError, brief_list, load_rows, short_repr
 from tunecrew.tools.scenario import Scenario, ScenarioData
-from tunecrew.tools.splits import check_heldout, leak_check, split_rows
+from tunecrew.tools.splits import check_heldout, drop_leaked, leak_check, split_rows
 from tunecrew.tools.text_metrics import exact_match, extract_answer, rouge_l, token_f1, token_recall
 
 # Roles a --columns mapping may name (see tools/data_layouts.py format_from_mapping).
@@ -86,7 +86,7 @@ def split_hub_config(source: str) -> tuple[str, str | None]:
     return source, None
 
 
-def _is_hub_id(source: str) -> bool:
+def is_hub_id(source: str) -> bool:
     return not Path(source).exists() and bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", source)) \
         and Path(source).suffix.lower() not in SUPPORTED_SUFFIXES
 
@@ -125,6 +125,9 @@ class DatasetBuilder:
     columns_origin: str = "the scenario's mapping"  # shown beside the columns: who chose them
     fallback: Path | None = None  # shipped sample used when the hub cannot be reached
     heldout: float | None = None  # >= 1: that many rows; < 1: that fraction; None: 10%, at most MAX_HELDOUT
+    # --heldout-data: a file or hub id scored as the held-out split instead of rows split from `source`
+    # (a user's own test set, as LLaMA-Factory's eval_dataset); read with the same columns and checks.
+    heldout_source: str | None = None
     max_rows: int | None = None  # use at most this many rows (a seeded sample), e.g. to keep a test short
     # The scenario's own reading of rows (rows, label, notes) -> rows, before layout detection; not with
     # --columns. The task agent renders llama-task-agent's instruction/analysis/action/final rows.
@@ -138,6 +141,25 @@ class DatasetBuilder:
             raise DataError(f"scenario {self.name} needs a dataset: tunecrew run --data FILE_OR_HUB_ID "
                             "[--columns prompt=COL,response=COL]")
         rows, label, notes = self._load()
+        if self.max_rows is not None and len(rows) > self.max_rows:
+            keep = sorted(random.Random(seed).sample(range(len(rows)), self.max_rows))
+            notes.append(f"using {self.max_rows} of {len(rows)} rows (sampled with seed {seed})")
+            rows = [rows[i] for i in keep]
+        converted = self._convert(rows, label, notes)
+        if self.heldout_source is not None:
+            return self._with_heldout_file(converted, notes, seed)
+        n_heldout = self._heldout_rows(len(converted), label)
+        train, heldout = split_rows(converted, n_heldout / len(converted), seed)
+        check_heldout(heldout, label)
+        leak = leak_check(train, heldout)
+        if not leak.passed:  # split_rows groups equal prompts, so this is a bug, not a data problem
+            raise DataError(f"{label}: held-out prompts also in training: {leak.examples}")
+        split = f"{self.name}:{_short(label)}-heldout(seed={seed})"
+        return ScenarioData(train=train, heldout=heldout, heldout_split=split, notes=notes)
+
+    def _convert(self, rows: list[dict], label: str, notes: list[str]) -> list[dict]:
+        """Rows as chat messages (plus the extras a row carries), read the scenario's way, mapped by the
+        given or detected columns and kept by the scenario's check; what was decided goes to `notes`."""
         if self.read is not None and not self.columns:
             rows = self.read(rows, label, notes)
         columns = columns_of(rows)
@@ -160,23 +182,32 @@ class DatasetBuilder:
         notes.append(f"columns: {fmt} ({shown}), {self.columns_origin if self.columns else 'detected'}")
         if layout is not None:
             notes.append(f"layout: {layout.name} (docs/data-formats.md)")
-        if self.max_rows is not None and len(rows) > self.max_rows:
-            keep = sorted(random.Random(seed).sample(range(len(rows)), self.max_rows))
-            notes.append(f"using {self.max_rows} of {len(rows)} rows (sampled with seed {seed})")
-            rows = [rows[i] for i in keep]
         converted = [{"messages": _checked(to_messages(row, fmt, cmap, where=f"{label} row {i}"), f"{label} row {i}"),
                       **row_extras(row, cmap)}  # a chat row's `tools` ride along with its messages
                      for i, row in enumerate(rows)]
-        if self.check is not None:
-            converted = self.check(converted, label, notes)
-        n_heldout = self._heldout_rows(len(converted), label)
-        train, heldout = split_rows(converted, n_heldout / len(converted), seed)
+        return self.check(converted, label, notes) if self.check is not None else converted
+
+    def _with_heldout_file(self, train: list[dict], notes: list[str], seed: int) -> ScenarioData:
+        """Train on every row of the data and score on `heldout_source`'s rows; a training row whose prompt
+        the held-out file also has is left out of training (noted), so no score is on a trained prompt."""
+        assert self.heldout_source is not None
+        source, config = split_hub_config(self.heldout_source)
+        label = f"--heldout-data {self.heldout_source}"
+        rows = load_rows(source, split=self.split if Path(source).exists() else "test", config=config)
+        notes.append(f"held-out data: {self.heldout_source}, {len(rows)} rows, scored as they are (not split "
+                     "from --data)")
+        heldout_notes: list[str] = []
+        heldout = self._convert(rows, label, heldout_notes)
+        notes.extend(f"held-out data: {note}" for note in heldout_notes)  # told apart from the training file's
         check_heldout(heldout, label)
-        leak = leak_check(train, heldout)
-        if not leak.passed:  # split_rows groups equal prompts, so this is a bug, not a data problem
-            raise DataError(f"{label}: held-out prompts also in training: {leak.examples}")
-        split = f"{self.name}:{_short(label)}-heldout(seed={seed})"
-        return ScenarioData(train=train, heldout=heldout, heldout_split=split, notes=notes)
+        kept, dropped = drop_leaked(train, heldout)
+        if dropped:
+            notes.append(f"left {dropped} training rows out: their prompts are also in the held-out data")
+        if not kept:
+            raise DataError(f"{label}: every training row's prompt is also in the held-out data; nothing is left "
+                            "to train on: give held-out rows the training data does not have")
+        split = f"{self.name}:{_short(self.heldout_source)}(heldout-data)"
+        return ScenarioData(train=kept, heldout=heldout, heldout_split=split, notes=notes)
 
     def _heldout_rows(self, n: int, label: str) -> int:
         if self.heldout is None:
@@ -194,7 +225,7 @@ class DatasetBuilder:
         """(rows, label, notes): the source's rows, or the shipped sample when its hub is out of reach."""
         assert self.source is not None
         label = self.source + (f":{self.config}" if self.config else "")
-        if self.fallback is None or not _is_hub_id(self.source):
+        if self.fallback is None or not is_hub_id(self.source):
             rows = load_rows(self.source, split=self.split, config=self.config)
             return rows, label, [f"data: {label}, {len(rows)} rows"]
         why = "HF_HUB_OFFLINE is set" if hub_offline() else None
@@ -230,28 +261,36 @@ class ReadsUserData(Protocol):
     """A `build_data` that generates its own rows and also reads a user's file its own way."""
 
     def with_user_data(self, scenario: Scenario, *, data: str | None, columns: dict[str, str] | None,
-                       heldout: float | None, contract: str | None) -> Scenario: ...
+                       heldout: float | None, contract: str | None, heldout_data: str | None) -> Scenario: ...
 
 
 def with_data(scenario: Scenario, data: str | None = None, columns: dict[str, str] | None = None,
-              heldout: float | None = None, contract: str | None = None) -> Scenario:
-    """The scenario with `tunecrew run --data/--columns/--heldout/--contract` applied (unchanged when all are None).
+              heldout: float | None = None, contract: str | None = None,
+              heldout_data: str | None = None) -> Scenario:
+    """The scenario with `tunecrew run --data/--columns/--heldout/--contract/--heldout-data` applied (unchanged
+    when all are None).
 
     A new `--data` drops the scenario's column mapping (it was written for its own dataset) unless
     `--columns` gives one, and never falls back to the shipped sample: the user asked for that data.
     `--contract` (a file declaring the task agent's reply contract) goes to a scenario that reads it.
+    `--heldout-data` scores on the user's own held-out rows instead of a split of the training data.
     """
-    if data is None and columns is None and heldout is None and contract is None:
+    if data is None and columns is None and heldout is None and contract is None and heldout_data is None:
         return scenario
+    if heldout is not None and heldout_data is not None:
+        raise DataError(f"--heldout {heldout:g} and --heldout-data {heldout_data}: give one: --heldout splits "
+                        "held-out rows off the training data, --heldout-data scores on a file of its own")
     builder = scenario.build_data
     if isinstance(builder, ReadsUserData):
-        return builder.with_user_data(scenario, data=data, columns=columns, heldout=heldout, contract=contract)
+        return builder.with_user_data(scenario, data=data, columns=columns, heldout=heldout, contract=contract,
+                                      heldout_data=heldout_data)
     if contract is not None:
         raise DataError(f"--contract {contract}: declares the task agent's reply contract; it works with "
                         "tunecrew run task-agent --data FILE --contract FILE, not with scenario "
                         f"{scenario.name}")
     if not isinstance(builder, DatasetBuilder):
-        raise DataError(f"scenario {scenario.name} generates its own data; --data, --columns and --heldout work with "
+        raise DataError(f"scenario {scenario.name} generates its own data; --data, --columns, --heldout and "
+                        "--heldout-data work with "
                         "dataset scenarios (medical-reasoning, legal-reasoning), task-agent, or --data and no "
                         "scenario name")
     changes: dict = {}
@@ -262,6 +301,8 @@ def with_data(scenario: Scenario, data: str | None = None, columns: dict[str, st
         changes.update(columns=columns, columns_origin="from --columns")
     if heldout is not None:
         changes["heldout"] = heldout
+    if heldout_data is not None:
+        changes["heldout_source"] = heldout_data
     return replace(scenario, build_data=replace(builder, **changes))
 
 

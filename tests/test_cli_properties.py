@@ -37,6 +37,7 @@ BAD = {
     "--provider": ["gpt5", ""],
     "--runs-dir": ["FILE", "FILE/sub"],
     "--train-python": ["/nonexistent/bin/python"],
+    "--heldout-data": ["missing.jsonl", "./nope/held.csv"],
 }
 RESUME_BAD = {"--add-attempts": ["-5", "51", "x", "nan"], "--threads": BAD["--threads"],
               "--provider": BAD["--provider"], "--agent": BAD["--agent"]}

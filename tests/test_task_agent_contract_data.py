@@ -115,8 +115,8 @@ def test_a_seed_row_without_an_answer_is_one_line_naming_it(tmp_path: Path) -> N
 
 
 def test_contract_and_data_flags_go_where_they_mean_something(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="generates its own data; --columns, --heldout and --contract describe a "
-                                        "file you give: add --data FILE"):
+    with pytest.raises(DataError, match="generates its own data; --columns, --heldout, --heldout-data and "
+                                        "--contract describe a file you give: add --data FILE"):
         with_data(load_scenario("task-agent"), contract=str(CONTRACT))
     with pytest.raises(DataError, match="declares the task agent's reply contract; it works with tunecrew run "
                                         "task-agent --data FILE --contract FILE, not with scenario custom"):

@@ -17,7 +17,8 @@ from tunecrew.tools.contracts import LeakCheck
 from tunecrew.tools.data_layouts import columns_of, detect_format, to_messages
 from tunecrew.tools.rows import DataError, truncate
 
-__all__ = ["MIN_HELDOUT_ROWS", "cap_heldout", "check_heldout", "leak_check", "normalize_prompt", "split_rows"]
+__all__ = ["MIN_HELDOUT_ROWS", "cap_heldout", "check_heldout", "drop_leaked", "leak_check", "normalize_prompt",
+           "split_rows"]
 
 MIN_HELDOUT_ROWS = 4  # fewer held-out rows cannot tell one attempt's score from the next
 
@@ -94,6 +95,15 @@ def leak_check(train_rows: list[dict], heldout_rows: list[dict], max_examples: i
         if len(examples) < max_examples:
             examples.append(f"{kind}: {truncate(text, 120)}")
     return LeakCheck(checked=len(heldout_rows), exact_overlap=n_exact, near_overlap=n_near, examples=examples)
+
+
+def drop_leaked(train_rows: list[dict], heldout_rows: list[dict]) -> tuple[list[dict], int]:
+    """(training rows whose prompt is not a held-out prompt, how many were left out), compared after
+    :func:`normalize_prompt`: for a held-out split given as its own file, which split_rows did not make."""
+    held = {normalize_prompt(t) for t in _prompt_texts(heldout_rows)}
+    keys = [normalize_prompt(t) for t in _prompt_texts(train_rows)]
+    kept = [row for row, key in zip(train_rows, keys, strict=True) if key not in held]
+    return kept, len(train_rows) - len(kept)
 
 
 def check_heldout(heldout: list[dict], source: str, minimum: int = MIN_HELDOUT_ROWS) -> None:

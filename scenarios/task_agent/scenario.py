@@ -54,8 +54,9 @@ class GeneratedData:
         return build_data(seed)
 
     def with_user_data(self, scenario: Scenario, *, data: str | None, columns: dict[str, str] | None,
-                       heldout: float | None, contract: str | None) -> Scenario:
-        return with_user_data(scenario, data=data, columns=columns, heldout=heldout, contract=contract)
+                       heldout: float | None, contract: str | None, heldout_data: str | None) -> Scenario:
+        return with_user_data(scenario, data=data, columns=columns, heldout=heldout, contract=contract,
+                              heldout_data=heldout_data)
 
 
 def build_base_model(out_dir: Path, data: ScenarioData) -> str:

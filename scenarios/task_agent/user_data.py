@@ -82,12 +82,19 @@ class ContractedData:
     contract: ReplyContract | None = None  # set by check(): what the references are parsed and scored under
 
     def check(self, rows: list[dict], label: str, notes: list[str]) -> list[dict]:
-        """The rows whose reference keeps the contract; notes the contract, its evidence and what was left out."""
+        """The rows whose reference keeps the contract; notes the contract, its evidence and what was left out.
+
+        The first call (the training data's rows) declares or infers the contract; a later one (the
+        --heldout-data rows) is held to it, so a held-out file cannot change what training was scored by.
+        """
         references = [row["messages"][-1]["content"] for row in rows]
         n = len(references)
         if self.declared is not None:
             contract = self.declared
             notes.append(f"contract: declared in {self.declared_from}")
+        elif self.contract is not None:  # --heldout-data's rows, after the training rows: read under their contract
+            contract = self.contract
+            notes.append(f"contract: {label} checked under the contract inferred from the training data")
         else:
             found = infer_contract(references)
             contract = found.contract
@@ -145,16 +152,17 @@ def _clip(text: str | None, limit: int = 160) -> str:
 
 
 def with_user_data(scenario: Scenario, *, data: str | None, columns: dict[str, str] | None,
-                   heldout: float | None, contract: str | None) -> Scenario:
+                   heldout: float | None, contract: str | None, heldout_data: str | None = None) -> Scenario:
     """The task agent trained and scored on `data` (a file or hub id) under its reply contract."""
     if data is None:
-        raise DataError(f"scenario {scenario.name} generates its own data; --columns, --heldout and --contract "
-                        "describe a file you give: add --data FILE")
+        raise DataError(f"scenario {scenario.name} generates its own data; --columns, --heldout, --heldout-data and "
+                        "--contract describe a file you give: add --data FILE")
     declared = load_contract(contract) if contract is not None else None
     state = ContractedData(declared=declared, declared_from=contract)
     source, config = split_hub_config(data)
     builder = DatasetBuilder(name=scenario.name, source=source, config=config, columns=columns,
-                             columns_origin="from --columns", heldout=heldout, read=read_llama_task_agent,
+                             columns_origin="from --columns", heldout=heldout, heldout_source=heldout_data,
+                             read=read_llama_task_agent,
                              check=state.check)
     return replace(
         scenario,
