@@ -147,7 +147,9 @@ class Toolkit:
         from transformers import AutoTokenizer
 
         ctx.tokenizer = AutoTokenizer.from_pretrained(ctx.base.name)
-        ctx.profile = profile_rows(ctx.data.train, source=str(ctx.run.train_data), tokenizer=ctx.tokenizer)
+        converted = str(ctx.run.train_data)
+        source = f"{ctx.spec.data_source} (as converted into {converted})" if ctx.spec.data_source else converted
+        ctx.profile = profile_rows(ctx.data.train, source=source, tokenizer=ctx.tokenizer)
         ctx.leak = leak_check(ctx.data.train, ctx.data.heldout)
         return ProfileAnswer(profile=ctx.profile.model_copy(update={"columns": []}), heldout_rows=len(ctx.data.heldout),
                              leak_check=ctx.leak, leak_check_passed=ctx.leak.passed, base_model=ctx.base)

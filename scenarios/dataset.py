@@ -147,7 +147,7 @@ class DatasetBuilder:
             rows = [rows[i] for i in keep]
         converted = self._convert(rows, label, notes)
         if self.heldout_source is not None:
-            return self._with_heldout_file(converted, notes, seed)
+            return self._with_heldout_file(converted, label, notes)
         n_heldout = self._heldout_rows(len(converted), label)
         train, heldout = split_rows(converted, n_heldout / len(converted), seed)
         check_heldout(heldout, label)
@@ -155,7 +155,7 @@ class DatasetBuilder:
         if not leak.passed:  # split_rows groups equal prompts, so this is a bug, not a data problem
             raise DataError(f"{label}: held-out prompts also in training: {leak.examples}")
         split = f"{self.name}:{_short(label)}-heldout(seed={seed})"
-        return ScenarioData(train=train, heldout=heldout, heldout_split=split, notes=notes)
+        return ScenarioData(train=train, heldout=heldout, heldout_split=split, notes=notes, source=label)
 
     def _convert(self, rows: list[dict], label: str, notes: list[str]) -> list[dict]:
         """Rows as chat messages (plus the extras a row carries), read the scenario's way, mapped by the
@@ -187,7 +187,7 @@ class DatasetBuilder:
                      for i, row in enumerate(rows)]
         return self.check(converted, label, notes) if self.check is not None else converted
 
-    def _with_heldout_file(self, train: list[dict], notes: list[str], seed: int) -> ScenarioData:
+    def _with_heldout_file(self, train: list[dict], source_label: str, notes: list[str]) -> ScenarioData:
         """Train on every row of the data and score on `heldout_source`'s rows; a training row whose prompt
         the held-out file also has is left out of training (noted), so no score is on a trained prompt."""
         assert self.heldout_source is not None
@@ -207,7 +207,7 @@ class DatasetBuilder:
             raise DataError(f"{label}: every training row's prompt is also in the held-out data; nothing is left "
                             "to train on: give held-out rows the training data does not have")
         split = f"{self.name}:{_short(self.heldout_source)}(heldout-data)"
-        return ScenarioData(train=kept, heldout=heldout, heldout_split=split, notes=notes)
+        return ScenarioData(train=kept, heldout=heldout, heldout_split=split, notes=notes, source=source_label)
 
     def _heldout_rows(self, n: int, label: str) -> int:
         if self.heldout is None:

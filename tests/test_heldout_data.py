@@ -91,8 +91,9 @@ def test_heldout_data_mistakes_are_one_line(tmp_path: Path, capsys: pytest.Captu
     assert not runs.exists()
 
 
-def test_heldout_data_through_the_runs_prepare_and_saved_config(tmp_path: Path, tiny_model: str,
+def test_heldout_data_through_the_runs_prepare_profile_and_saved_config(tmp_path: Path, tiny_model: str,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunecrew.agents.toolkit import Toolkit
     from tunecrew.app.config import RunConfig, config_yaml
     from tunecrew.app.console import CrewConsole
     from tunecrew.app.runner import RunOptions, prepare
@@ -104,6 +105,10 @@ def test_heldout_data_through_the_runs_prepare_and_saved_config(tmp_path: Path, 
                   CrewConsole(quiet=True))
     assert ctx.spec.heldout_split == "custom:test(heldout-data)"
     assert len(load_rows(ctx.run.heldout_data)) == 6 and len(load_rows(ctx.run.train_data)) == 20
+    # The profile (and so the report) names the user's file, not only the run's converted copy of it
+    assert ctx.spec.data_source == str(train)
+    profile = Toolkit(ctx).profile_dataset().profile
+    assert profile.source == f"{train} (as converted into {ctx.run.train_data})"
 
     monkeypatch.chdir(tmp_path)  # a relative path is saved absolute: `-c config.yaml` repeats the run anywhere
     config = RunConfig(data=str(train), heldout_data="test.jsonl")

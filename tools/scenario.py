@@ -28,6 +28,9 @@ class ScenarioData:
     heldout: list[dict]  # same, plus an optional "group" label for per-group metrics
     heldout_split: str  # the name a score is reported under, e.g. "heldout-v1(seed=0)"
     notes: list[str] = field(default_factory=list)  # what the user should know: source, detected columns, fallbacks
+    # Where the training rows came from (the user's file or hub id, or a shipped sample standing in for
+    # one); "" for rows the scenario generates. The report names it: runs/<id>/train.jsonl is only a copy.
+    source: str = ""
 
     def __post_init__(self) -> None:
         train, heldout = neutralise_rows(self.train), neutralise_rows(self.heldout)
