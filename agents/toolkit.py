@@ -314,11 +314,11 @@ class Toolkit:
         return rate
 
     def _job(self, config: TrainConfig, train_file: Path, output_dir: Path, max_wall_seconds: float | None,
-             init_adapter: str | None = None) -> TrainJob:
+             init_adapter: str | None = None, data_offset: int = 0) -> TrainJob:
         ctx = self.ctx
         return TrainJob(config=config, base_model=ctx.base.name, train_file=str(train_file), output_dir=str(output_dir),
                         system_prompt=ctx.system_prompt, threads=ctx.wiring.threads, max_wall_seconds=max_wall_seconds,
-                        python=ctx.wiring.train_python, init_adapter=init_adapter,
+                        python=ctx.wiring.train_python, init_adapter=init_adapter, data_offset=data_offset,
                         processes=ctx.wiring.processes)
 
     def propose(self, args: Mapping[str, Any]) -> ProposalAnswer:
@@ -426,7 +426,8 @@ class Toolkit:
             return TrainAnswer(attempt=attempt.number, status="error", error=str(exc))
         source = self._continued() if attempt.config.continue_training else None
         job = self._job(attempt.config, train_file, ctx.attempt_dir.path, max_wall_seconds=self._wall_cap(),
-                        init_adapter=source.result.adapter_path if source else None)
+                        init_adapter=source.result.adapter_path if source else None,
+                        data_offset=(source.result.data_end or 0) if source else 0)
         # The worker process trains; a thread waits on it, off the crew's event loop.
         if ctx.wiring.parallel > 1:
             result = await asyncio.to_thread(self._train_round, job)

@@ -42,6 +42,10 @@ def test_crew_retries_with_a_changed_config_then_a_new_project_recalls_it(tmp_pa
         expected = expected.with_changes({"continue_training": True,
                                           "max_steps": max(policy.MIN_STEPS, expected.max_steps - done)})
     assert second.config == expected
+    if second.config.continue_training:  # it starts after the rows the first adapter drew from: no replay
+        job = json.loads((outcome.run_dir / "attempts" / "2" / "job.json").read_text())
+        assert first.result.data_end and job["data_offset"] == first.result.data_end
+        assert second.result.data_end > first.result.data_end
     assert second.decision.action == "stop"
     assert first.domain is not None and first.domain.domain == "task-management agent"
     for record in records:

@@ -143,8 +143,11 @@ def test_continue_training_keeps_training_the_previous_adapter(tiny_model, task_
     first = run_training(_job(tiny_model, task_data.train_file, tmp_path / "a1", make_config(max_steps=6)))
     assert first.status == "ok", first.error
     job = _job(tiny_model, task_data.train_file, tmp_path / "a2", make_config(max_steps=6, continue_training=True))
-    second = run_training(job.model_copy(update={"init_adapter": first.adapter_path}))
+    second = run_training(job.model_copy(update={"init_adapter": first.adapter_path, "data_offset": first.data_end}))
     assert second.status == "ok", second.error
+    # 6 steps of 8 draw from a window of the 120-row shuffle (10 steps' worth at least); the continued run
+    # draws from the next one instead of replaying the rows the adapter already learned.
+    assert (first.data_end, second.data_end) == (80, 160)
     # It starts where the first attempt ended, not from the base model's loss
     assert second.loss_curve[0].loss < first.loss_curve[0].loss - 0.3, (first.loss_curve, second.loss_curve)
     assert second.trainable_params == first.trainable_params  # the same adapter, not a second one on top
@@ -170,3 +173,16 @@ def test_an_attempt_stopped_before_its_first_logged_step_still_reports_its_loss(
     assert result.status == "ok" and 1 <= result.steps < 10, (result.status, result.steps, result.error)
     assert [p.step for p in result.loss_curve] == [result.steps]
     assert result.train_loss is not None and result.train_loss == result.loss_curve[0].loss > 0
+
+
+def test_a_run_draws_from_a_window_and_a_continued_run_from_the_next():
+    from tunecrew.tools.contracts import TrainConfig
+    from tunecrew.tools.train_worker import rotated, rows_to_prepare
+
+    demo = TrainConfig(max_steps=13, batch_size=8)  # the demo's attempt on the task agent's 960 rows
+    window = rows_to_prepare(960, demo)
+    assert window == 123  # 104 rows a run consumes, +10% and a batch for rows TRL drops
+    second = rotated(960, window)[:window]
+    assert set(second).isdisjoint(range(window)) and second[0] == window
+    assert rotated(5, 7) == [2, 3, 4, 0, 1] and rotated(5, 0) == [0, 1, 2, 3, 4]
+    assert rows_to_prepare(960, TrainConfig(max_steps=200, batch_size=8)) == 960  # over an epoch: every row

@@ -259,6 +259,9 @@ class TrainResult(_Model):
     steps_from_base: int | None = Field(
         None, description="Optimizer steps from the base model, continued attempts included: what memory replays.")
     continued_from: int | None = Field(None, description="The attempt whose adapter this training continued.")
+    data_end: int | None = Field(None, description="Where this run's window of the seeded shuffle of the training "
+                                 "rows ended (TrainJob.data_offset + rows it drew from): a run continuing its "
+                                 "adapter starts there. None: from before windows, or a failed run.")
     threads: int | None = Field(None, description="torch threads it trained with: a rate is reused only at the same.")
     processes: int = Field(1, ge=1, description="Data-parallel processes it trained with (--processes): a rate "
                            "measured with DDP is not one process's.")

@@ -54,6 +54,10 @@ class TrainJob(BaseModel):
                                            "after this.")
     init_adapter: str | None = Field(None, description="config.continue_training: the adapter folder to keep "
                                      "training, instead of a fresh adapter on the base model.")
+    data_offset: int = Field(0, ge=0, description="Rows of the seeded shuffle of the training rows that "
+                             "init_adapter already drew from (TrainResult.data_end of the run it continues): "
+                             "this run starts after them, so a continued attempt learns from new rows instead "
+                             "of replaying the ones the adapter was trained on.")
     python: str | None = Field(None, description="Interpreter that runs the worker, e.g. an Unsloth venv's; "
                                "default: $TUNECREW_TRAIN_PYTHON, else this one.")
     processes: int = Field(1, ge=1, le=64, description="Data-parallel training processes (DDP through `accelerate "

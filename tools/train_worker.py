@@ -52,8 +52,6 @@ DIVERGENCE_MIN_RISE = 1.0
 ROW_MARGIN = 1.1
 PREP_SHARE = 0.25
 MIN_PREPARED_STEPS = 10  # never prepare fewer rows than this many optimizer steps consume
-# A cut that saves fewer rows is not made (~1-2 s of preparing): small data trains exactly as before.
-MIN_ROWS_SAVED = 2000
 PREP_PROBE_ROWS = 32
 # TRL's preparation per row over one chat-template render + tokenise of the whole row. Measured on
 # the tiny test model, 5,000 short rows: 0.637 ms vs 0.240 ms a row (2.65x).
@@ -260,7 +258,9 @@ def _common_args(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bo
         max_steps=config.max_steps,
         max_length=config.max_seq_length,
         seed=config.seed,
-        data_seed=config.seed,
+        # A continued run draws its batches in another order too: with the same seed, a run whose window
+        # was every row would replay the draws of the run it continues.
+        data_seed=config.seed + job.data_offset,
         logging_steps=log_every,
         # The default filter logs a NaN/inf step loss as the mean of earlier ones (0.0 at step 1):
         # the Progress callback must see the NaN to stop the run and report it.
@@ -355,16 +355,25 @@ def planned_steps(n_rows: int, config: TrainConfig) -> int:
 
 def rows_to_prepare(n_rows: int, config: TrainConfig, seconds_per_row: float | None = None,
                     seconds_left: float | None = None) -> int:
-    """How many of `n_rows` (already shuffled) to tokenise: what the step plan consumes, plus
-    ROW_MARGIN; under a wall cap, no more than PREP_SHARE of the time left prepares. Never fewer than
-    MIN_PREPARED_STEPS consume, nor more than there are; all of them when a cut saves under
-    MIN_ROWS_SAVED."""
+    """How many of `n_rows` (already shuffled) the run draws from and tokenises: what the step plan
+    consumes, plus ROW_MARGIN; under a wall cap, no more than PREP_SHARE of the time left prepares.
+    Never fewer than MIN_PREPARED_STEPS consume, nor more than there are.
+
+    A run shorter than an epoch thus draws from a window at the front of the shuffle, not from every
+    row: a continued attempt (TrainJob.data_offset) starts after that window and sees new rows. Drawn
+    at random from all the rows, its rows could not be told apart from the ones already trained on;
+    on the task agent's 960 rows a 13-step continuation replayed the same 104 rows."""
     need = planned_steps(n_rows, config) * config.effective_batch
     keep = n_rows if need >= n_rows else math.ceil(need * ROW_MARGIN) + config.effective_batch
     if seconds_per_row and seconds_left is not None:
         keep = min(keep, int(PREP_SHARE * max(0.0, seconds_left) / seconds_per_row))
-    keep = min(n_rows, max(keep, MIN_PREPARED_STEPS * config.effective_batch))
-    return n_rows if n_rows - keep < MIN_ROWS_SAVED else keep
+    return min(n_rows, max(keep, MIN_PREPARED_STEPS * config.effective_batch))
+
+
+def rotated(n_rows: int, offset: int) -> list[int]:
+    """Row order starting at `offset` (mod n_rows) and wrapping around: a continued run's rows."""
+    start = offset % n_rows if n_rows else 0
+    return [*range(start, n_rows), *range(start)]
 
 
 def prep_seconds_per_row(tokenizer: Any, rows: list[dict]) -> float | None:
@@ -417,6 +426,8 @@ def train(job: TrainJob) -> TrainResult:
     train_ds, eval_ds = ((dataset.select(range(n_eval, len(rows))), dataset.select(range(n_eval))) if n_eval
                          else (dataset, None))
     n_train = len(train_ds)
+    if job.data_offset % max(1, n_train):  # continuing an adapter: start after the rows it was trained on
+        train_ds = train_ds.select(rotated(n_train, job.data_offset))
     steps_per_epoch = math.ceil(n_train / (config.batch_size * config.grad_accum))
     # Tokenise only what the run can consume (the first rows of the seeded shuffle): 50,000 rows
     # under a 20 s cap took ~60-110 s to prepare before the first step could check the cap.
@@ -540,6 +551,7 @@ def train(job: TrainJob) -> TrainResult:
         trainable_params=params_trainable,
         total_params=params_total,
         adapter_path=str(adapter_dir) if state["status"] == "ok" else None,
+        data_end=job.data_offset + len(train_ds) if state["status"] == "ok" else None,
         error=state["error"],
     )
 
