@@ -118,7 +118,7 @@ def test_resume_and_chat_read_the_crew_settings_from_a_file(tmp_path):
 
 @pytest.mark.parametrize(("text", "message"), [
     ("scenario: task-agent\nlearning_rat: 0.001\n",
-     "experiment.yaml: unknown key 'learning_rat' (known: scenario, data, columns, heldout, base_model, "
+     "experiment.yaml: unknown key 'learning_rat' (known: scenario, data, columns, heldout, heldout_data, "
      f"... {len(RunConfig.model_fields) - 5} more: the flags of `tunecrew run --help`)"),
     ("scenario: task-agent\nmax_attemps: 2\n", "experiment.yaml: unknown key 'max_attemps' (known: max_attempts, "),
     ("scenario: task-agent\nlearning_rate: 0.001\n",
