@@ -85,7 +85,8 @@ class Result:
     methods: list[str] = field(default_factory=list)  # config.method of each attempt, in order
     attempts: int = 0
     steps: list[int] = field(default_factory=list)  # optimizer steps each attempt trained: 0-1 is the base model
-    best: float | None = None
+    best: float | None = None  # the best attempt the crew's verdict accepted (beats the base model, not noise)
+    rejected_best: float | None = None  # with none accepted: the best score the verdict rejected
     base: float | None = None  # the base model, prompt only, same rows and scorer
     trivial: float | None = None
     trivial_kind: str | None = None  # which trivial answer scored `trivial`
@@ -322,6 +323,7 @@ def summarise(result: Result, task: Task, data: Path, run_dir: Path, seed: int) 
     kept --runs-dir folders of a suite that was stopped."""
     from tunecrew.memory.ledger import Ledger
     from tunecrew.tools.contracts import EvalReport
+    from tunecrew.tools.diagnose import best_attempt, is_accepted
     from tunecrew.tools.run_dir import RunDir
 
     files = RunDir(run_dir)
@@ -330,7 +332,10 @@ def summarise(result: Result, task: Task, data: Path, run_dir: Path, seed: int) 
     result.attempts, result.methods = len(records), [r.config.method for r in records]
     result.steps = [r.result.steps for r in records]
     scored = [r for r in records if r.score is not None]
-    best = max(scored, key=lambda r: r.score or 0.0) if scored else None
+    # The run's own best (tools/diagnose.best_attempt): what report, export and serve hand back, so an
+    # attempt the verdict rejected is never the row's "best", however it scored.
+    best = best_attempt(records) or (max(scored, key=lambda r: r.score or 0.0) if scored else None)
+    accepted = best is not None and is_accepted(best)
     first = records[0] if records else None
     # The records' profile is of the run's own train.jsonl (already chat rows): the user's file's layout
     # is in the notes of reading it, which no run file keeps, so the same rows are read again here.
@@ -338,7 +343,11 @@ def summarise(result: Result, task: Task, data: Path, run_dir: Path, seed: int) 
     if first is not None:
         result.domain = first.domain.domain if first.domain else None
     if best is not None and best.eval is not None:
-        result.best, result.metric = best.score, best.eval.primary_metric
+        result.metric = best.eval.primary_metric
+        if accepted:
+            result.best = best.score
+        else:
+            result.rejected_best = best.score
         result.split, result.samples = best.eval.split, best.eval.samples_of(best.eval.primary_metric)
     if files.baseline.exists():
         base = EvalReport.model_validate_json(files.baseline.read_text(encoding="utf-8"))
@@ -397,7 +406,9 @@ def render(results: list[Result]) -> str:
         kind = r.task_type or ("scenario's contract scorer" if r.kind == "tool-calls" and r.metric else "-")
         evidence = f"{kind} ({r.evidence[:70]}{'…' if len(r.evidence) > 70 else ''})" if r.evidence else kind
         trivial = f"{_num(r.trivial)} ({r.trivial_kind})" if r.trivial_kind else _num(r.trivial)
-        best = _num(r.best) if r.error is None else f"FAILED: {r.error[:90]}"
+        best = _num(r.best) if r.best is not None or r.rejected_best is None else \
+            f"none accepted ({_num(r.rejected_best)} rejected)"
+        best = best if r.error is None else f"FAILED: {r.error[:90]}"
         rows.append([r.kind, r.dataset, r.layout or "-", evidence, r.metric or "-", r.domain or "-",
                      ",".join(dict.fromkeys(r.methods)) or "-",
                      f"{r.attempts} ({'+'.join(map(str, r.steps))})" if r.steps else str(r.attempts), best,

@@ -69,3 +69,11 @@ def test_a_failed_task_is_a_row_of_the_table() -> None:
                           error="DataError: --heldout: too slow")
     text = suite.render([failed])
     assert "FAILED: DataError: --heldout: too slow" in text and "0.000 (prompt copied)" in text
+
+
+def test_a_task_whose_attempts_were_all_rejected_has_no_best() -> None:
+    """The row's best is the run's own (accepted) best: a rejected attempt's score is shown as rejected."""
+    rejected = suite.Result(kind="free-text", dataset="sample.jsonl", base=0.008, rejected_best=0.003)
+    accepted = suite.Result(kind="math", dataset="gsm8k_chat.jsonl", base=0.0, best=0.417)
+    text = suite.render([rejected, accepted])
+    assert "none accepted (0.003 rejected)" in text and "0.417" in text
