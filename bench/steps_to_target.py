@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -62,11 +63,17 @@ def main(argv: list[str] | None = None) -> list[Link]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="also write the links as JSON here")
+    parser.add_argument("--keep", type=Path, help="keep each attempt's folder (adapter, result.json) here")
+    parser.add_argument("--continue-from", type=Path, metavar="ATTEMPT_DIR",
+                        help="extend a kept chain: start from this attempt folder's adapter and rows (its "
+                        "result.json), with --steps-before steps behind it; the base model is not re-scored")
+    parser.add_argument("--steps-before", type=int, default=0, help="with --continue-from: its steps from base")
     args = parser.parse_args(argv)
     segments = [int(s) for s in args.segments.split(",") if s.strip()]
     if not segments or min(segments) < 1:
         parser.error("--segments: comma-separated step counts, each at least 1")
 
+    from tunecrew.tools.contracts import TrainResult
     from tunecrew.tools.train import run_training
 
     print(f"machine: {_common.machine()}")
@@ -78,7 +85,7 @@ def main(argv: list[str] | None = None) -> list[Link]:
         trials = Trials(scenario, base_model, args.seed, Path(tmp), "chain", args.threads)
         tk, ctx = trials.tk, trials.ctx
         t0 = time.monotonic()
-        base_report, _ = tk._score(None, ctx.baseline_system_prompt)
+        base_report = None if args.continue_from else tk._score(None, ctx.baseline_system_prompt)[0]
         base_eval_s = time.monotonic() - t0
         setup_s = time.monotonic() - started
         first = trials.crew_first
@@ -87,11 +94,17 @@ def main(argv: list[str] | None = None) -> list[Link]:
         print(f"config (the crew's first): LoRA r{first.lora_rank} lr {first.learning_rate:g} batch "
               f"{first.effective_batch} seq {first.max_seq_length} {first.lr_scheduler}, embeddings "
               f"{'on' if first.train_embeddings else 'off'}; each attempt continues the previous adapter")
-        print(f"base model: {_fmt(base_report.metrics)} ({base_eval_s:.0f} s to evaluate); set-up with the base "
-              f"evaluation {setup_s:.0f} s")
         links: list[Link] = []
         adapter: str | None = None
         offset, done = 0, 0
+        if base_report is not None:
+            print(f"base model: {_fmt(base_report.metrics)} ({base_eval_s:.0f} s to evaluate); set-up with the "
+                  f"base evaluation {setup_s:.0f} s")
+        else:
+            kept = TrainResult.model_validate_json((args.continue_from / "result.json").read_text())
+            adapter, offset, done = str(args.continue_from / "adapter"), kept.data_end or 0, args.steps_before
+            print(f"continuing {args.continue_from}: {done} steps from base, rows from {offset}; "
+                  f"set-up {setup_s:.0f} s")
         for number, steps in enumerate(segments, start=1):
             config = first.with_changes({"max_steps": steps, "eval_fraction": 0.0,
                                          "continue_training": adapter is not None})
@@ -115,6 +128,9 @@ def main(argv: list[str] | None = None) -> list[Link]:
                   f"train {link.train_seconds:.0f} s at {link.tokens_per_second} tokens/s, eval {eval_s:.0f} s: "
                   f"{_fmt(report.metrics)}", flush=True)
             adapter, offset = result.adapter_path, end
+            if args.keep:
+                shutil.copytree(Path(tmp) / f"attempt{number}", args.keep / f"attempt{number}", dirs_exist_ok=True)
+                adapter = str(args.keep / f"attempt{number}" / "adapter")
         print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; wall {time.monotonic() - started:.0f} s")
         rows = [[str(k.attempt), str(k.steps_from_base), f"{k.metrics.get('novel_phrasing/action_exact_match', 0):.3f}",
                  f"{k.metrics.get('trained_phrasing/action_exact_match', 0):.3f}",
@@ -127,7 +143,8 @@ def main(argv: list[str] | None = None) -> list[Link]:
         print(f"n = {n_novel} novel-phrasing prompts of {len(ctx.data.heldout)} held-out; one prompt is "
               f"{100 / max(1, n_novel):.1f} points")
         if args.out:
-            args.out.write_text(json.dumps({"base": base_report.metrics, "base_eval_seconds": base_eval_s,
+            args.out.write_text(json.dumps({"base": base_report.metrics if base_report else None,
+                                            "base_eval_seconds": base_eval_s,
                                             "setup_seconds": setup_s, "links": [asdict(k) for k in links]},
                                            indent=2))
         return links
