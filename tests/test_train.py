@@ -173,6 +173,8 @@ def test_an_attempt_stopped_before_its_first_logged_step_still_reports_its_loss(
     assert result.status == "ok" and 1 <= result.steps < 10, (result.status, result.steps, result.error)
     assert [p.step for p in result.loss_curve] == [result.steps]
     assert result.train_loss is not None and result.train_loss == result.loss_curve[0].loss > 0
+    # With its epoch, as logged points have: the diagnosis reads how much of the data was seen from it
+    assert result.loss_curve[0].epoch is not None and 0 < result.loss_curve[0].epoch < 1
 
 
 def test_a_run_draws_from_a_window_and_a_continued_run_from_the_next():

@@ -520,7 +520,9 @@ def train(job: TrainJob) -> TrainResult:
     elif state["status"] == "ok" and not state["curve"] and output.training_loss == output.training_loss:
         # Stopped before the first logging step: the Trainer's mean loss over the steps that ran
         # is the only loss there is; without it the attempt would be `ok` with no loss at all.
-        state["curve"].append(LossPoint(step=steps_done, loss=float(output.training_loss)))
+        # With its epoch (scaled as the logged points are), or a diagnosis reading epochs finds none.
+        epoch = trainer.state.epoch * epoch_scale if trainer.state.epoch is not None else None
+        state["curve"].append(LossPoint(step=steps_done, loss=float(output.training_loss), epoch=epoch))
 
     adapter_dir = Path(job.output_dir) / ADAPTER_DIR
     if state["status"] == "ok":
