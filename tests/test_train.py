@@ -35,6 +35,15 @@ def test_lora_run_learns_and_saves_a_loadable_adapter(lora_run, tiny_model):
     assert losses[0] > losses[-1] + 0.3, losses
     assert result.train_loss is not None and math.isfinite(result.train_loss)
     assert 0 < result.trainable_params < result.total_params
+    # The steady rate leaves the first step out; the rate the next estimate uses explains the
+    # run's wall time exactly: fixed seconds + tokens / steady rate.
+    from tunecrew.tools.throughput import rate_of
+
+    assert result.steady_tokens_per_second and result.steady_tokens_per_second > 0
+    rate = rate_of(result, "lora run")
+    assert rate is not None and rate.tokens_per_second == result.steady_tokens_per_second
+    assert 0 < rate.startup_seconds < result.wall_seconds
+    assert rate.seconds_for(result.tokens) == pytest.approx(result.wall_seconds - result.eval_loss_seconds)
 
     adapter = Path(result.adapter_path)
     assert adapter == Path(lora_run.job.output_dir) / "adapter"

@@ -254,6 +254,9 @@ class TrainResult(_Model):
     tokens_per_second: float | None = Field(None, description="Tokens trained on (padding excluded) per second of "
                                             "the training loop; loading and tokenising excluded.")
     tokens: int | None = Field(None, description="Tokens trained on: with train_seconds, what the next estimate uses.")
+    steady_tokens_per_second: float | None = Field(
+        None, description="Tokens/s from the first logged optimizer step to the last (eval-loss passes left out): "
+        "the loop's start and first step excluded, the per-token cost a longer run pays. None: under 2 logged steps.")
     train_seconds: float | None = Field(None, description="The training loop alone; wall_seconds - this = start-up.")
     eval_loss_seconds: float = Field(0.0, ge=0, description="Of train_seconds, the eval-loss passes.")
     steps_from_base: int | None = Field(

@@ -101,13 +101,20 @@ class MeasuredRate:
 
 
 def rate_of(result: TrainResult, source: str) -> MeasuredRate | None:
-    """The rate a finished training run measured; None when it trained too little to tell."""
+    """The rate a finished training run measured; None when it trained too little to tell.
+
+    The steady rate (first logged step to the last) is the per-token cost; whatever of the run's wall
+    time it does not explain (start-up, the loop's start and first step, saving) is a fixed cost per
+    run, not spread over the tokens: on a 4-step SmolLM2-135M probe the whole-loop rate is ~6% under
+    the steady one (bench/rate_probe.py). Noise that no rule removes: the same 4-step probe measured
+    110 and 135 tokens/s minutes apart on the shared 2-core machine."""
     train_seconds = result.train_seconds or 0.0
     training = train_seconds - result.eval_loss_seconds
     if not result.tokens or training <= 0:
         return None
-    return MeasuredRate(tokens_per_second=result.tokens / training,
-                        startup_seconds=max(0.0, result.wall_seconds - train_seconds), source=source)
+    rate = result.steady_tokens_per_second or result.tokens / training
+    fixed = result.wall_seconds - result.eval_loss_seconds - result.tokens / rate
+    return MeasuredRate(tokens_per_second=rate, startup_seconds=max(0.0, fixed), source=source)
 
 
 def error_share(estimated: float | None, actual: float) -> float | None:

@@ -280,6 +280,17 @@ def _common_args(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bo
     )
 
 
+def steady_rate(marks: list[tuple[float, float, float]]) -> float | None:
+    """Tokens/s from the first logged step to the last, eval-loss passes left out: the first step's
+    warm-up (allocations, first kernels) is not in it, so a few timed steps predict a long run.
+    `marks` are (monotonic time, tokens so far, eval seconds so far) at each logged step."""
+    if len(marks) < 2:
+        return None
+    (t0, tokens0, eval0), (t1, tokens1, eval1) = marks[0], marks[-1]
+    seconds = (t1 - t0) - (eval1 - eval0)
+    return (tokens1 - tokens0) / seconds if seconds > 0 and tokens1 > tokens0 else None
+
+
 def _peak_memory_mb(use_cuda: bool) -> float:
     if use_cuda:
         import torch
@@ -445,7 +456,7 @@ def train(job: TrainJob) -> TrainResult:
         # The step count (and with it the schedule and the logging) stays the one planned for all rows.
         config = config.with_changes({"max_steps": planned})
 
-    state: dict[str, Any] = {"curve": [], "eval": [], "status": "ok", "error": None, "first": None}
+    state: dict[str, Any] = {"curve": [], "eval": [], "status": "ok", "error": None, "first": None, "marks": []}
 
     class Progress(TrainerCallback):
         def on_log(self, args, tstate, control, logs=None, **kwargs):
@@ -457,6 +468,8 @@ def train(job: TrainJob) -> TrainResult:
                 if math.isfinite(loss):  # JSON has no NaN: a NaN point would make result.json unreadable
                     state["curve"].append(LossPoint(step=step, loss=loss, epoch=epoch, lr=logs.get("learning_rate")))
                 state["tokens"] = logs.get("num_tokens", state.get("tokens"))
+                if state["tokens"]:
+                    state["marks"].append((time.monotonic(), state["tokens"], state.get("eval_seconds", 0.0)))
                 emit("log", step=step, max_steps=tstate.max_steps, loss=loss, epoch=epoch,
                      lr=logs.get("learning_rate"), elapsed=time.monotonic() - started)
                 if not math.isfinite(loss):
@@ -546,6 +559,7 @@ def train(job: TrainJob) -> TrainResult:
         # Eval-loss passes are timed apart, so the rate is training's own.
         tokens_per_second=float(tokens) / max(1e-9, train_seconds - state.get("eval_seconds", 0.0)) if tokens else None,
         tokens=int(tokens) if tokens else None,
+        steady_tokens_per_second=steady_rate(state["marks"]),
         train_seconds=train_seconds,
         eval_loss_seconds=state.get("eval_seconds", 0.0),
         peak_memory_mb=_peak_memory_mb(use_cuda),
