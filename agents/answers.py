@@ -106,7 +106,8 @@ class TuningBrief(Answer):
     recalled: list[Recalled] = []
     # Time: what is left of --budget, what one evaluation costs, and the measured training rate.
     time_left_s: float | None = None
-    eval_reserve_s: float | None = None
+    eval_reserve_s: float | None = None  # this attempt's evaluation (the base model's too, before it is scored)
+    next_eval_s: float | None = None  # one more attempt's evaluation: what a first attempt leaves for a retry
     tokens_per_row: float | None = None  # a training row's mean tokens, system prompt and chat markup included
     rate: RateInfo | None = None
 

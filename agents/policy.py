@@ -156,8 +156,9 @@ def fit_to_time(config: TrainConfig, brief: TuningBrief, share: float) -> tuple[
     if left is None or rate is None or not per_row:
         return config, ""
     reserve = brief.eval_reserve_s or 0.0
-    evaluations = 2 if share < 1 else 1  # a first attempt leaves room for another one's evaluation
-    train_time = max(0.0, left - evaluations * reserve) * share - rate.startup_seconds
+    if share < 1:  # a first attempt leaves room for another one's evaluation (which never scores the base)
+        reserve += brief.next_eval_s if brief.next_eval_s is not None else reserve
+    train_time = max(0.0, left - reserve) * share - rate.startup_seconds
     # The eval-loss passes cost up to EVAL_COST_SHARE more, and the proposal is checked a moment
     # after this brief was written: leave both as margin, so the check accepts what this sizes.
     tokens_per_step = per_row * config.effective_batch * (1 + EVAL_COST_SHARE) / TIME_FIT_MARGIN

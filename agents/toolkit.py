@@ -60,7 +60,7 @@ from tunecrew.tools.diagnose import diagnose as diagnose_attempt
 from tunecrew.tools.domain import detect_domain as detect_domain_candidates
 from tunecrew.tools.domain import is_unsure, shared_system_prompt, system_prompt_notes
 from tunecrew.tools.evaluate import evaluate_with_replies, load_model
-from tunecrew.tools.feasibility import Feasibility, check_feasibility
+from tunecrew.tools.feasibility import Feasibility, check_feasibility, estimate_eval_seconds
 from tunecrew.tools.judge import compact, rubric_of, samples_from_rows
 from tunecrew.tools.profile import profile_rows
 from tunecrew.tools.rows import write_jsonl
@@ -242,6 +242,7 @@ class Toolkit:
                 ctx.rate = self._remembered_rate(hits) or self._timed_steps(brief)
             brief.time_left_s = round(ctx.time_left or 0.0, 1)
             brief.eval_reserve_s = round(self._eval_reserve(), 1)
+            brief.next_eval_s = round(self._next_eval_reserve(), 1)
         brief.tokens_per_row = round(self._tokens_per_row(), 1)
         if ctx.rate is not None:
             brief.rate = RateInfo(tokens_per_second=round(ctx.rate.tokens_per_second, 1),
@@ -272,13 +273,28 @@ class Toolkit:
         return self._system_prompt_tokens() + CHAT_MARKUP_TOKENS
 
     def _eval_reserve(self) -> float:
-        """Seconds one evaluation takes: measured once one ran; before that, a share of the budget
-        (the first evaluation also scores the base model, so it is reserved twice)."""
+        """Seconds this attempt's evaluation takes: measured once one ran; before that the prior of
+        `_next_eval_reserve`, twice (the first evaluation also scores the base model)."""
         ctx = self.ctx
         if ctx.eval_seconds is not None:
             return ctx.eval_seconds
-        budget = ctx.spec.budget_s or 0.0
-        return EVAL_RESERVE_SHARE * budget * (1 if ctx.baseline is not None else 2)
+        return self._next_eval_reserve() * (1 if ctx.baseline is not None else 2)
+
+    def _next_eval_reserve(self) -> float:
+        """Seconds one more attempt's evaluation takes (never the base model's): measured once one ran.
+        Before that, the decode-time bound of the held-out rows (every reply at the token limit:
+        64 s for the demo's 128 x 64 tokens, where its base evaluation measured 62-85 s), at most
+        the budget share an evaluation is capped to; with an LLM judge the share, as judging is
+        not in the bound."""
+        ctx = self.ctx
+        if ctx.eval_seconds is not None:
+            return ctx.eval_seconds
+        share = EVAL_RESERVE_SHARE * (ctx.spec.budget_s or 0.0)
+        if ctx.judge_panel is not None:
+            return share
+        bound = estimate_eval_seconds(len(ctx.data.heldout), ctx.scenario.max_new_tokens, ctx.base.params,
+                                      ctx.hardware, threads=ctx.wiring.threads)
+        return min(share, bound) if share else bound
 
     def _remembered_rate(self, hits: list[Any]) -> MeasuredRate | None:
         """A rate an earlier attempt measured for this model on this machine (memory), if any."""

@@ -173,3 +173,24 @@ def test_an_explicit_heldout_is_capped_when_the_run_is_prepared(tmp_path, tiny_m
     kept = load_rows(ctx.run.heldout_data)
     assert 4 <= len(kept) < 1500 and len(kept) == len(ctx.data.heldout)
     assert any(f"n={len(kept):,} of the 1,500 held-out rows" in n and "--heldout" in n for n in notes), notes
+
+
+def test_before_any_evaluation_a_first_attempt_reserves_the_base_models_and_one_more(tmp_path, tiny_model):
+    """The time a first attempt leaves for evaluations: its own and the base model's (each at the
+    decode-time bound of the held-out rows, under the budget share) plus one retry's, not four."""
+    from tunecrew.agents.toolkit import EVAL_RESERVE_SHARE, Toolkit
+    from tunecrew.app.console import CrewConsole
+    from tunecrew.app.runner import RunOptions, prepare
+    from tunecrew.scenarios.registry import load_scenario
+    from tunecrew.tools.feasibility import estimate_eval_seconds
+
+    ctx = prepare(RunOptions(scenario=load_scenario("task-agent"), base_model=tiny_model, budget_minutes=10,
+                             runs_dir=tmp_path / "runs", use_memory=False, quiet=True), CrewConsole(quiet=True))
+    tk = Toolkit(ctx)
+    bound = estimate_eval_seconds(len(ctx.data.heldout), ctx.scenario.max_new_tokens, ctx.base.params, ctx.hardware,
+                                  threads=ctx.wiring.threads)
+    assert 0 < bound < EVAL_RESERVE_SHARE * 600
+    assert tk._next_eval_reserve() == bound
+    assert tk._eval_reserve() == 2 * bound  # the base model is scored at the first evaluation
+    ctx.eval_seconds = 5.0  # once one evaluation ran, its time is what every later one reserves
+    assert tk._next_eval_reserve() == tk._eval_reserve() == 5.0

@@ -190,6 +190,10 @@ def test_a_time_budget_sizes_the_first_attempt_from_the_measured_rate():
     # plus 10% for the eval-loss passes and a 5% margin: 32,200 / 926 = 34 steps
     assert config.max_steps == 34 and config.batch_size == 8
     assert "34 steps" in why and "200 tokens/s" in why
+    # The retry's evaluation never scores the base model: when the brief says what one costs (30 s),
+    # the first attempt keeps 60 + 30 s, not 2 x 60: (500 - 90) x 0.45 - 10 = 174.5 s -> 37 steps
+    cheaper, _ = policy.initial_config(TuningBrief.model_validate({**timed, "next_eval_s": 30.0}))
+    assert cheaper.max_steps == 37
     # A retry takes all that is left after its own evaluation: (500 - 60) - 10 = 430 s -> 92 steps
     retry, _ = policy.initial_config(TuningBrief.model_validate({**timed, "previous_config": config.model_dump(),
                                                                  "planner_changes": {"max_steps": 1000}}))
