@@ -15,6 +15,7 @@ from tunecrew.scenarios.task_agent.contract import (
     ParsedReply,
     ReplyContract,
     ToolSpec,
+    could_still_parse,
     format_action,
     parse_reply,
     render_reply,
@@ -187,6 +188,35 @@ def test_parser_never_raises_on_random_text() -> None:
         parsed = parse_reply(text)
         assert parsed.kind in ("action", "final", "invalid")
         assert (parsed.kind == "invalid") == (parsed.error is not None)
+
+
+def test_a_reply_judged_unparseable_mid_generation_never_parses_whatever_follows() -> None:
+    """Evaluation stops generating a reply once could_still_parse says no: that is only sound if no
+    continuation would have parsed. Random prefixes and continuations, both contracts; and every
+    prefix of every valid reply stays viable, so a good reply is never cut."""
+    rng = random.Random(1)
+    alphabet = ['<analysis>', '</analysis>', '<action>', '</action>', '<final>', '</final>', '<', '>', 'a',
+                'analysis', '<anal', 'ysis>', ' ', '\n', 'Sure', '(', ')', '"', 'add_task', 'title', '=', 'x',
+                '< analysis>', '<ANALYSIS>', '<act', 'ion>', 'fin', 'al>']
+    optional = ReplyContract(analysis="optional")
+    contracts, cut = (DEFAULT_CONTRACT, optional), [0, 0]
+    for _ in range(4000):
+        prefix = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 6)))
+        rest = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+        for k, contract in enumerate(contracts):
+            if not could_still_parse(prefix, contract):
+                cut[k] += 1
+                for tail in (rest, "<analysis>Hi.</analysis><final>Hello!</final>",
+                             '<action>add_task(title="x")</action>'):
+                    assert parse_reply(prefix + tail, contract).kind == "invalid", (prefix, tail)
+    assert min(cut) > 500  # the check does cut: most random openings are prose
+    valid = [render_reply("Add it.", tool="add_task", args={"title": "milk", "due": "2026-01-02"}),
+             render_reply("Hi.", final="Hello!"), "  \n" + A + "<final>ok</final>"]
+    for reply in valid:
+        assert parse_reply(reply).kind != "invalid"
+        assert all(could_still_parse(reply[:i]) for i in range(len(reply) + 1))
+    assert could_still_parse("<action>", optional) and not could_still_parse("<action>")
+    assert not could_still_parse("Sure! <analysis>")
 
 
 # --------------------------------------------------------------------------- rendering

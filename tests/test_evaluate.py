@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tunecrew.tools.evaluate import SampleScore, evaluate, generate, load_model, prompt_of, score_replies
+from tunecrew.tools.evaluate import (
+    SampleScore,
+    evaluate,
+    generate,
+    generate_cut,
+    load_model,
+    prompt_of,
+    score_replies,
+)
 
 from conftest import THREADS
 
@@ -143,3 +151,32 @@ def test_adapter_changes_the_replies(base, prompts, tiny_model, trained_adapter)
     before = generate(base, prompts[:4], max_new_tokens=NEW_TOKENS, batch_size=4)
     after = generate(tuned, prompts[:4], max_new_tokens=NEW_TOKENS, batch_size=4)
     assert before != after
+
+
+@pytest.mark.slow
+def test_a_reply_the_scenario_rules_out_stops_there_and_the_rest_run_on(base, prompts):
+    """generate_cut with a `viable` test: a rejected reply ends at the token that broke it, the
+    others are exactly what plain generation writes, and the report counts the cut ones."""
+    from tunecrew.scenarios.task_agent.scenario import SCENARIO, score
+
+    full = generate(base, prompts, max_new_tokens=NEW_TOKENS, batch_size=8)
+
+    def viable(text: str) -> bool:  # rules a reply out at its third visible character
+        return len(text.strip()) < 3
+
+    replies, cut = generate_cut(base, prompts, max_new_tokens=NEW_TOKENS, batch_size=8, viable=viable)
+    long = {i for i, reply in enumerate(full) if not viable(reply)}
+    assert long and cut == long
+    for i, (reply, whole) in enumerate(zip(replies, full, strict=True)):
+        assert whole.startswith(reply)  # the same greedy tokens, up to where it stopped
+        if i in cut:
+            assert not viable(reply) and len(reply) < len(whole)
+        else:
+            assert reply == whole
+    rows = [{"messages": [*p[1:], {"role": "assistant", "content": "<analysis>x</analysis><final>y</final>"}]}
+            for p in prompts]
+    report = evaluate(base, rows, score, system_prompt=SYSTEM, split="s", seed=0, primary_metric="action_exact_match",
+                      max_new_tokens=NEW_TOKENS, batch_size=8, viable=SCENARIO.reply_viable)
+    plain = evaluate(base, rows, score, system_prompt=SYSTEM, split="s", seed=0, primary_metric="action_exact_match",
+                     max_new_tokens=NEW_TOKENS, batch_size=8)
+    assert report.metrics == plain.metrics and report.cut_replies > 0 and plain.cut_replies == 0

@@ -329,6 +329,8 @@ class EvalReport(_Model):
     leak_check: LeakCheck | None = None
     wall_seconds: float = 0.0
     generated_tokens_per_second: float | None = None
+    cut_replies: int = Field(0, ge=0, description="Replies whose generation stopped early because no continuation "
+                             "could score (Scenario.reply_viable): they score as they would have at full length.")
 
     @property
     def score(self) -> float | None:

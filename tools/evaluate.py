@@ -102,17 +102,35 @@ def generate(
     batch_size: int = 32,
 ) -> list[str]:
     """Greedy replies to chat prompts, `batch_size` at a time, longest first to waste less padding."""
+    return generate_cut(loaded, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)[0]
+
+
+def generate_cut(
+    loaded: LoadedModel,
+    prompts: Sequence[list[dict]],
+    *,
+    max_new_tokens: int = 96,
+    batch_size: int = 32,
+    viable: Callable[[str], bool] | None = None,
+) -> tuple[list[str], set[int]]:
+    """`generate`, where a reply that `viable` rejects stops there (its sequence is done; the batch
+    goes on while any other runs). Returns the replies and the indices of those cut."""
     import torch
+    from transformers import StoppingCriteriaList
 
     tokenizer, model = loaded.tokenizer, loaded.model
     texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     replies: list[str] = [""] * len(texts)
+    cut: set[int] = set()
     device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
+        prompt_len = batch["input_ids"].shape[1]
+        stop = _Cutter(tokenizer, prompt_len, viable) if viable is not None else None
+        extra: dict[str, Any] = {"stopping_criteria": StoppingCriteriaList([stop.criterion()])} if stop else {}
         with torch.inference_mode():
             out = model.generate(
                 **batch,
@@ -121,12 +139,48 @@ def generate(
                 use_cache=True,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
+                **extra,
             )
-        new_tokens = out[:, batch["input_ids"].shape[1] :]
-        for i, row in zip(idx, new_tokens, strict=True):
+        new_tokens = out[:, prompt_len:]
+        for row, (i, tokens) in enumerate(zip(idx, new_tokens, strict=True)):
             # One sequence decodes to one str; decode's annotation (str | list[str]) also covers a batch.
-            replies[i] = cast(str, tokenizer.decode(row, skip_special_tokens=True)).strip()
-    return replies
+            replies[i] = cast(str, tokenizer.decode(tokens, skip_special_tokens=True)).strip()
+            if stop is not None and row in stop.cut:
+                cut.add(i)
+    return replies, cut
+
+
+class _Cutter:
+    """Per sequence: done once its text so far can no longer become a reply that scores (the
+    scenario's `reply_viable`). Wrapped in a transformers StoppingCriteria by `criterion`."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_len: int, viable: Callable[[str], bool]):
+        self.tokenizer, self.prompt_len, self.viable = tokenizer, prompt_len, viable
+        self.cut: set[int] = set()
+
+    def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for row in range(input_ids.shape[0]):
+            if row not in self.cut:
+                text = cast(str, self.tokenizer.decode(input_ids[row, self.prompt_len:], skip_special_tokens=True))
+                if self.viable(text):
+                    continue
+                self.cut.add(row)
+            done[row] = True
+        return done
+
+    def criterion(self) -> Any:
+        from transformers import StoppingCriteria  # here, not at import: the model libraries load with a model
+
+        cutter = self
+
+        class NotViable(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return cutter(input_ids)
+
+        return NotViable()
 
 
 def prompt_of(row: dict, system_prompt: str) -> list[dict]:
@@ -209,11 +263,12 @@ def evaluate(
     leak_check: LeakCheck | None = None,
     max_new_tokens: int = 96,
     batch_size: int = 32,
+    viable: Callable[[str], bool] | None = None,
 ) -> EvalReport:
     """Generate for every held-out row and score it."""
     return evaluate_with_replies(loaded, rows, scorer, system_prompt=system_prompt, split=split, seed=seed,
                                  primary_metric=primary_metric, leak_check=leak_check,
-                                 max_new_tokens=max_new_tokens, batch_size=batch_size)[0]
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size, viable=viable)[0]
 
 
 def evaluate_with_replies(
@@ -228,17 +283,19 @@ def evaluate_with_replies(
     leak_check: LeakCheck | None = None,
     max_new_tokens: int = 96,
     batch_size: int = 32,
+    viable: Callable[[str], bool] | None = None,
 ) -> tuple[EvalReport, list[str]]:
-    """`evaluate`, plus every reply in row order (the LLM judge reads them; the report keeps a few)."""
+    """`evaluate`, plus every reply in row order (the LLM judge reads them; the report keeps a few).
+    `viable`: the scenario's test of a partial reply; a reply it rejects stops there (see generate_cut)."""
     import torch
 
     torch.manual_seed(seed)
     started = time.monotonic()
-    replies = generate(loaded, [prompt_of(r, system_prompt) for r in rows],
-                       max_new_tokens=max_new_tokens, batch_size=batch_size)
+    replies, cut = generate_cut(loaded, [prompt_of(r, system_prompt) for r in rows],
+                                max_new_tokens=max_new_tokens, batch_size=batch_size, viable=viable)
     elapsed = time.monotonic() - started
     report = score_replies(rows, replies, scorer, split=split, seed=seed, primary_metric=primary_metric,
                            leak_check=leak_check)
     generated = sum(len(loaded.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies)
-    return report.model_copy(update={"wall_seconds": elapsed,
+    return report.model_copy(update={"wall_seconds": elapsed, "cut_replies": len(cut),
                                      "generated_tokens_per_second": generated / elapsed if elapsed else None}), replies

@@ -60,6 +60,9 @@ class Scenario:
     # A registry name (tools/base_models.py), hub id or path: a pretrained model that resolves offline.
     default_base_model: str = DEFAULT_BASE_MODEL
     scorer: Scorer | None = None
+    # A partial reply -> False once no continuation can score above zero: evaluation stops generating
+    # that reply there (the scores are the same; the time is not). None: every reply runs to its end.
+    reply_viable: Callable[[str], bool] | None = None
     domain_hint: str | None = None  # what the scenario author knows the domain to be; evidence only
 
     # The output contract spelled out for a model that never saw it: the base model's prompt-only

@@ -246,6 +246,17 @@ def parse_reply(text: str, contract: ReplyContract = DEFAULT_CONTRACT) -> Parsed
         return ParsedReply(kind="invalid", error=str(exc))
 
 
+def could_still_parse(prefix: str, contract: ReplyContract = DEFAULT_CONTRACT) -> bool:
+    """False once no continuation of a partial reply can parse: what comes before its first tag is
+    neither whitespace nor the start of a tag a reply may open with. Evaluation stops generating such
+    a reply there, so an untuned model's prose costs a token, not the whole generation budget.
+    Only the opening is checked: False means `parse_reply` rejects the reply whatever follows
+    (tests/test_contract.py checks it), True promises nothing."""
+    head = prefix.lstrip()
+    openers = ("<analysis>", "<action>", "<final>") if contract.analysis == "optional" else ("<analysis>",)
+    return any(head.startswith(tag) or tag.startswith(head) for tag in openers)
+
+
 def _parse(text: str, contract: ReplyContract) -> ParsedReply:
     tags = list(_TAG_RE.finditer(text))
     for tag in tags:

@@ -23,7 +23,7 @@ from tunecrew.tools.rows import DataError, short_repr
 from tunecrew.tools.scenario import Scenario
 
 from . import metrics
-from .contract import DEFAULT_CONTRACT, ReplyContract, parse_reply
+from .contract import DEFAULT_CONTRACT, ReplyContract, could_still_parse, parse_reply
 from .declared import declaration, infer_contract, load_contract, prompt_line
 
 __all__ = ["USER_MAX_NEW_TOKENS", "ContractedData", "read_llama_task_agent", "with_user_data"]
@@ -130,6 +130,10 @@ class ContractedData:
             return SampleScore(values={}, reason=f"not scored: {exc}")
         return SampleScore(values=metrics.values(s), reason=s.reason)
 
+    def viable(self, prefix: str) -> bool:
+        """Whether a partial reply can still parse under this data's contract (see could_still_parse)."""
+        return could_still_parse(prefix, self.contract or self.declared or DEFAULT_CONTRACT)
+
 
 def contract_of(scenario: Scenario) -> ReplyContract | None:
     """The contract a `--data` task-agent scenario's rows were checked under (None for any other
@@ -141,7 +145,7 @@ def contract_of(scenario: Scenario) -> ReplyContract | None:
 def under_contract(scenario: Scenario, contract: ReplyContract) -> Scenario:
     """`scenario` scored under a saved contract (resume: the rows are already in the run folder)."""
     state = ContractedData(declared=contract, contract=contract)
-    return replace(scenario, primary_metric="action_exact_match", scorer=state.score,
+    return replace(scenario, primary_metric="action_exact_match", scorer=state.score, reply_viable=state.viable,
                    baseline_instruction=prompt_line(contract),
                    max_new_tokens=max(scenario.max_new_tokens, USER_MAX_NEW_TOKENS))
 
@@ -173,4 +177,5 @@ def with_user_data(scenario: Scenario, *, data: str | None, columns: dict[str, s
         max_new_tokens=max(scenario.max_new_tokens, USER_MAX_NEW_TOKENS),
         build_data=builder,
         scorer=state.score,
+        reply_viable=state.viable,
     )
