@@ -282,10 +282,10 @@ class Toolkit:
 
     def _next_eval_reserve(self) -> float:
         """Seconds one more attempt's evaluation takes (never the base model's): measured once one ran.
-        Before that, the decode-time bound of the held-out rows (every reply at the token limit:
-        64 s for the demo's 128 x 64 tokens, where its base evaluation measured 62-85 s), at most
-        the budget share an evaluation is capped to; with an LLM judge the share, as judging is
-        not in the bound."""
+        Before that, the decode-time model of the held-out rows at the token limit (64 s for the
+        demo's 128 x 64 tokens; its tuned attempts measured 62-91 s, its base model, cut at the first
+        off-contract token, ~20 s), at most the budget share an evaluation is capped to; with an LLM
+        judge the share, as judging is not in the model."""
         ctx = self.ctx
         if ctx.eval_seconds is not None:
             return ctx.eval_seconds
