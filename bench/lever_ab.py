@@ -1,0 +1,89 @@
+"""One lever, side by side: the crew's first config with and without a change, at equal steps.
+
+    python bench/lever_ab.py --change data.synthetic_ratio=0.5            # the Planner's "generalize" lever
+    python bench/lever_ab.py --change learning_rate=3e-4 --steps 26
+    python bench/lever_ab.py --base-model tiny --n-train 120 --n-heldout 16 --steps 4   # smoke run
+
+Each arm is one attempt from the base model through the crew's own tools (propose_config's
+validation, train, evaluate) on the task-agent scenario's data, split and seed: the offline
+Tuner's first config for `--steps` optimizer steps, then the same with `--change` applied. Prints
+both arms' scores (novel and trained phrasings, format), steps and tokens trained, so a lever the
+Planner reaches for can be checked against doing nothing at the same cost in steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tuning_quality import Trials, make_scenario
+
+import _common
+
+
+def parse_change(text: str) -> dict[str, object]:
+    """`a.b=v,c=w` -> {"a.b": v, "c": w}, each value read as JSON when it parses (numbers, true)."""
+    out: dict[str, object] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, _, raw = part.partition("=")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw.strip()
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--change", required=True, help="config changes, e.g. data.synthetic_ratio=0.5")
+    parser.add_argument("--steps", type=int, default=52, help="optimizer steps of each arm")
+    parser.add_argument("--base-model", default="smollm2-135m")
+    parser.add_argument("--n-train", type=int, default=960)
+    parser.add_argument("--n-heldout", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    change = parse_change(args.change)
+
+    print(f"machine: {_common.machine()}; load before {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="lever-ab-") as tmp:
+        trials = Trials(make_scenario(args.n_train, args.n_heldout, runs=2), args.base_model, args.seed,
+                        Path(tmp), "lever", args.threads)
+        plain = trials.crew_first.with_changes({"max_steps": args.steps})
+        arms = {"first config": plain, f"+ {args.change}": plain.with_changes(change)}
+        rows = []
+        for number, (name, config) in enumerate(arms.items(), start=1):
+            started = time.monotonic()
+            score, report = trials.score(config, number)
+            result = trials.ctx.current.result
+            if score is None or result is None:
+                print(f"{name}: not scored: {report}")
+                continue
+            metrics = report.metrics
+            out[name] = {k: round(v, 4) for k, v in metrics.items()}
+            rows.append([name, str(result.steps), str(result.tokens), f"{time.monotonic() - started:.0f}",
+                         f"{metrics.get('novel_phrasing/action_exact_match', 0):.3f}",
+                         f"{metrics.get('trained_phrasing/action_exact_match', 0):.3f}",
+                         f"{metrics.get('format_compliance', 0):.3f}"])
+            print(f"{name} done", flush=True)
+    n_novel = sum(1 for r in trials.ctx.data.heldout if r.get("group") == "novel_phrasing")
+    print(f"{args.base_model}, {trials.ctx.data.heldout_split}, seed {args.seed}, threads {args.threads}; "
+          f"load after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(_common.table(["arm", "steps", "tokens", "train+eval s", "novel action EM", "trained action EM", "format"],
+                        rows))
+    print(f"n = {n_novel} novel-phrasing prompts: one prompt is {100 / max(1, n_novel):.1f} points")
+    return out
+
+
+if __name__ == "__main__":
+    main()
