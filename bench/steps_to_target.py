@@ -2,6 +2,8 @@
 
     python bench/steps_to_target.py                                   # SmolLM2-135M, 13,13,26,52,52 steps
     python bench/steps_to_target.py --segments 13,13 --threads 2 --out steps.json
+    python bench/steps_to_target.py --segments 26,26 --continue-change learning_rate=5e-4 --score last
+    python bench/steps_to_target.py --segments 26,26 --first-change lr_scheduler=constant_with_warmup --score last
     python bench/steps_to_target.py --base-model tiny --segments 4,4 --n-train 120 --n-heldout 16   # smoke run
 
 The 10-minute demo fits two attempts of ~13 optimizer steps on a 2-core CPU. This bench asks what the
@@ -12,7 +14,10 @@ the data (as the crew's continued attempts do), and scores every link on the sce
 with the crew's own evaluation. Printed per link: optimizer steps from the base model, training seconds
 and tokens/s, evaluation seconds, and the scores (novel and trained phrasings, format), beside the
 base model's on the same rows. Nothing is changed between links: the curve is what more steps alone
-buy, the crew's other levers (learning rate, rank, data recipes) aside.
+buy, the crew's other levers (learning rate, rank, data recipes) aside. `--first-change` and
+`--continue-change` apply config changes to the first link and to every continued one (how a chain's
+learning-rate schedule should be split across attempts), and
+`--score last` evaluates only the chain's end (equal-steps comparisons need no middle scores).
 
 The wall-clock minutes a score would cost a crew run are the training and evaluation seconds summed
 up to it, plus a run's fixed start-up (model, profile, rate probe, base evaluation), printed once.
@@ -68,7 +73,15 @@ def main(argv: list[str] | None = None) -> list[Link]:
                         help="extend a kept chain: start from this attempt folder's adapter and rows (its "
                         "result.json), with --steps-before steps behind it; the base model is not re-scored")
     parser.add_argument("--steps-before", type=int, default=0, help="with --continue-from: its steps from base")
+    parser.add_argument("--first-change", default="", metavar="CHANGES",
+                        help="config changes for the first link only, e.g. lr_scheduler=constant_with_warmup")
+    parser.add_argument("--continue-change", default="", metavar="CHANGES",
+                        help="config changes for every continued link, e.g. learning_rate=5e-4,warmup_ratio=0")
+    parser.add_argument("--score", choices=("each", "last"), default="each",
+                        help="evaluate every link (the curve) or the chain's end only")
     args = parser.parse_args(argv)
+    from lever_ab import parse_change
+    first_change, continue_change = parse_change(args.first_change), parse_change(args.continue_change)
     segments = [int(s) for s in args.segments.split(",") if s.strip()]
     if not segments or min(segments) < 1:
         parser.error("--segments: comma-separated step counts, each at least 1")
@@ -108,33 +121,36 @@ def main(argv: list[str] | None = None) -> list[Link]:
         for number, steps in enumerate(segments, start=1):
             config = first.with_changes({"max_steps": steps, "eval_fraction": 0.0,
                                          "continue_training": adapter is not None})
+            config = config.with_changes(continue_change if adapter is not None else first_change)
             job = tk._job(config, ctx.run.train_data, Path(tmp) / f"attempt{number}", max_wall_seconds=None,
                           init_adapter=adapter, data_offset=offset)
             result = run_training(job)
             if result.status != "ok" or not result.adapter_path:
                 print(f"attempt {number}: {result.status}: {result.error}")
                 break
-            t0 = time.monotonic()
-            report, _ = tk._score(result.adapter_path)
-            eval_s = time.monotonic() - t0
             done += result.steps
             end = result.data_end or offset
+            scored = args.score == "each" or number == len(segments)
+            t0 = time.monotonic()
+            metrics = tk._score(result.adapter_path)[0].metrics if scored else {}
+            eval_s = time.monotonic() - t0
             link = Link(number, result.steps, done, (offset, end), round(result.train_seconds or 0.0, 1),
                         round(result.wall_seconds or 0.0, 1),
                         round(result.tokens_per_second, 1) if result.tokens_per_second else None, round(eval_s, 1),
-                        {k: round(v, 4) for k, v in report.metrics.items()})
+                        {k: round(v, 4) for k, v in metrics.items()})
             links.append(link)
-            print(f"attempt {number}: {result.steps} steps ({done} from base), rows [{offset}, {end}), "
-                  f"train {link.train_seconds:.0f} s at {link.tokens_per_second} tokens/s, eval {eval_s:.0f} s: "
-                  f"{_fmt(report.metrics)}", flush=True)
+            print(f"attempt {number}: {result.steps} steps ({done} from base), rows [{offset}, {end}), lr "
+                  f"{config.learning_rate:g} {config.lr_scheduler}, train {link.train_seconds:.0f} s at "
+                  f"{link.tokens_per_second} tokens/s"
+                  + (f", eval {eval_s:.0f} s: {_fmt(metrics)}" if scored else "; not scored"), flush=True)
             adapter, offset = result.adapter_path, end
             if args.keep:
                 shutil.copytree(Path(tmp) / f"attempt{number}", args.keep / f"attempt{number}", dirs_exist_ok=True)
                 adapter = str(args.keep / f"attempt{number}" / "adapter")
         print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; wall {time.monotonic() - started:.0f} s")
-        rows = [[str(k.attempt), str(k.steps_from_base), f"{k.metrics.get('novel_phrasing/action_exact_match', 0):.3f}",
-                 f"{k.metrics.get('trained_phrasing/action_exact_match', 0):.3f}",
-                 f"{k.metrics.get('format_compliance', 0):.3f}",
+        rows = [[str(k.attempt), str(k.steps_from_base),
+                 *(f"{k.metrics[m]:.3f}" if m in k.metrics else "–" for m in
+                   ("novel_phrasing/action_exact_match", "trained_phrasing/action_exact_match", "format_compliance")),
                  f"{sum(x.wall_seconds + x.eval_seconds for x in links[:i + 1]) / 60:.1f}"]
                 for i, k in enumerate(links)]
         print(_common.table(["attempt", "steps from base", "novel action EM", "trained action EM", "format",
