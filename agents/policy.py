@@ -42,8 +42,19 @@ RECALL_TRUST = 0.6  # a remembered success counts as a warm start above this sim
 # Planner can still double it within the diagnosis' 20-epoch cap.
 MAX_PROBE_EPOCHS = 8.0
 # Under a --budget, the first attempt takes this share of the training time: the rest pays for a
-# retry that the first attempt's diagnosis can aim.
+# retry that the first attempt's diagnosis can aim. When that share trains fewer steps than a probe
+# (PROBE_SHARE of the target steps), the first attempt takes all of the time instead: a retry that
+# small costs its evaluation (~65 s of a 10-minute run on SmolLM2-135M, ~10 of ~60 steps) and the
+# lever measured at that size (template rephrasings, bench/lever_ab.py) bought 1 prompt of 64.
 FIRST_ATTEMPT_TIME_SHARE = 0.45
+# A first attempt sized in steps for a retry to continue holds its learning rate after warm-up, and
+# the attempt after it decays: one schedule over both (warmup-stable-decay), as one longer run would.
+# SmolLM2-135M, task agent, 52 steps, novel-phrasing action EM, n=64, seeds 0/1/2
+# (bench/steps_to_target.py --score last): one attempt 0.453/0.578/0.562; 26 + 26 continued, each
+# with its own warm-up and cosine decay, 0.359/0.500/0.328; the first held, the second cosine,
+# 0.531/0.500/0.531 (docs/benchmarks.md).
+HELD_SCHEDULER = "constant_with_warmup"
+DECAY_SCHEDULER = "cosine"
 MIN_STEPS = 10  # an attempt shorter than this measures nothing
 TIME_FIT_MARGIN = 0.95
 
@@ -88,6 +99,10 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
             why += f"; continuing the previous adapter ({done} steps so far) rather than starting over"
         elif config.continue_training:
             config = config.with_changes({"continue_training": False})
+        if before.lr_scheduler == HELD_SCHEDULER and "lr_scheduler" not in changes:
+            # The policy held the rate for this attempt to decay: it takes the time left, so it is the last.
+            config = config.with_changes({"lr_scheduler": DECAY_SCHEDULER})
+            why += f"; lr_scheduler {DECAY_SCHEDULER}: the previous attempt held its rate for this one to decay"
         config, timed = fit_to_time(config, brief, share=1.0)
         return config, why + timed
 
@@ -98,6 +113,8 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
         remembered = warm.config
         config = remembered.with_changes(
             {"max_seq_length": seq, "data.max_rows": None, "seed": brief.seed, "continue_training": False,
+             # one attempt from the base model with the time left: it decays its rate itself
+             **({"lr_scheduler": DECAY_SCHEDULER} if remembered.lr_scheduler == HELD_SCHEDULER else {}),
              # a remembered attempt that continued another one took all of its steps from the base model
              **({"max_steps": warm.steps_from_base} if remembered.continue_training and warm.steps_from_base
                 else {})}
@@ -135,7 +152,18 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
     config = TrainConfig(method=method, lora_rank=rank, lora_alpha=2 * rank, learning_rate=lr,
                          train_embeddings=embeddings, epochs=epochs, batch_size=batch, max_seq_length=seq,
                          warmup_ratio=0.05, lr_scheduler="cosine", seed=brief.seed)
-    config, timed = fit_to_time(config, brief, share=FIRST_ATTEMPT_TIME_SHARE)
+    split, timed = fit_to_time(config, brief, share=FIRST_ATTEMPT_TIME_SHARE)
+    probe_steps = math.ceil(steps * PROBE_SHARE)
+    if 0 < split.max_steps < probe_steps:
+        # Too little time for a probe and a retry: the retry's evaluation would cost more than it can win.
+        config, timed = fit_to_time(config, brief, share=1.0)
+        timed += (f"; {FIRST_ATTEMPT_TIME_SHARE:.0%} of the time would train {split.max_steps} steps, under a "
+                  f"probe's {probe_steps}: one attempt takes all of it")
+    else:
+        config = split
+        if config.max_steps > 0:  # sized in steps by the budget: a retry can continue it, and decays
+            config = config.with_changes({"lr_scheduler": HELD_SCHEDULER})
+            timed += f"; lr held after warm-up ({HELD_SCHEDULER}) for a continuing retry to decay"
     return config, (why + timed + f"; batch {batch} from {rows} rows; {seq_why}")
 
 

@@ -178,7 +178,7 @@ def test_an_explicit_heldout_is_capped_when_the_run_is_prepared(tmp_path, tiny_m
 def test_before_any_evaluation_a_first_attempt_reserves_the_base_models_and_one_more(tmp_path, tiny_model):
     """The time a first attempt leaves for evaluations: its own and the base model's (each at the
     decode-time bound of the held-out rows, under the budget share) plus one retry's, not four."""
-    from tunecrew.agents.toolkit import EVAL_RESERVE_SHARE, Toolkit
+    from tunecrew.agents.toolkit import EVAL_RESERVE_SHARE, EVAL_TIME_NOISE, Toolkit
     from tunecrew.app.console import CrewConsole
     from tunecrew.app.runner import RunOptions, prepare
     from tunecrew.scenarios.registry import load_scenario
@@ -192,5 +192,5 @@ def test_before_any_evaluation_a_first_attempt_reserves_the_base_models_and_one_
     assert 0 < bound < EVAL_RESERVE_SHARE * 600
     assert tk._next_eval_reserve() == bound
     assert tk._eval_reserve() == 2 * bound  # the base model is scored at the first evaluation
-    ctx.eval_seconds = 5.0  # once one evaluation ran, its time is what every later one reserves
-    assert tk._next_eval_reserve() == tk._eval_reserve() == 5.0
+    ctx.eval_seconds = 5.0  # once one evaluation ran, its time (and its noise) is what every later one reserves
+    assert tk._next_eval_reserve() == tk._eval_reserve() == 5.0 * (1 + EVAL_TIME_NOISE)

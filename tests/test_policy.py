@@ -183,21 +183,27 @@ def test_the_run_seed_reaches_the_proposed_config(recalled):
 
 
 def test_a_time_budget_sizes_the_first_attempt_from_the_measured_rate():
-    timed = {**brief_of(rows=960, params=134_000_000, random_init=False), "time_left_s": 500.0, "eval_reserve_s": 60.0,
-             "tokens_per_row": 100.0, "rate": {"tokens_per_second": 200.0, "startup_seconds": 10.0, "source": "t"}}
+    # 100,000 rows: the probe (0.4 epochs) is far longer than the time, which sizes it
+    timed = {**brief_of(rows=100_000, params=134_000_000, random_init=False), "time_left_s": 1500.0,
+             "eval_reserve_s": 60.0, "tokens_per_row": 100.0,
+             "rate": {"tokens_per_second": 200.0, "startup_seconds": 10.0, "source": "t"}}
     config, why = policy.initial_config(TuningBrief.model_validate(timed))
-    # (500 - 2 x 60) x 0.45 - 10 s of start-up = 161 s; at 200 tokens/s and 8 rows of 100 tokens a step,
-    # plus 10% for the eval-loss passes and a 5% margin: 32,200 / 926 = 34 steps
-    assert config.max_steps == 34 and config.batch_size == 8
-    assert "34 steps" in why and "200 tokens/s" in why
+    # (1500 - 2 x 60) x 0.45 - 10 s of start-up = 611 s; at 200 tokens/s and 8 rows of 100 tokens a step,
+    # plus 10% for the eval-loss passes and a 5% margin: 122,200 / 926 = 131 steps
+    assert config.max_steps == 131 and config.batch_size == 8
+    assert "131 steps" in why and "200 tokens/s" in why
     # The retry's evaluation never scores the base model: when the brief says what one costs (30 s),
-    # the first attempt keeps 60 + 30 s, not 2 x 60: (500 - 90) x 0.45 - 10 = 174.5 s -> 37 steps
+    # the first attempt keeps 60 + 30 s, not 2 x 60: (1500 - 90) x 0.45 - 10 = 624.5 s -> 134 steps
     cheaper, _ = policy.initial_config(TuningBrief.model_validate({**timed, "next_eval_s": 30.0}))
-    assert cheaper.max_steps == 37
-    # A retry takes all that is left after its own evaluation: (500 - 60) - 10 = 430 s -> 92 steps
+    assert cheaper.max_steps == 134
+    # A retry takes all that is left after its own evaluation: (1500 - 60) - 10 = 1430 s -> 308 steps
     retry, _ = policy.initial_config(TuningBrief.model_validate({**timed, "previous_config": config.model_dump(),
                                                                  "planner_changes": {"max_steps": 1000}}))
-    assert retry.max_steps == 92
+    assert retry.max_steps == 308
+    # 45% of 500 s would train 34 steps, under the probe's 80 (0.4 x 200): one attempt takes it all,
+    # (500 - 60) - 10 = 430 s -> 92 steps, with no retry's evaluation kept back
+    alone, why = policy.initial_config(TuningBrief.model_validate({**timed, "time_left_s": 500.0}))
+    assert alone.max_steps == 92 and "one attempt takes all" in why
     # Less time than a few steps need: the floor keeps an attempt measurable
     short, _ = policy.initial_config(TuningBrief.model_validate({**timed, "time_left_s": 100.0}))
     assert short.max_steps == policy.MIN_STEPS
@@ -219,6 +225,36 @@ def test_a_retry_with_the_same_adapter_shape_continues_the_previous_adapter():
     failed, _ = policy.initial_config(TuningBrief.model_validate({
         **pretrained, "previous_config": previous, "previous_ok": False, "planner_changes": {"max_steps": 32}}))
     assert reshaped.continue_training is False and failed.continue_training is False
+
+
+def test_a_first_attempt_split_for_a_retry_holds_its_rate_and_the_attempt_after_it_decays():
+    timed = {**brief_of(rows=100_000, params=134_000_000, random_init=False), "time_left_s": 1500.0,
+             "eval_reserve_s": 60.0, "tokens_per_row": 100.0,
+             "rate": {"tokens_per_second": 200.0, "startup_seconds": 10.0, "source": "t"}}
+    first, why = policy.initial_config(TuningBrief.model_validate(timed))
+    # Sized in steps for a retry that can continue it: no decay of its own
+    assert first.max_steps == 131 and first.lr_scheduler == policy.HELD_SCHEDULER and "held" in why
+    # The retry continuing it takes the time left, so it is the one that decays
+    retry, why = policy.initial_config(TuningBrief.model_validate({
+        **timed, "previous_config": first.model_dump(), "previous_ok": True, "previous_steps": first.max_steps,
+        "planner_changes": {"max_steps": 1000}}))
+    assert retry.continue_training and retry.lr_scheduler == policy.DECAY_SCHEDULER and "decay" in why
+    # So does a fresh retry (a new rank cannot continue), unless the Planner chose a scheduler itself
+    fresh, _ = policy.initial_config(TuningBrief.model_validate({
+        **timed, "previous_config": first.model_dump(), "previous_ok": True, "planner_changes": {"lora_rank": 32}}))
+    assert not fresh.continue_training and fresh.lr_scheduler == policy.DECAY_SCHEDULER
+    chosen, _ = policy.initial_config(TuningBrief.model_validate({
+        **timed, "previous_config": first.model_dump(), "planner_changes": {"lr_scheduler": "linear"}}))
+    assert chosen.lr_scheduler == "linear"
+    # A remembered held first attempt, warm-started as one attempt from the base model, decays
+    hit = {"similarity": 0.9, "worked": True, "score": 0.5, "summary": "W", "config": first.model_dump()}
+    warm, _ = policy.initial_config(TuningBrief.model_validate({**timed, "recalled": [hit]}))
+    assert warm.lr_scheduler == policy.DECAY_SCHEDULER
+    # One attempt that takes all the time decays; so does one sized in epochs (no budget), which no
+    # retry continues
+    alone, _ = policy.initial_config(TuningBrief.model_validate({**timed, "time_left_s": 500.0}))
+    untimed, _ = policy.initial_config(brief(params=134_000_000, random_init=False))
+    assert alone.lr_scheduler == untimed.lr_scheduler == policy.DECAY_SCHEDULER and untimed.max_steps <= 0
 
 
 def test_a_proposal_too_long_for_the_time_left_gets_fewer_steps_not_a_smaller_batch():
