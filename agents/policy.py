@@ -100,7 +100,7 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
         elif config.continue_training:
             config = config.with_changes({"continue_training": False})
         if before.lr_scheduler == HELD_SCHEDULER and "lr_scheduler" not in changes:
-            # The policy held the rate for this attempt to decay: it takes the time left, so it is the last.
+            # A held rate (the policy's split) decays here: this attempt takes the time left, so it is the last.
             config = config.with_changes({"lr_scheduler": DECAY_SCHEDULER})
             why += f"; lr_scheduler {DECAY_SCHEDULER}: the previous attempt held its rate for this one to decay"
         config, timed = fit_to_time(config, brief, share=1.0)

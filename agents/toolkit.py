@@ -277,17 +277,16 @@ class Toolkit:
         return self._system_prompt_tokens() + CHAT_MARKUP_TOKENS
 
     def _eval_reserve(self) -> float:
-        """Seconds this attempt's evaluation takes: measured once one ran (with its noise); before that the prior of
-        `_next_eval_reserve`, twice (the first evaluation also scores the base model)."""
+        """Seconds this attempt's evaluation takes: measured once one ran (plus its noise); before that
+        the prior of `_next_eval_reserve`, twice (the first evaluation also scores the base model)."""
         ctx = self.ctx
         if ctx.eval_seconds is not None:
             return ctx.eval_seconds * (1 + EVAL_TIME_NOISE)
         return self._next_eval_reserve() * (1 if ctx.baseline is not None else 2)
 
     def _next_eval_reserve(self) -> float:
-        """Seconds one more attempt's evaluation takes (never the base model's): measured once one ran, plus
-        EVAL_TIME_NOISE.
-        Before that, the decode-time model of the held-out rows at the token limit (64 s for the
+        """Seconds one more attempt's evaluation takes (never the base model's): measured once one ran,
+        plus EVAL_TIME_NOISE. Before that, the decode-time model of the held-out rows at the token limit (64 s for the
         demo's 128 x 64 tokens; its tuned attempts measured 62-91 s, its base model, cut at the first
         off-contract token, ~20 s), at most the budget share an evaluation is capped to; with an LLM
         judge the share, as judging is not in the model."""
