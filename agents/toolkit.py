@@ -242,6 +242,11 @@ class Toolkit:
             planner_changes=ctx.current.changes, guidance=ctx.guidance, recalled=recalled,
         )
         if ctx.deadline is not None:
+            if ctx.baseline is None and ctx.judge_panel is None:
+                # Measured, not reserved: the base model's replies stop at their first off-contract
+                # token (~20 s for the demo's 128), where a reserve must assume every reply runs to
+                # the token limit (64 s). An LLM judge's verdicts still come at the first evaluation.
+                self._score_baseline()
             if ctx.rate is None:
                 ctx.rate = self._remembered_rate(hits) or self._timed_steps(brief)
             brief.time_left_s = round(ctx.time_left or 0.0, 1)
@@ -278,7 +283,8 @@ class Toolkit:
 
     def _eval_reserve(self) -> float:
         """Seconds this attempt's evaluation takes: measured once one ran (plus its noise); before that
-        the prior of `_next_eval_reserve`, twice (the first evaluation also scores the base model)."""
+        the prior of `_next_eval_reserve`, twice while the base model is still to be scored with it (no
+        --budget, or an LLM judge: `brief` scores it first under a budget)."""
         ctx = self.ctx
         if ctx.eval_seconds is not None:
             return ctx.eval_seconds * (1 + EVAL_TIME_NOISE)
@@ -287,9 +293,10 @@ class Toolkit:
     def _next_eval_reserve(self) -> float:
         """Seconds one more attempt's evaluation takes (never the base model's): measured once one ran,
         plus EVAL_TIME_NOISE. Before that, the decode-time model of the held-out rows at the token limit (64 s for the
-        demo's 128 x 64 tokens; its tuned attempts measured 62-91 s, its base model, cut at the first
-        off-contract token, ~20 s), at most the budget share an evaluation is capped to; with an LLM
-        judge the share, as judging is not in the model."""
+        demo's 128 x 64 tokens), plus the base model's measured evaluation when it ran first (loading and
+        prefill, which the model leaves out: its replies stop at the first off-contract token, ~20 s),
+        at most the budget share an evaluation is capped to (72 s in the demo; its tuned attempts
+        measured 49-75 s); with an LLM judge the share, as judging is not in the model."""
         ctx = self.ctx
         if ctx.eval_seconds is not None:
             return ctx.eval_seconds * (1 + EVAL_TIME_NOISE)
@@ -298,6 +305,8 @@ class Toolkit:
             return share
         bound = estimate_eval_seconds(len(ctx.data.heldout), ctx.scenario.max_new_tokens, ctx.base.params,
                                       ctx.hardware, threads=ctx.wiring.threads)
+        if ctx.baseline is not None:
+            bound += ctx.baseline.wall_seconds
         return min(share, bound) if share else bound
 
     def _remembered_rate(self, hits: list[Any]) -> MeasuredRate | None:
@@ -674,13 +683,22 @@ class Toolkit:
         judging = ctx.judge_panel is not None
         if ctx.baseline is not None and not (judging and ctx.judge_baseline is None):
             return ctx.baseline
-        report, replies = await asyncio.to_thread(self._score, None, ctx.baseline_system_prompt)
+        report, replies = await asyncio.to_thread(self._score_baseline)
         if judging:
             ctx.judge_baseline = await self._judge(replies, "base model", ctx.run.judge_baseline)
-            report = self._with_rubric(report, ctx.judge_baseline)
+            ctx.baseline = report = self._with_rubric(report, ctx.judge_baseline)
+            write_model(ctx.run.baseline, report)
+        return report
+
+    def _score_baseline(self) -> tuple[EvalReport, list[str]]:
+        """Score the untuned model with the contract spelled out in its prompt; kept for the run."""
+        ctx = self.ctx
+        report, replies = self._score(None, ctx.baseline_system_prompt)
         ctx.baseline = report
         write_model(ctx.run.baseline, report)
-        return report
+        log.info("base model: %s %s on %s (n=%d, seed %d), %.0f s", report.primary_metric, report.score, report.split,
+                 report.samples_of(report.primary_metric), report.seed, report.wall_seconds)
+        return report, replies
 
     def _score(self, adapter: str | None, system_prompt: str | None = None) -> tuple[EvalReport, list[str]]:
         """Load the base model (with `adapter`, if any), generate for the held-out rows, score them."""

@@ -194,3 +194,33 @@ def test_before_any_evaluation_a_first_attempt_reserves_the_base_models_and_one_
     assert tk._eval_reserve() == 2 * bound  # the base model is scored at the first evaluation
     ctx.eval_seconds = 5.0  # once one evaluation ran, its time (and its noise) is what every later one reserves
     assert tk._next_eval_reserve() == tk._eval_reserve() == 5.0 * (1 + EVAL_TIME_NOISE)
+
+
+def test_under_a_budget_the_base_model_is_scored_before_the_first_attempt_is_sized(tmp_path, tiny_model):
+    """Measured, not reserved: the first brief under --budget scores the base model, so the first
+    attempt keeps back one evaluation (the decode bound plus the base model's measured load and
+    prefill, under the budget share), not two at the bound."""
+    from tunecrew.agents.toolkit import EVAL_RESERVE_SHARE, Toolkit
+    from tunecrew.app.console import CrewConsole
+    from tunecrew.app.runner import RunOptions, prepare
+    from tunecrew.scenarios.registry import load_scenario
+    from tunecrew.tools.feasibility import estimate_eval_seconds
+    from tunecrew.tools.throughput import MeasuredRate
+
+    ctx = prepare(RunOptions(scenario=load_scenario("task-agent"), base_model=tiny_model, budget_minutes=10,
+                             runs_dir=tmp_path / "runs", use_memory=False, quiet=True), CrewConsole(quiet=True))
+    tk = Toolkit(ctx)
+    tk.profile_dataset()
+    ctx.rate = MeasuredRate(tokens_per_second=1000.0, startup_seconds=5.0, source="test")  # no timed steps
+    ctx.deadline = time.monotonic() + 600  # what the runner sets from --budget as the crew starts
+    assert ctx.baseline is None
+    brief = tk.brief()
+    assert ctx.baseline is not None and ctx.baseline.wall_seconds > 0
+    assert ctx.run.baseline.exists()
+    bound = estimate_eval_seconds(len(ctx.data.heldout), ctx.scenario.max_new_tokens, ctx.base.params, ctx.hardware,
+                                  threads=ctx.wiring.threads)
+    expected = min(EVAL_RESERVE_SHARE * 600, bound + ctx.baseline.wall_seconds)
+    assert brief.eval_reserve_s == round(expected, 1)
+    scored = ctx.baseline
+    tk.brief()
+    assert ctx.baseline is scored  # once per run
