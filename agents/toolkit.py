@@ -203,7 +203,8 @@ class Toolkit:
         return self.brief(query)
 
     def brief(self, query: str = "") -> TuningBrief:
-        """The Tuner's brief (what recall_attempts answers); measures the training rate under a budget."""
+        """The Tuner's brief (what recall_attempts answers); under a budget, first scores the base model
+        and measures the training rate, so the first attempt is sized from measured times."""
         ctx = self.ctx
         assert ctx.profile is not None
         recalled: list[Recalled] = []

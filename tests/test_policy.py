@@ -188,24 +188,24 @@ def test_a_time_budget_sizes_the_first_attempt_from_the_measured_rate():
              "eval_reserve_s": 60.0, "tokens_per_row": 100.0,
              "rate": {"tokens_per_second": 200.0, "startup_seconds": 10.0, "source": "t"}}
     config, why = policy.initial_config(TuningBrief.model_validate(timed))
-    # (1500 - 2 x 60) x 0.45 - 10 s of start-up = 611 s; at 200 tokens/s and 8 rows of 100 tokens a step,
-    # plus 10% for the eval-loss passes and a 5% margin: 122,200 / 926 = 131 steps
-    assert config.max_steps == 131 and config.batch_size == 8
-    assert "131 steps" in why and "200 tokens/s" in why
+    # (1500 - 2 x 60) x 0.45 - 10 s of start-up = 611 s; at 200 tokens/s and 4 rows of 100 tokens a step,
+    # plus 10% for the eval-loss passes and a 5% margin: 122,200 / 463 = 263 steps
+    assert config.max_steps == 263 and config.batch_size == 4
+    assert "263 steps" in why and "200 tokens/s" in why
     # The retry's evaluation never scores the base model: when the brief says what one costs (30 s),
-    # the first attempt keeps 60 + 30 s, not 2 x 60: (1500 - 90) x 0.45 - 10 = 624.5 s -> 134 steps
+    # the first attempt keeps 60 + 30 s, not 2 x 60: (1500 - 90) x 0.45 - 10 = 624.5 s -> 269 steps
     cheaper, _ = policy.initial_config(TuningBrief.model_validate({**timed, "next_eval_s": 30.0}))
-    assert cheaper.max_steps == 134
-    # A retry takes all that is left after its own evaluation: (1500 - 60) - 10 = 1430 s -> 308 steps
+    assert cheaper.max_steps == 269
+    # A retry takes all that is left after its own evaluation: (1500 - 60) - 10 = 1430 s -> 617 steps
     retry, _ = policy.initial_config(TuningBrief.model_validate({**timed, "previous_config": config.model_dump(),
                                                                  "planner_changes": {"max_steps": 1000}}))
-    assert retry.max_steps == 308
-    # 45% of 500 s would train 34 steps, under the probe's 80 (0.4 x 200): one attempt takes it all,
-    # (500 - 60) - 10 = 430 s -> 92 steps, with no retry's evaluation kept back
+    assert retry.max_steps == 617
+    # 45% of 500 s would train 69 steps, under the probe's 80 (0.4 x 200): one attempt takes it all,
+    # (500 - 60) - 10 = 430 s -> 185 steps, with no retry's evaluation kept back
     alone, why = policy.initial_config(TuningBrief.model_validate({**timed, "time_left_s": 500.0}))
-    assert alone.max_steps == 92 and "one attempt takes all" in why
+    assert alone.max_steps == 185 and "one attempt takes all" in why
     # Less time than a few steps need: the floor keeps an attempt measurable
-    short, _ = policy.initial_config(TuningBrief.model_validate({**timed, "time_left_s": 100.0}))
+    short, _ = policy.initial_config(TuningBrief.model_validate({**timed, "time_left_s": 80.0}))
     assert short.max_steps == policy.MIN_STEPS
 
 
@@ -233,7 +233,7 @@ def test_a_first_attempt_split_for_a_retry_holds_its_rate_and_the_attempt_after_
              "rate": {"tokens_per_second": 200.0, "startup_seconds": 10.0, "source": "t"}}
     first, why = policy.initial_config(TuningBrief.model_validate(timed))
     # Sized in steps for a retry that can continue it: no decay of its own
-    assert first.max_steps == 131 and first.lr_scheduler == policy.HELD_SCHEDULER and "held" in why
+    assert first.max_steps == 263 and first.lr_scheduler == policy.HELD_SCHEDULER and "held" in why
     # The retry continuing it takes the time left, so it is the one that decays
     retry, why = policy.initial_config(TuningBrief.model_validate({
         **timed, "previous_config": first.model_dump(), "previous_ok": True, "previous_steps": first.max_steps,
