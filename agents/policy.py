@@ -144,11 +144,10 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
                f"LoRA r={rank} at lr {lr:g}")
     batch = _batch_size(params, seq, on_gpu)
     steps_per_epoch = math.ceil(rows * 0.9 / batch)
-    epochs = max(1.0, round(steps / steps_per_epoch, 1))
+    full_epochs = max(1.0, round(steps / steps_per_epoch, 1))
     # A pretrained model needs a share of an epoch, not several: its probe may stop mid-epoch.
     low = 0.1 if not base.random_init else 1.0
-    epochs = min(MAX_PROBE_EPOCHS, max(low, round(epochs * PROBE_SHARE, 2)))
-    why += f"; no remembered success for similar data, so a probe of {epochs} epochs first"
+    epochs = min(MAX_PROBE_EPOCHS, max(low, round(full_epochs * PROBE_SHARE, 2)))
     config = TrainConfig(method=method, lora_rank=rank, lora_alpha=2 * rank, learning_rate=lr,
                          train_embeddings=embeddings, epochs=epochs, batch_size=batch, max_seq_length=seq,
                          warmup_ratio=0.05, lr_scheduler="cosine", seed=brief.seed)
@@ -156,10 +155,12 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
     probe_steps = math.ceil(steps * PROBE_SHARE)
     if 0 < split.max_steps < probe_steps:
         # Too little time for a probe and a retry: the retry's evaluation would cost more than it can win.
-        config, timed = fit_to_time(config, brief, share=1.0)
-        timed += (f"; {FIRST_ATTEMPT_TIME_SHARE:.0%} of the time would train {split.max_steps} steps, under a "
-                  f"probe's {probe_steps}: one attempt takes all of it")
+        # This attempt is the run's training, not a probe: the time left, up to the whole step target.
+        config, timed = fit_to_time(config.with_changes({"epochs": full_epochs}), brief, share=1.0)
+        why += (f"; {FIRST_ATTEMPT_TIME_SHARE:.0%} of the time would train a probe of {split.max_steps} steps, "
+                f"under {probe_steps}: one attempt of up to {full_epochs:g} epochs takes all of it")
     else:
+        why += f"; no remembered success for similar data, so a probe of {epochs} epochs first"
         config = split
         if config.max_steps > 0:  # sized in steps by the budget: a retry can continue it, and decays
             config = config.with_changes({"lr_scheduler": HELD_SCHEDULER})

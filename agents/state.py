@@ -132,6 +132,9 @@ class RunContext:
     records: list[AttemptRecord] = field(default_factory=list)  # finished attempts, as in the ledger
     current: Attempt = field(default_factory=lambda: Attempt(1))
     baseline: EvalReport | None = None  # the base model on the same split, scored once per run
+    # Its replies, kept until the judge has read them: under a budget the base model is scored before
+    # the first attempt (its time measured, not reserved) and judged with the first evaluation.
+    baseline_replies: list[str] | None = None
     judge_panel: JudgePanel | None = None  # the LLM judge(s) of held-out replies; None: metrics only
     judge_baseline: JudgeReport | None = None  # the base model's verdicts, judged once per run
     guidance: list[str] = field(default_factory=list)  # what a person told the Planner

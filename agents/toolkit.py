@@ -243,10 +243,10 @@ class Toolkit:
             planner_changes=ctx.current.changes, guidance=ctx.guidance, recalled=recalled,
         )
         if ctx.deadline is not None:
-            if ctx.baseline is None and ctx.judge_panel is None:
+            if ctx.baseline is None:
                 # Measured, not reserved: the base model's replies stop at their first off-contract
                 # token (~20 s for the demo's 128), where a reserve must assume every reply runs to
-                # the token limit (64 s). An LLM judge's verdicts still come at the first evaluation.
+                # the token limit (64 s). The judge reads them with the first evaluation.
                 self._score_baseline()
             if ctx.rate is None:
                 ctx.rate = self._remembered_rate(hits) or self._timed_steps(brief)
@@ -681,25 +681,24 @@ class Toolkit:
         """What the attempts are measured against: the untuned model on the same split, scored (and
         judged) once per run."""
         ctx = self.ctx
-        judging = ctx.judge_panel is not None
-        if ctx.baseline is not None and not (judging and ctx.judge_baseline is None):
-            return ctx.baseline
-        report, replies = await asyncio.to_thread(self._score_baseline)
-        if judging:
-            ctx.judge_baseline = await self._judge(replies, "base model", ctx.run.judge_baseline)
-            ctx.baseline = report = self._with_rubric(report, ctx.judge_baseline)
-            write_model(ctx.run.baseline, report)
-        return report
+        judging = ctx.judge_panel is not None and ctx.judge_baseline is None
+        if ctx.baseline is None or (judging and ctx.baseline_replies is None):
+            await asyncio.to_thread(self._score_baseline)
+        assert ctx.baseline is not None
+        if judging and ctx.baseline_replies is not None:
+            ctx.judge_baseline = await self._judge(ctx.baseline_replies, "base model", ctx.run.judge_baseline)
+            ctx.baseline = self._with_rubric(ctx.baseline, ctx.judge_baseline)
+            write_model(ctx.run.baseline, ctx.baseline)
+        return ctx.baseline
 
-    def _score_baseline(self) -> tuple[EvalReport, list[str]]:
+    def _score_baseline(self) -> None:
         """Score the untuned model with the contract spelled out in its prompt; kept for the run."""
         ctx = self.ctx
-        report, replies = self._score(None, ctx.baseline_system_prompt)
+        report, ctx.baseline_replies = self._score(None, ctx.baseline_system_prompt)
         ctx.baseline = report
         write_model(ctx.run.baseline, report)
         log.info("base model: %s %s on %s (n=%d, seed %d), %.0f s", report.primary_metric, report.score, report.split,
                  report.samples_of(report.primary_metric), report.seed, report.wall_seconds)
-        return report, replies
 
     def _score(self, adapter: str | None, system_prompt: str | None = None) -> tuple[EvalReport, list[str]]:
         """Load the base model (with `adapter`, if any), generate for the held-out rows, score them."""

@@ -6,6 +6,7 @@ the tests' tiny model and its tokenizer, the dataset scenario's own split, the t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -202,25 +203,33 @@ def test_under_a_budget_the_base_model_is_scored_before_the_first_attempt_is_siz
     prefill, under the budget share), not two at the bound."""
     from tunecrew.agents.toolkit import EVAL_RESERVE_SHARE, Toolkit
     from tunecrew.app.console import CrewConsole
-    from tunecrew.app.runner import RunOptions, prepare
+    from tunecrew.app.runner import RunOptions, make_panel, prepare
     from tunecrew.scenarios.registry import load_scenario
     from tunecrew.tools.feasibility import estimate_eval_seconds
     from tunecrew.tools.throughput import MeasuredRate
 
-    ctx = prepare(RunOptions(scenario=load_scenario("task-agent"), base_model=tiny_model, budget_minutes=10,
-                             runs_dir=tmp_path / "runs", use_memory=False, quiet=True), CrewConsole(quiet=True))
+    options = RunOptions(scenario=load_scenario("task-agent"), base_model=tiny_model, budget_minutes=10,
+                         runs_dir=tmp_path / "runs", use_memory=False, quiet=True)
+    ctx = prepare(options, CrewConsole(quiet=True))
     tk = Toolkit(ctx)
+    scorings: list[str | None] = []
+    score = tk._score
+    tk._score = lambda adapter, *a: scorings.append(adapter) or score(adapter, *a)  # type: ignore[method-assign]
     tk.profile_dataset()
     ctx.rate = MeasuredRate(tokens_per_second=1000.0, startup_seconds=5.0, source="test")  # no timed steps
     ctx.deadline = time.monotonic() + 600  # what the runner sets from --budget as the crew starts
     assert ctx.baseline is None
     brief = tk.brief()
     assert ctx.baseline is not None and ctx.baseline.wall_seconds > 0
-    assert ctx.run.baseline.exists()
+    assert ctx.run.baseline.exists() and scorings == [None]
     bound = estimate_eval_seconds(len(ctx.data.heldout), ctx.scenario.max_new_tokens, ctx.base.params, ctx.hardware,
                                   threads=ctx.wiring.threads)
     expected = min(EVAL_RESERVE_SHARE * 600, bound + ctx.baseline.wall_seconds)
     assert brief.eval_reserve_s == round(expected, 1)
-    scored = ctx.baseline
     tk.brief()
-    assert ctx.baseline is scored  # once per run
+    assert scorings == [None]  # once per run
+    # The judge reads those replies at the first evaluation; the base model is not generated for again.
+    ctx.judge_panel = make_panel(options, ctx.spec.judges, ctx.spec.judge_samples)
+    judged = asyncio.run(tk._scored_baseline())
+    assert scorings == [None] and ctx.judge_baseline is not None and ctx.run.judge_baseline.exists()
+    assert judged.rubric is not None and judged.metrics == ctx.baseline.metrics

@@ -203,7 +203,7 @@ def test_a_time_budget_sizes_the_first_attempt_from_the_measured_rate():
     # 45% of 500 s would train 69 steps, under the probe's 80 (0.4 x 200): one attempt takes it all,
     # (500 - 60) - 10 = 430 s -> 185 steps, with no retry's evaluation kept back
     alone, why = policy.initial_config(TuningBrief.model_validate({**timed, "time_left_s": 500.0}))
-    assert alone.max_steps == 185 and "one attempt takes all" in why
+    assert alone.max_steps == 185 and "takes all of it" in why
     # Less time than a few steps need: the floor keeps an attempt measurable
     short, _ = policy.initial_config(TuningBrief.model_validate({**timed, "time_left_s": 80.0}))
     assert short.max_steps == policy.MIN_STEPS
@@ -225,6 +225,22 @@ def test_a_retry_with_the_same_adapter_shape_continues_the_previous_adapter():
     failed, _ = policy.initial_config(TuningBrief.model_validate({
         **pretrained, "previous_config": previous, "previous_ok": False, "planner_changes": {"max_steps": 32}}))
     assert reshaped.continue_training is False and failed.continue_training is False
+
+
+def test_one_attempt_that_takes_all_the_time_trains_past_a_probes_size():
+    """The demo's shape (960 rows; the brief of a 10-minute run at 176 tokens/s): 45% of the time would
+    train a probe too small for a retry, so one attempt takes the time. It is the run's training, not a
+    probe: its steps come from the time (157), not the probe's 0.4 epochs (87 steps of 4)."""
+    demo = {**brief_of(rows=960, params=134_000_000, random_init=False), "time_left_s": 557.9,
+            "eval_reserve_s": 72.0, "next_eval_s": 72.0, "tokens_per_row": 98.2,
+            "rate": {"tokens_per_second": 176.5, "startup_seconds": 9.0, "source": "timed steps (4)"}}
+    config, why = policy.initial_config(TuningBrief.model_validate(demo))
+    # (557.9 - 72) - 9 = 476.9 s x 176.5 tokens/s / (4 rows x 98.2 tokens x 1.1 / 0.95) = 185 steps
+    assert config.max_steps == 185 and config.batch_size == 4 and config.lr_scheduler == policy.DECAY_SCHEDULER
+    assert "takes all of it" in why and "probe of" in why
+    # With time for a probe and a retry, the first attempt is the probe (0.4 of the 1-epoch target)
+    roomy, why = policy.initial_config(TuningBrief.model_validate({**demo, "time_left_s": 1400.0}))
+    assert roomy.max_steps <= 0 and roomy.epochs == 0.4 and "a probe of 0.4 epochs first" in why
 
 
 def test_a_first_attempt_split_for_a_retry_holds_its_rate_and_the_attempt_after_it_decays():
