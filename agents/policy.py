@@ -14,6 +14,7 @@ from typing import Any
 
 from tunecrew.agents.answers import DiagnoseAnswer, Recalled, TuningBrief
 from tunecrew.tools.contracts import Decision, TokenStats, TrainConfig
+from tunecrew.tools.diagnose import MAX_EPOCHS
 from tunecrew.tools.profile import truncation_note
 from tunecrew.tools.train import EVAL_COST_SHARE
 
@@ -144,7 +145,8 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
                f"LoRA r={rank} at lr {lr:g}")
     batch = _batch_size(params, seq, on_gpu)
     steps_per_epoch = math.ceil(rows * 0.9 / batch)
-    full_epochs = max(1.0, round(steps / steps_per_epoch, 1))
+    # Tiny data asks a random-init model for hundreds of epochs: the diagnosis' cap bounds them.
+    full_epochs = min(MAX_EPOCHS, max(1.0, round(steps / steps_per_epoch, 1)))
     # A pretrained model needs a share of an epoch, not several: its probe may stop mid-epoch.
     low = 0.1 if not base.random_init else 1.0
     epochs = min(MAX_PROBE_EPOCHS, max(low, round(full_epochs * PROBE_SHARE, 2)))

@@ -243,6 +243,17 @@ def test_one_attempt_that_takes_all_the_time_trains_past_a_probes_size():
     assert roomy.max_steps <= 0 and roomy.epochs == 0.4 and "a probe of 0.4 epochs first" in why
 
 
+def test_one_attempt_on_tiny_data_stays_within_the_epoch_cap():
+    """40 rows for a random-init model under a 1-minute budget: its step target is hundreds of
+    epochs of such data; the one attempt that takes the time is capped at the diagnosis' 20."""
+    from tunecrew.tools.diagnose import MAX_EPOCHS
+
+    tiny = {**brief_of(rows=40), "time_left_s": 50.0, "eval_reserve_s": 5.0, "tokens_per_row": 60.0,
+            "rate": {"tokens_per_second": 200.0, "startup_seconds": 2.0, "source": "t"}}
+    config, why = policy.initial_config(TuningBrief.model_validate(tiny))
+    assert config.epochs <= MAX_EPOCHS and "takes all of it" in why
+
+
 def test_a_first_attempt_split_for_a_retry_holds_its_rate_and_the_attempt_after_it_decays():
     timed = {**brief_of(rows=100_000, params=134_000_000, random_init=False), "time_left_s": 1500.0,
              "eval_reserve_s": 60.0, "tokens_per_row": 100.0,
