@@ -210,7 +210,7 @@ def _batch_size(params: int, seq: int, on_gpu: bool) -> int:
         return 16 if params < 2e9 else 8 if params < 8e9 else 4
     # CPU: tiny models can afford more rows per step. A pretrained model learns more from a budget's rows
     # in more, smaller steps: SmolLM2-135M, task agent, the same 416 rows as 104 steps of 4 vs 52 of 8
-    # (equal tokens, within 5% in training time), novel-phrasing action EM 0.672/0.766/0.656 vs
+    # (equal tokens; training times within the machine's drift), novel-phrasing action EM 0.672/0.766/0.656 vs
     # 0.453/0.578/0.562 on seeds 0/1/2, n=64 each (bench/steps_to_target.py, docs/benchmarks.md).
     return 16 if params < 5e7 and seq <= 512 else 4 if params < 5e8 else 1
 

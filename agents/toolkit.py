@@ -284,8 +284,8 @@ class Toolkit:
 
     def _eval_reserve(self) -> float:
         """Seconds this attempt's evaluation takes: measured once one ran (plus its noise); before that
-        the prior of `_next_eval_reserve`, twice while the base model is still to be scored with it (no
-        --budget, or an LLM judge: `brief` scores it first under a budget)."""
+        the prior of `_next_eval_reserve`, twice while the base model is still to be scored with it
+        (under a budget `brief` scores it before the first attempt is sized)."""
         ctx = self.ctx
         if ctx.eval_seconds is not None:
             return ctx.eval_seconds * (1 + EVAL_TIME_NOISE)

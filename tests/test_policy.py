@@ -230,7 +230,7 @@ def test_a_retry_with_the_same_adapter_shape_continues_the_previous_adapter():
 def test_one_attempt_that_takes_all_the_time_trains_past_a_probes_size():
     """The demo's shape (960 rows; the brief of a 10-minute run at 176 tokens/s): 45% of the time would
     train a probe too small for a retry, so one attempt takes the time. It is the run's training, not a
-    probe: its steps come from the time (157), not the probe's 0.4 epochs (87 steps of 4)."""
+    probe: its steps come from the time (185), not the probe's 0.4 epochs (87 steps of 4)."""
     demo = {**brief_of(rows=960, params=134_000_000, random_init=False), "time_left_s": 557.9,
             "eval_reserve_s": 72.0, "next_eval_s": 72.0, "tokens_per_row": 98.2,
             "rate": {"tokens_per_second": 176.5, "startup_seconds": 9.0, "source": "timed steps (4)"}}
