@@ -32,7 +32,7 @@ from tunecrew.tools.evaluate import Scorer
 from tunecrew.tools.judge import OFFLINE_JUDGE, read_judge_prompt
 from tunecrew.tools.text_metrics import extract_answer
 
-from .models import PROVIDERS, ProviderError, ProviderSpec, _llm_client, role_specs
+from .models import PROVIDERS, ProviderError, ProviderSpec, llm_client, role_specs
 from .offline import LocalChatClient
 from .roles import JUDGE
 
@@ -63,7 +63,7 @@ def judge_specs(default: ProviderSpec, agents: list[str], judges: list[str]) -> 
 def make_judges(default: ProviderSpec, agents: list[str], judges: list[str]) -> dict[str, ChatCompletionClient]:
     """One client per judge. LLM judges get no offline fallback: a verdict the model did not give
     must count as unparsed, not be made up by a policy."""
-    return {name: OfflineJudgeClient() if spec.provider == "offline" else _llm_client(spec)
+    return {name: OfflineJudgeClient() if spec.provider == "offline" else llm_client(spec)
             for name, spec in judge_specs(default, agents, judges).items()}
 
 

@@ -89,10 +89,10 @@ def role_specs(default: ProviderSpec, overrides: list[str], roles: tuple[str, ..
 def make_client(spec: ProviderSpec, role: str, watch: StepWatch | None = None) -> ChatCompletionClient:
     if spec.provider == "offline":
         return OfflinePolicyClient(role)
-    return FallbackClient(_llm_client(spec), role, watch, fallback=spec.fallback)
+    return FallbackClient(llm_client(spec), role, watch, fallback=spec.fallback)
 
 
-def _llm_client(spec: ProviderSpec) -> ChatCompletionClient:
+def llm_client(spec: ProviderSpec) -> ChatCompletionClient:
     if spec.provider not in PROVIDERS:
         raise ProviderError(f"unknown provider {spec.provider!r}; choose one of {', '.join(PROVIDERS)}")
     if not spec.model:

@@ -136,6 +136,10 @@ class RunContext:
     # the first attempt (its time measured, not reserved) and judged with the first evaluation.
     baseline_replies: list[str] | None = None
     judge_panel: JudgePanel | None = None  # the LLM judge(s) of held-out replies; None: metrics only
+    # The LLM that rewrites training requests (data.synthetic_source=llm): the Domain Expert's model,
+    # without the offline fallback (a made-up rewrite is no rewrite); None on an offline run.
+    rephraser: Any = None
+    rephrased: list[dict[str, Any]] | None = None  # its rewrites, made once per run and reused by every attempt
     judge_baseline: JudgeReport | None = None  # the base model's verdicts, judged once per run
     guidance: list[str] = field(default_factory=list)  # what a person told the Planner
     proposed: Decision | None = None  # the Planner's decision awaiting a person's review

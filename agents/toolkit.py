@@ -56,6 +56,7 @@ from tunecrew.tools.contracts import (
     TrainConfig,
     TrainResult,
 )
+from tunecrew.tools.diagnose import MAX_SYNTHETIC_RATIO
 from tunecrew.tools.diagnose import diagnose as diagnose_attempt
 from tunecrew.tools.domain import detect_domain as detect_domain_candidates
 from tunecrew.tools.domain import is_unsure, shared_system_prompt, system_prompt_notes
@@ -378,6 +379,10 @@ class Toolkit:
         if config.backend == "unsloth" and ctx.wiring.processes > 1:
             return self.refuse_config([f"backend=unsloth trains in one process; this run has --processes "
                                        f"{ctx.wiring.processes}: use backend=hf"])
+        if config.data.synthetic_ratio and config.data.synthetic_source == "llm" and ctx.rephraser is None:
+            return self.refuse_config(["data.synthetic_source=llm needs an LLM to rewrite requests and this run has "
+                                       "none (offline provider): use data.synthetic_source=template, or run with "
+                                       "--provider"])
         if config.continue_training and (problem := self._continue_problem(config)):
             return self.refuse_config([problem])
         if ctx.base.max_positions and config.max_seq_length > ctx.base.max_positions:
@@ -447,6 +452,7 @@ class Toolkit:
         if attempt.result is not None:
             return ToolError(error=f"attempt {attempt.number} is already trained")
         try:
+            await self._rephrase(attempt.config)
             train_file = await asyncio.to_thread(self._recipe_file, attempt.config)
         except ValueError as exc:  # e.g. no pair could be made: the Tuner can change the recipe
             attempt.result = TrainResult(status="error", error=str(exc))
@@ -601,6 +607,33 @@ class Toolkit:
             return MAX_EPOCHS
         return max(MIN_EPOCHS, min(MAX_EPOCHS, base.epochs * ctx.spec.attempt_budget_s / est))
 
+    async def _rephrase(self, config: TrainConfig) -> None:
+        """Have the run's LLM rewrite training requests, once per run, when a recipe first asks for
+        them (as many as the largest synthetic ratio allows); kept in the run folder for a reader."""
+        ctx = self.ctx
+        recipe = config.data
+        if not recipe.synthetic_ratio or recipe.synthetic_source != "llm" or ctx.rephrased is not None:
+            return
+        from tunecrew.tools.recipes import llm_paraphrase_rows
+        from tunecrew.tools.rows import load_rows
+
+        path = ctx.run.rephrased_data
+        if path.exists():  # a resumed run trains on the rewrites it made before the crash
+            ctx.rephrased = load_rows(path)
+            return
+        # As many as the largest ratio asks for: the filter drops some, and a later step reuses them.
+        wanted = round(MAX_SYNTHETIC_RATIO * len(ctx.data.train))
+        started = time.monotonic()
+        try:
+            rows = await llm_paraphrase_rows(ctx.rephraser, ctx.data.train, wanted, seed=ctx.spec.seed)
+        except Exception as exc:  # the provider's failure, whatever its type: this attempt can change recipe
+            raise ValueError(f"data.synthetic_source=llm: the LLM failed to rewrite requests ({exc}); use "
+                             "data.synthetic_source=template") from exc
+        ctx.rephrased = rows
+        write_jsonl(rows, path)
+        ctx.current.notes.append(f"attempt {ctx.current.number}: the LLM rewrote {len(rows)} requests "
+                                 f"(asked {wanted}) in {time.monotonic() - started:.0f} s: {path}")
+
     def _recipe_file(self, config: TrainConfig) -> Path:
         """The attempt's training file: the run's rows as they are, or with the config's DataRecipe
         applied (NAT-marked negatives, or DPO pairs) and written into the attempt directory."""
@@ -610,7 +643,8 @@ class Toolkit:
             return ctx.run.train_data
         from tunecrew.tools.recipes import apply_recipe
 
-        kind, rows, synthetic = apply_recipe(ctx.data.train, recipe, seed=config.seed, heldout=ctx.data.heldout)
+        kind, rows, synthetic = apply_recipe(ctx.data.train, recipe, seed=config.seed, heldout=ctx.data.heldout,
+                                             rephrased=ctx.rephrased)
         if synthetic is not None:
             ctx.current.notes.append(f"attempt {ctx.current.number}: synthetic rows {synthetic.as_dict()}")
         name = "train_pairs" if kind == "pairs" else "train_nat" if recipe.negatives == "nat" else "train_synthetic"
@@ -777,7 +811,8 @@ class Toolkit:
                                              ctx.records, gates=ctx.spec.gates, random_init=ctx.base.random_init,
                                              baseline=ctx.baseline, profile=ctx.profile,
                                              max_positions=ctx.base.max_positions,
-                                             extra_tokens=self._extra_tokens_per_row())
+                                             extra_tokens=self._extra_tokens_per_row(),
+                                             llm_rephrasing=ctx.rephraser is not None)
         best = ctx.best
         budgeted = ctx.deadline is not None
         return DiagnoseAnswer(attempt=attempt.number, max_attempts=ctx.spec.max_attempts, target=ctx.spec.target,

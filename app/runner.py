@@ -25,9 +25,9 @@ from autogen_core.models import ChatCompletionClient
 from tunecrew.agents.crew import build_team
 from tunecrew.agents.human import review_before_attempt
 from tunecrew.agents.judges import make_judges
-from tunecrew.agents.models import ProviderError, ProviderSpec, make_client, role_specs
+from tunecrew.agents.models import ProviderError, ProviderSpec, llm_client, make_client, role_specs
 from tunecrew.agents.review import parse_review
-from tunecrew.agents.roles import ROLES
+from tunecrew.agents.roles import DOMAIN_EXPERT, ROLES
 from tunecrew.agents.state import Attempt, RunContext, Wiring
 from tunecrew.agents.toolkit import Toolkit
 from tunecrew.memory.ledger import Ledger
@@ -287,6 +287,13 @@ def make_clients(options: RunOptions, log: ProviderLog) -> dict[str, ChatComplet
     return {role: make_client(spec, role, watch=log) for role, spec in specs.items()}
 
 
+def make_rephraser(options: RunOptions) -> ChatCompletionClient | None:
+    """The Domain Expert's LLM, which rewrites training requests (data.synthetic_source=llm), with
+    no offline fallback: a rewrite the model did not make is no rewrite. None on an offline run."""
+    spec = role_specs(provider_of(options), options.agents, ROLES)[DOMAIN_EXPERT]
+    return None if spec.provider == "offline" else llm_client(spec)
+
+
 async def run_crew(ctx: RunContext, clients: dict[str, ChatCompletionClient], console: CrewConsole,
                    task: str | None = None, input_func: Callable[[str], str] | None = None) -> None:
     team = build_team(ctx, clients, make_client(ProviderSpec(), "selector"), input_func=input_func)
@@ -312,6 +319,8 @@ async def run_crew(ctx: RunContext, clients: dict[str, ChatCompletionClient], co
             await client.close()
         if ctx.judge_panel is not None:  # its clients live on this loop: closed here, before it ends
             await ctx.judge_panel.close()
+        if ctx.rephraser is not None:
+            await ctx.rephraser.close()
 
 
 def _quiet_libraries() -> None:
@@ -477,6 +486,7 @@ def resume(folder: Path | RunDir, options: RunOptions, add_attempts: int = 0) ->
         ctx.deadline = time.monotonic() + ctx.spec.budget_s - FINISH_SECONDS if ctx.spec.budget_s else None
         log.attach(ctx)
         ctx.judge_panel = make_panel(options, ctx.spec.judges, ctx.spec.judge_samples)
+        ctx.rephraser = make_rephraser(options)
         console.header(ctx)
         if ctx.current.number > ctx.spec.max_attempts or (ctx.records and ctx.records[-1].decision
                                                     and ctx.records[-1].decision.action == "stop"
@@ -502,6 +512,7 @@ def run(options: RunOptions) -> RunOutcome:
     log = ProviderLog()
     clients = make_clients(options, log)
     panel = make_panel(options, options.judges, options.judge_samples)
+    rephraser = make_rephraser(options)
     run_dir = new_run_dir(options)
     if run_dir.is_run():
         raise ResumeError(f"{run_dir.path} is an existing run: `tunecrew resume` it, or start one with another id")
@@ -519,6 +530,7 @@ def run(options: RunOptions) -> RunOutcome:
             raise
         log.attach(ctx)
         ctx.judge_panel = panel
+        ctx.rephraser = rephraser
         ctx.deadline = started + ctx.spec.budget_s - FINISH_SECONDS if ctx.spec.budget_s else None
         console.header(ctx)
         stop.ctx = ctx

@@ -117,6 +117,8 @@ class ScriptedLLM(LoopbackServer):
 
     def answer(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], float]:
         messages = body["messages"]
+        if str(messages[0].get("content", "")).startswith("You rewrite requests"):  # data.synthetic_source=llm
+            return self._rewrites(body, headers)
         role = _role(messages)
         tools = [{"name": t["function"]["name"], "parameters": t["function"].get("parameters", {})}
                  for t in body.get("tools", [])]
@@ -148,6 +150,18 @@ class ScriptedLLM(LoopbackServer):
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         }, delay
+
+    def _rewrites(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], float]:
+        """Two rewrites that keep the request's words (so its values), numbered as LLMs often do."""
+        request = str(body["messages"][-1]["content"])
+        with self._lock:
+            number = len(self.seen) + 1
+            self.seen.append(Seen(number, "rephraser", None, None, headers, body))
+        message = {"role": "assistant", "content": f"1. could you {request}\n2. {request}, when you can"}
+        return 200, {"id": f"chatcmpl-{number}", "object": "chat.completion", "created": int(time.time()),
+                     "model": body.get("model", "scripted"),
+                     "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}, 0.0
 
     def _handler(self):
         outer = self

@@ -369,6 +369,10 @@ def test_a_gap_between_seen_and_unseen_phrasings_is_diagnosed_as_generalisation(
     assert "novel_phrasing/action_exact_match=0.530 vs trained_phrasing/action_exact_match=0.830" in d.evidence[0]
     new = valid(half_epoch, d)
     assert new.max_steps == 120 and new.data.synthetic_ratio == 0.5  # every row, and rephrased rows
+    assert new.data.synthetic_source == "template"  # offline: the fixed wrappers are all there is
+    with_llm = diagnose(half_epoch, low_loss, grouped(novel=0.53, trained=0.83), TARGET, llm_rephrasing=True)
+    assert with_llm.label == "generalize" and valid(half_epoch, with_llm).data.synthetic_source == "llm"
+    assert any("synthetic_source template -> llm" in line for line in with_llm.evidence)
     # The same gap while the loss is still high is underfitting, not a generalisation problem
     assert diagnose(half_epoch, ok_result(falling(start=4.0, rate=0.01)), grouped(0.2, 0.5), TARGET).label == "underfit"
     # A small gap is not a generalisation problem either

@@ -19,7 +19,7 @@ from autogen_core.models import (
 
 from tunecrew.agents.models import ProviderError, ProviderSpec, make_client, role_specs
 from tunecrew.agents.roles import ROLES
-from tunecrew.app.runner import RunOptions, run
+from tunecrew.app.runner import RunOptions, make_rephraser, run
 from tunecrew.memory.ledger import Ledger
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
@@ -109,6 +109,28 @@ def test_crew_runs_through_the_openai_client_and_survives_faults(tmp_path, tiny_
         for path in root.rglob("*"):
             if path.is_file() and path.stat().st_size < 50_000_000:
                 assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_the_domain_experts_llm_rewrites_requests_and_an_offline_run_has_none():
+    from tunecrew.scenarios.task_agent.data import generate
+    from tunecrew.tools.recipes import llm_paraphrase_rows, reply_of, user_text
+
+    rows = generate(seed=0, n_train=8, n_heldout=2).train
+    assert make_rephraser(RunOptions(scenario=SCENARIO)) is None
+    # Only the Domain Expert's provider counts: an LLM for the other roles writes no data.
+    offline_expert = RunOptions(scenario=SCENARIO, agents=["DomainExpert=offline"],
+                                provider=ProviderSpec(provider="openai", model="m", api_key=SECRET))
+    assert make_rephraser(offline_expert) is None
+    with ScriptedLLM() as llm:
+        spec = ProviderSpec(provider="openai", model="scripted", base_url=llm.base_url, api_key=SECRET, timeout=5.0)
+        client = make_rephraser(RunOptions(scenario=SCENARIO, provider=spec))
+        assert client is not None
+        out = asyncio.run(llm_paraphrase_rows(client, rows, n=6, per_call=2))
+        asyncio.run(client.close())
+    assert len(out) == 6 and [s.role for s in llm.seen] == ["rephraser"] * 3
+    rewrites = {(reply_of(r), text) for r in rows
+                for text in (f"could you {user_text(r)}", f"{user_text(r)}, when you can")}
+    assert {(reply_of(r), user_text(r)) for r in out} <= rewrites  # each rewrite keeps its own row's reply
 
 
 class Steps:

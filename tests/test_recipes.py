@@ -22,7 +22,9 @@ from tunecrew.tools.recipes import (
     dpo_pairs,
     from_table,
     is_marked,
+    keeps_values,
     llm_negative_replies,
+    llm_paraphrase_rows,
     llm_synthetic_rows,
     nat_rows,
     quality_filter,
@@ -221,7 +223,7 @@ def test_quality_filter_drops_duplicates_leaks_length_and_format():
                                   format_check=lambda reply: reply.startswith("<action>"))
     assert [reply_of(r) for r in kept] == ['<action>list_tasks(status="done")</action>']
     assert report.as_dict() == {"candidates": 7, "kept": 1, "duplicate": 2, "leaked": 1, "too_short": 1,
-                                "too_long": 1, "bad_format": 1}
+                                "too_long": 1, "bad_format": 1, "surplus": 0}
 
 
 def test_quality_filter_counts_length_in_tokens_when_given_a_counter():
@@ -266,6 +268,45 @@ def test_llm_synthetic_rows_parse_json_lines_and_skip_the_rest():
     out = asyncio.run(llm_synthetic_rows(client, DATA.train, n=5, per_call=5))
     assert [r["messages"][0]["content"] for r in out] == ["add milk to my list", "what is open?"]
     assert all(r["synthetic"] == "llm" for r in out)
+
+
+def _add_row(prompt: str, title: str, due: str) -> dict:
+    return row(prompt, f'<analysis>Add "{title}".</analysis>\n<action>add_task(title="{title}", due="{due}")</action>')
+
+
+def test_an_llms_rewrites_keep_the_reply_and_every_value_it_uses():
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    source = _add_row("remind me to pay the rent by 2026-03-01", "pay the rent", "2026-03-01")
+    answer = ("1. don't let me forget: pay the rent, deadline 2026-03-01\n"
+              "2. pay the rent sometime soon\n"  # the date is gone: the reply would no longer answer it
+              "- \"remind me to pay the rent by 2026-03-01\"\n"  # the request itself, quoted
+              "* Rent is due 2026-03-01, PAY THE RENT")
+    out = asyncio.run(llm_paraphrase_rows(ReplayChatCompletionClient([answer]), [source], n=4, per_call=4))
+    assert [user_text(r) for r in out] == ["don't let me forget: pay the rent, deadline 2026-03-01",
+                                           "Rent is due 2026-03-01, PAY THE RENT"]
+    assert all(reply_of(r) == reply_of(source) and r["synthetic"] == "llm" for r in out)
+    # values the request never said (a list's status, a summary) bind nothing
+    assert keeps_values("what have i finished?", "anything i've crossed off?",
+                        '<action>list_tasks(status="done")</action>')
+    assert not keeps_values('add "water the plants"', "add watering", '<action>add_task(title="water the plants")'
+                            "</action>")
+
+
+def test_the_llm_recipe_trains_its_rewrites_through_the_same_filter_and_never_without_them():
+    rows = [_add_row(f"add task {i} due 2026-01-0{i}", f"task {i}", f"2026-01-0{i}") for i in range(1, 5)]
+    heldout = [_add_row("jot down task 9 by 2026-01-09", "task 9", "2026-01-09")]
+    rewrites = [_add_row(p, "task 1", "2026-01-01") | {"synthetic": "llm"} for p in (
+        "jot down task 9 by 2026-01-09",  # a held-out prompt: must not be trained on
+        "add task 1 due 2026-01-01",  # a training prompt again
+        "log task 1, deadline 2026-01-01", "task 1 needs doing by 2026-01-01", "by 2026-01-01: task 1")]
+    recipe = DataRecipe(synthetic_ratio=0.5, synthetic_source="llm")
+    _, out, report = apply_recipe(rows, recipe, seed=0, heldout=heldout, rephrased=rewrites)
+    assert report is not None and (report.candidates, report.leaked, report.duplicate) == (5, 1, 1)
+    assert [user_text(r) for r in out[4:]] == ["log task 1, deadline 2026-01-01", "task 1 needs doing by 2026-01-01"]
+    assert (report.kept, report.surplus) == (2, 1)  # capped at the ratio: 0.5 x 4 rows
+    with pytest.raises(ValueError, match="synthetic_source='template'"):
+        apply_recipe(rows, recipe, seed=0)
 
 
 # --------------------------------------------------------------------------- config coherence

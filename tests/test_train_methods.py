@@ -12,6 +12,7 @@ import json
 import math
 import stat
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,49 @@ def test_train_tool_applies_the_nat_recipe_into_the_attempt_dir(tiny_model, task
     assert len(positives) == 20 and len(rows) - 20 >= 36
     assert all(NEGATIVE_MARKER in r["messages"][-2]["content"] for r in rows if r.get("negative"))
     assert not any(NEGATIVE_MARKER in json.dumps(r) for r in positives)
+
+
+def test_an_offline_run_refuses_llm_rewrites_in_one_line(tiny_model, task_data, tmp_path):
+    from tunecrew.agents.toolkit import Toolkit
+
+    ctx = _tuner_context(tiny_model, task_data, tmp_path / "run")
+    args = dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=128, synthetic_ratio=0.5)
+    refused = seen(Toolkit(ctx).propose({**args, "synthetic_source": "llm"}))
+    assert refused["accepted"] is False
+    assert refused["errors"] == ["data.synthetic_source=llm needs an LLM to rewrite requests and this run has none "
+                                 "(offline provider): use data.synthetic_source=template, or run with --provider"]
+    assert seen(Toolkit(ctx).propose(args))["accepted"] is True
+
+
+@pytest.mark.slow
+def test_train_tool_trains_an_llms_rewrites_made_once_per_run(tiny_model, task_data, tmp_path):
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    from tunecrew.agents.toolkit import Toolkit
+    from tunecrew.tools.recipes import reply_of
+
+    # Rows whose replies take no value from the request, so any rewrite keeps what they answer.
+    rows = [r for r in task_data.train if '"' not in reply_of(r)]
+    ctx = _tuner_context(tiny_model, replace(task_data, train=rows), tmp_path / "run")
+    calls = math.ceil(len(rows) / 4)  # the most any ratio asks for (1.0 x rows), 4 rewrites a call
+    ctx.rephraser = ReplayChatCompletionClient([f"variant {i} a\nvariant {i} b\n\nvariant {i} c" for i in range(calls)])
+    toolkit = Toolkit(ctx)
+    for attempt in (1, 2):  # the second attempt trains the same rewrites: the LLM is asked once per run
+        assert ctx.current.number == attempt
+        answer = seen(toolkit.propose(dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8,
+                                           max_seq_length=128, synthetic_ratio=0.5, synthetic_source="llm")))
+        assert answer["accepted"], answer
+        ctx.current.config = ctx.current.config.with_changes({"max_steps": 2})
+        out = seen(asyncio.run(toolkit.train()))
+        assert out["status"] == "ok", out
+        trained = [json.loads(line) for line in ctx.attempt_dir.recipe_file("train_synthetic").read_text().splitlines()]
+        rewritten = [r for r in trained if r.get("synthetic") == "llm"]
+        assert len(rewritten) == round(0.5 * len(rows)) and len(trained) == len(rows) + len(rewritten)
+        assert {reply_of(r) for r in rewritten} <= {reply_of(r) for r in rows}
+        assert all(r["messages"][-2]["content"].startswith("variant ") for r in rewritten)
+        ctx.next_attempt({})
+    made = ctx.run.rephrased_data.read_text().splitlines()
+    assert len(made) == 3 * calls  # every line of every answer, before the filter and the ratio
 
 
 # --------------------------------------------------------------------------- another interpreter

@@ -116,8 +116,13 @@ class DataRecipe(_Model):
     negative_ratio: float = Field(0.0, ge=0.0, le=4.0, description="Negatives per positive (NAT uses 2).")
     synthetic_ratio: float = Field(
         0.0, ge=0.0, le=2.0,
-        description="Templated rephrasings added per row (offline synthetic data); each passes dedup against "
-                    "train and held-out prompts and the length filter, so none leaks into training.",
+        description="Rephrased requests added per row (the reply kept); each passes dedup against train and "
+                    "held-out prompts and the length filter, so none leaks into training.",
+    )
+    synthetic_source: Literal["template", "llm"] = Field(
+        "template",
+        description="Who rephrases: template wraps a request in fixed words (offline; adds no new verbs); llm has "
+                    "the run's LLM rewrite it in other words, keeping every value the reply uses (needs --provider).",
     )
 
 

@@ -262,21 +262,34 @@ def dpo_pairs(rows: Sequence[Row], seed: int = 0, make_negative: NegativeMaker |
 
 def apply_recipe(rows: Sequence[Row], recipe: DataRecipe, seed: int = 0,
                  make_negative: NegativeMaker | None = None, heldout: Sequence[Row] = (),
+                 rephrased: Sequence[Row] | None = None,
                  ) -> tuple[str, list[Row], FilterReport | None]:
     """The training file's rows for a recipe: ("messages", rows) or ("pairs", DPO pairs), and the
     synthetic rows' filter report when the recipe asked for any.
 
     `max_rows` caps the positives before synthetic rows and negatives are made, so a probe attempt
     keeps them; dedup and the cap are applied again (by positives) in the train worker. Synthetic
-    rows are positives: they get negatives like any other row.
+    rows are positives: they get negatives like any other row. `rephrased`: the LLM's rewrites
+    (:func:`llm_paraphrase_rows`), the candidates when `synthetic_source` is "llm"; the I/O that
+    made them happened before, so this stays pure.
     """
     rows = list(rows[: recipe.max_rows] if recipe.max_rows else rows)
     if make_negative is None and any(row.get("rejected") for row in rows):
         make_negative = users_rejected(default_maker())  # the user's own pairs before any made-up reply
     report = None
     if recipe.synthetic_ratio:
-        candidates = template_rows(rows, round(recipe.synthetic_ratio * len(rows)), seed)
+        n = round(recipe.synthetic_ratio * len(rows))
+        if recipe.synthetic_source == "llm":
+            if rephrased is None:
+                raise ValueError("data.synthetic_source='llm': no LLM rewrites were made for this run (offline?); "
+                                 "use data.synthetic_source='template'")
+            candidates = list(rephrased)
+        else:
+            candidates = template_rows(rows, n, seed)
         kept, report = quality_filter(candidates, train=rows, heldout=heldout)
+        report.surplus = max(0, len(kept) - n)
+        kept = kept[:n]
+        report.kept = len(kept)
         rows += kept
     if recipe.negatives == "nat":
         return "messages", nat_rows(rows, recipe.negative_ratio or DEFAULT_NAT_RATIO, seed, make_negative), report
@@ -328,6 +341,7 @@ class FilterReport:
     too_short: int = 0
     too_long: int = 0
     bad_format: int = 0
+    surplus: int = 0  # passed the filter but over the recipe's ratio (an LLM's rewrites are made for the largest)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -393,6 +407,15 @@ SYNTHETIC_INSTRUCTION = (
 )
 
 
+PARAPHRASE_INSTRUCTION = (
+    "You rewrite requests to teach a model the many ways people say the same thing. Rewrite the request "
+    "below in {k} different ways a real user might type it: other verbs, idioms, word order and tone, the "
+    "same meaning and the same intent. Keep every name, title, date, number and quoted value exactly as "
+    "written. Output one rewrite per line and nothing else."
+)
+_LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
+
+
 async def _complete(client: Any, system: str, user: str) -> str:
     from autogen_core.models import SystemMessage, UserMessage
 
@@ -439,3 +462,54 @@ async def llm_synthetic_rows(client: Any, examples: Sequence[Row], n: int, *, se
                                          {"role": "assistant", "content": neutralise(item["reply"]).text}],
                             "synthetic": "llm"})
     return out[:n]
+
+
+def keeps_values(prompt: str, rewrite: str, reply: str) -> bool:
+    """Whether a rewrite of `prompt` still says every value the reply takes from it: each quoted
+    value of the reply (a tool argument: a title, a date, a priority) found in the prompt must be
+    in the rewrite too, or the canonical reply no longer answers the rewritten request."""
+    said, new = prompt.lower(), rewrite.lower()
+    values = [a or b for a, b in _QUOTED.findall(reply)]
+    return all(v.lower() in new for v in values if v.lower() in said)
+
+
+def _rewrites(text: str) -> list[str]:
+    """An LLM's lines, without list marks or wrapping quotes."""
+    out = []
+    for line in text.splitlines():
+        line = _LIST_MARK.sub("", line).strip()
+        if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'":
+            line = line[1:-1].strip()
+        if line:
+            out.append(line)
+    return out
+
+
+async def llm_paraphrase_rows(client: Any, rows: Sequence[Row], n: int, *, seed: int = 0, per_call: int = 4,
+                              concurrency: int = 4) -> list[Row]:
+    """About `n` rows whose last request an LLM rewrote in other words, `per_call` rewrites of each
+    of a seeded sample of rows; the reply is the row's own, so a rewrite that drops a value the
+    reply uses (:func:`keeps_values`) is left out. Filter the result with :func:`quality_filter`."""
+    if not rows or n <= 0:
+        return []
+    rng = random.Random(seed)
+    pool = list(rows)
+    sample = rng.sample(pool, min(len(pool), math.ceil(n / per_call)))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(row: Row) -> list[Row]:
+        async with gate:
+            text = await _complete(client, PARAPHRASE_INSTRUCTION.format(k=per_call), user_text(row))
+        out = []
+        for line in _rewrites(text)[:per_call]:
+            line = neutralise(line).text  # an LLM's text is as untrusted as the data's (issue 16)
+            if _same(line, user_text(row)) or not keeps_values(user_text(row), line, reply_of(row)):
+                continue
+            messages = [dict(m) for m in row["messages"]]
+            last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+            messages[last_user]["content"] = line
+            out.append({"messages": messages, "synthetic": "llm"})
+        return out
+
+    batches = await asyncio.gather(*(one(r) for r in sample))
+    return [row for batch in batches for row in batch][:n]

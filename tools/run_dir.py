@@ -4,6 +4,7 @@
              config.yaml               the resolved RunConfig (`tunecrew run -c` repeats the run)
              data/train.jsonl          the rows every attempt trains on (before its recipe)
              data/heldout.jsonl        the rows every attempt is scored on
+             data/rephrased.jsonl      data.synthetic_source=llm: the LLM's rewrites of training requests
              domain.json               the Domain Expert's card (persona)
              baseline_eval.json        the base model on the held-out split
              judge_baseline.json       the LLM judge's verdicts on the base model
@@ -115,6 +116,10 @@ class RunDir:
     @property
     def heldout_data(self) -> Path:
         return self.path / "data" / "heldout.jsonl"
+
+    @property
+    def rephrased_data(self) -> Path:
+        return self.path / "data" / "rephrased.jsonl"
 
     @property
     def domain(self) -> Path:
