@@ -148,6 +148,23 @@ def test_an_offline_run_refuses_llm_rewrites_in_one_line(tiny_model, task_data, 
     assert seen(Toolkit(ctx).propose(args))["accepted"] is True
 
 
+def test_an_llm_that_fails_to_rewrite_is_an_attempt_error_naming_the_recipe(tiny_model, task_data, tmp_path):
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    from tunecrew.agents.toolkit import Toolkit
+
+    ctx = _tuner_context(tiny_model, task_data, tmp_path / "run")
+    ctx.rephraser = ReplayChatCompletionClient([])  # answers nothing: every request raises
+    toolkit = Toolkit(ctx)
+    assert seen(toolkit.propose(dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=128,
+                                     synthetic_ratio=0.5, synthetic_source="llm")))["accepted"]
+    out = seen(asyncio.run(toolkit.train()))
+    assert out["status"] == "error" and out["error"].startswith("data.synthetic_source=llm: the LLM failed to rewrite")
+    assert out["error"].endswith("use data.synthetic_source=template")
+    assert ctx.current.result is not None and ctx.current.result.status == "error"  # recorded, not lost
+    assert not ctx.run.rephrased_data.exists()
+
+
 @pytest.mark.slow
 def test_train_tool_trains_an_llms_rewrites_made_once_per_run(tiny_model, task_data, tmp_path):
     from autogen_ext.models.replay import ReplayChatCompletionClient
