@@ -631,8 +631,8 @@ class Toolkit:
                              "data.synthetic_source=template") from exc
         ctx.rephrased = rows
         write_jsonl(rows, path)
-        ctx.current.notes.append(f"attempt {ctx.current.number}: the LLM rewrote {len(rows)} requests "
-                                 f"(asked {wanted}) in {time.monotonic() - started:.0f} s: {path}")
+        ctx.current.notes.append(f"attempt {ctx.current.number}: the LLM wrote {len(rows)} usable rewrites "
+                                 f"({wanted} asked for) in {time.monotonic() - started:.0f} s: {path}")
 
     def _recipe_file(self, config: TrainConfig) -> Path:
         """The attempt's training file: the run's rows as they are, or with the config's DataRecipe

@@ -3,6 +3,13 @@
     python bench/lever_ab.py --change data.synthetic_ratio=0.5            # the Planner's "generalize" lever
     python bench/lever_ab.py --change learning_rate=3e-4 --steps 26
     python bench/lever_ab.py --base-model tiny --n-train 120 --n-heldout 16 --steps 4   # smoke run
+    python bench/lever_ab.py --change data.synthetic_ratio=0.5,data.synthetic_source=llm --rewrites FILE
+
+`--rewrites FILE` stands in for an LLM provider on this offline machine: JSON lines
+{"request": ..., "rewrites": [...]}, an LLM's answers to the crew's rewrite instruction
+(`tools/recipes.PARAPHRASE_INSTRUCTION`) written beforehand, which the crew's own
+`data.synthetic_source=llm` path then asks for by request (`RecordedRewrites`): sampling, the value
+check, the filter and the ratio are the crew's, only the LLM's text is fixed.
 
 Each arm is one attempt from the base model through the crew's own tools (propose_config's
 validation, train, evaluate) on the task-agent scenario's data, split and seed: the offline
@@ -42,6 +49,28 @@ def parse_change(text: str) -> dict[str, object]:
     return out
 
 
+def recorded_rewrites(path: Path):
+    """An AutoGen client that answers each rewrite request with the rewrites recorded for it, and
+    counts the requests it had none for (the bench prints them: a miss trains fewer rewrites)."""
+    from autogen_core.models import CreateResult, RequestUsage
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    class RecordedRewrites(ReplayChatCompletionClient):
+        def __init__(self, by_request: dict[str, str]) -> None:
+            super().__init__(["(unused)"])
+            self.by_request, self.asked, self.missed = by_request, 0, 0
+
+        async def create(self, messages, **kwargs) -> CreateResult:  # type: ignore[override]
+            self.asked += 1
+            text = self.by_request.get(str(messages[-1].content))
+            self.missed += text is None
+            return CreateResult(finish_reason="stop", content=text or "", cached=False,
+                                usage=RequestUsage(prompt_tokens=0, completion_tokens=0))
+
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return RecordedRewrites({item["request"]: "\n".join(item["rewrites"]) for item in lines})
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--change", required=True, help="config changes, e.g. data.synthetic_ratio=0.5")
@@ -51,6 +80,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--n-heldout", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rewrites", type=Path, help="an LLM's recorded rewrites (JSON lines) for "
+                                                      "data.synthetic_source=llm on a machine with no LLM")
     args = parser.parse_args(argv)
     change = parse_change(args.change)
 
@@ -59,6 +90,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="lever-ab-") as tmp:
         trials = Trials(make_scenario(args.n_train, args.n_heldout, runs=2), args.base_model, args.seed,
                         Path(tmp), "lever", args.threads)
+        rephraser = recorded_rewrites(args.rewrites) if args.rewrites else None
+        trials.ctx.rephraser = rephraser
         plain = trials.crew_first.with_changes({"max_steps": args.steps})
         arms = {"first config": plain, f"+ {args.change}": plain.with_changes(change)}
         rows = []
@@ -75,6 +108,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                          f"{metrics.get('novel_phrasing/action_exact_match', 0):.3f}",
                          f"{metrics.get('trained_phrasing/action_exact_match', 0):.3f}",
                          f"{metrics.get('format_compliance', 0):.3f}"])
+            for note in trials.ctx.current.notes:
+                print(f"  {note}")
             print(f"{name} done", flush=True)
     n_novel = sum(1 for r in trials.ctx.data.heldout if r.get("group") == "novel_phrasing")
     print(f"{args.base_model}, {trials.ctx.data.heldout_split}, seed {args.seed}, threads {args.threads}; "
@@ -82,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     print(_common.table(["arm", "steps", "tokens", "train+eval s", "novel action EM", "trained action EM", "format"],
                         rows))
     print(f"n = {n_novel} novel-phrasing prompts: one prompt is {100 / max(1, n_novel):.1f} points")
+    if rephraser is not None:
+        print(f"recorded rewrites: asked for {rephraser.asked} requests, {rephraser.missed} not in {args.rewrites}")
     return out
 
 
