@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from tunecrew.agents.answers import DiagnoseAnswer, RateInfo, Recalled, TuningBrief
+from tunecrew.agents.answers import DiagnoseAnswer, Recalled, TuningBrief
 from tunecrew.tools.contracts import Decision, TokenStats, TrainConfig
 from tunecrew.tools.diagnose import MAX_EPOCHS
 from tunecrew.tools.profile import truncation_note
@@ -85,12 +85,6 @@ def seq_length_from(stats: TokenStats, extra: int, max_positions: int | None) ->
 
 def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
     """A config for the first attempt (or the next, when the Planner asked for changes), with why."""
-    config, why = _initial_config(brief)
-    capped, timed = fit_to_cap(config, brief)
-    return capped, why + timed
-
-
-def _initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
     base, hardware, profile = brief.base_model, brief.hardware, brief.profile
     before = brief.previous_config
     if before is not None:
@@ -196,46 +190,19 @@ def fit_to_time(config: TrainConfig, brief: TuningBrief, share: float) -> tuple[
     if share < 1:  # a first attempt leaves room for another one's evaluation (which never scores the base)
         reserve += brief.next_eval_s if brief.next_eval_s is not None else reserve
     train_time = max(0.0, left - reserve) * share - rate.startup_seconds
-    fit = _steps_in(train_time, config, rate, per_row)
-    planned = _planned_steps(config, brief)
-    if planned <= fit:
-        return config, f"; {planned} steps fit the time left ({left:.0f} s)"
-    config = _with_steps(config, brief, fit)
-    return config, (f"; {fit} steps ({config.epochs:g} epochs) fill {share:.0%} of the {left:.0f} s left at "
-                    f"{rate.tokens_per_second:.0f} tokens/s ({rate.source}) and {per_row:.0f} tokens a row")
-
-
-def fit_to_cap(config: TrainConfig, brief: TuningBrief) -> tuple[TrainConfig, str]:
-    """Under --attempt-seconds, at most the steps the measured rate trains inside the cap: the train
-    tool stops a run at the cap, and a run planned longer would stop mid-schedule, its learning rate
-    still high (a 180 s cap stopped 80 planned cosine steps at 37 in bench/tuning_quality.py)."""
-    cap, rate, per_row = brief.attempt_cap_s, brief.rate, brief.tokens_per_row
-    if cap is None or rate is None or not per_row:
-        return config, ""
-    fit = _steps_in(cap - rate.startup_seconds, config, rate, per_row)
-    if _planned_steps(config, brief) <= fit:
-        return config, ""
-    config = _with_steps(config, brief, fit)
-    return config, (f"; {fit} steps ({config.epochs:g} epochs) end inside --attempt-seconds {cap:g} at "
-                    f"{rate.tokens_per_second:.0f} tokens/s ({rate.source})")
-
-
-def _steps_in(seconds: float, config: TrainConfig, rate: RateInfo, per_row: float) -> int:
-    """Optimizer steps the measured rate trains in `seconds` (at least MIN_STEPS)."""
     # The eval-loss passes cost up to EVAL_COST_SHARE more, and the proposal is checked a moment
     # after this brief was written: leave both as margin, so the check accepts what this sizes.
     tokens_per_step = per_row * config.effective_batch * (1 + EVAL_COST_SHARE) / TIME_FIT_MARGIN
-    return max(MIN_STEPS, int(max(0.0, seconds) * rate.tokens_per_second / tokens_per_step))
-
-
-def _planned_steps(config: TrainConfig, brief: TuningBrief) -> int:
+    fit = int(max(0.0, train_time) * rate.tokens_per_second / tokens_per_step)
+    fit = max(MIN_STEPS, fit)
     rows = brief.profile.rows * (1 - config.eval_fraction)
-    return config.max_steps if config.max_steps > 0 else math.ceil(rows * config.epochs / config.effective_batch)
-
-
-def _with_steps(config: TrainConfig, brief: TuningBrief, steps: int) -> TrainConfig:
-    steps_per_epoch = max(1.0, brief.profile.rows * (1 - config.eval_fraction) / config.effective_batch)
-    return config.with_changes({"max_steps": steps, "epochs": round(max(0.01, steps / steps_per_epoch), 2)})
+    planned = config.max_steps if config.max_steps > 0 else math.ceil(rows * config.epochs / config.effective_batch)
+    if planned <= fit:
+        return config, f"; {planned} steps fit the time left ({left:.0f} s)"
+    steps_per_epoch = max(1.0, rows / config.effective_batch)
+    config = config.with_changes({"max_steps": fit, "epochs": round(max(0.01, fit / steps_per_epoch), 2)})
+    return config, (f"; {fit} steps ({config.epochs:g} epochs) fill {share:.0%} of the {left:.0f} s left at "
+                    f"{rate.tokens_per_second:.0f} tokens/s ({rate.source}) and {per_row:.0f} tokens a row")
 
 
 def _batch_size(params: int, seq: int, on_gpu: bool) -> int:

@@ -251,9 +251,6 @@ class Toolkit:
                 self._score_baseline()
             if ctx.rate is None:
                 ctx.rate = self._remembered_rate(hits) or self._timed_steps(brief)
-        # Without a budget no rate is measured up front: the cap sizes attempts once one has trained.
-        brief.attempt_cap_s = ctx.spec.attempt_budget_s
-        if ctx.deadline is not None:
             brief.time_left_s = round(ctx.time_left or 0.0, 1)
             brief.eval_reserve_s = round(self._eval_reserve(), 1)
             brief.next_eval_s = round(self._next_eval_reserve(), 1)

@@ -209,29 +209,6 @@ def test_a_time_budget_sizes_the_first_attempt_from_the_measured_rate():
     assert short.max_steps == policy.MIN_STEPS
 
 
-def test_an_attempt_cap_sizes_each_attempt_to_end_its_schedule_inside_it():
-    """bench/tuning_quality.py, --attempt-seconds 180: the crew planned 80 cosine steps (1.48 epochs of
-    240 rows), the cap stopped them at 37 with the learning rate still high."""
-    timed = {**brief_of(rows=240, params=134_000_000, random_init=False), "time_left_s": 1800.0,
-             "eval_reserve_s": 60.0, "tokens_per_row": 100.0,
-             "rate": {"tokens_per_second": 200.0, "startup_seconds": 10.0, "source": "t"}}
-    free, _ = policy.initial_config(TuningBrief.model_validate(timed))
-    assert free.max_steps <= 0 and free.epochs == 1.48  # 80 steps of 4, in epochs: no cap to fit
-    capped, why = policy.initial_config(TuningBrief.model_validate({**timed, "attempt_cap_s": 180.0}))
-    # (180 - 10) s x 200 tokens/s / (4 rows x 100 tokens x 1.1 / 0.95) = 73 steps, the cosine decay included
-    assert capped.max_steps == 73 and capped.lr_scheduler == "cosine" and "--attempt-seconds 180" in why
-    # a retry the Planner lengthened is held to the cap too; a cap the plan fits inside changes nothing
-    retry, _ = policy.initial_config(TuningBrief.model_validate({
-        **timed, "attempt_cap_s": 180.0, "previous_config": capped.model_dump(),
-        "planner_changes": {"max_steps": 146}}))
-    assert retry.max_steps == 73
-    roomy, why = policy.initial_config(TuningBrief.model_validate({**timed, "attempt_cap_s": 600.0}))
-    assert roomy == free and "--attempt-seconds" not in why
-    # no measured rate yet (no --budget, first attempt): nothing to size from, the cap just stops the run
-    unmeasured, _ = policy.initial_config(TuningBrief.model_validate({**timed, "rate": None, "attempt_cap_s": 180.0}))
-    assert unmeasured.max_steps <= 0
-
-
 def test_a_retry_with_the_same_adapter_shape_continues_the_previous_adapter():
     pretrained = brief_of(rows=960, params=134_000_000, random_init=False)
     first, _ = policy.initial_config(TuningBrief.model_validate(pretrained))

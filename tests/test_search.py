@@ -149,20 +149,6 @@ def test_search_config_refuses_before_any_attempt_then_feeds_propose_config(tmp_
     assert "sampler" in seen(toolkit.search_config("grid"))["error"]  # type: ignore[arg-type]
 
 
-def test_the_brief_carries_the_attempt_cap_and_a_measured_rate_sizes_the_next_attempt_to_it(tmp_path):
-    from tunecrew.agents import policy
-    from tunecrew.tools.throughput import MeasuredRate
-
-    ctx = _ctx(tmp_path, budget_s=30.0)
-    toolkit = Toolkit(ctx)
-    assert toolkit.brief().attempt_cap_s == 30.0
-    uncapped, _ = policy.initial_config(toolkit.brief())  # no rate yet: nothing to size from
-    ctx.rate = MeasuredRate(tokens_per_second=300.0, startup_seconds=5.0, source="attempt 1")
-    capped, why = policy.initial_config(toolkit.brief())
-    assert uncapped.max_steps <= 0 < capped.max_steps and "--attempt-seconds 30" in why
-    assert seen(toolkit.propose(capped.model_dump()))["accepted"] is True
-
-
 def test_search_config_keeps_training_length_inside_the_time_budget(tmp_path):
     from tunecrew.tools.feasibility import check_feasibility
 
