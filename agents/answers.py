@@ -110,6 +110,8 @@ class TuningBrief(Answer):
     next_eval_s: float | None = None  # one more attempt's evaluation: what a first attempt leaves for a retry
     tokens_per_row: float | None = None  # a training row's mean tokens, system prompt and chat markup included
     rate: RateInfo | None = None
+    # --attempt-seconds: the train tool stops a run there, so the policy's first attempt ends its schedule inside it
+    attempt_cap_s: float | None = None
 
 
 class SearchAnswer(Answer):

@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from tunecrew.agents.answers import DiagnoseAnswer, Recalled, TuningBrief
+from tunecrew.agents.answers import DiagnoseAnswer, RateInfo, Recalled, TuningBrief
 from tunecrew.tools.contracts import Decision, TokenStats, TrainConfig
 from tunecrew.tools.diagnose import MAX_EPOCHS
 from tunecrew.tools.profile import truncation_note
@@ -167,7 +167,8 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
         if config.max_steps > 0:  # sized in steps by the budget: a retry can continue it, and decays
             config = config.with_changes({"lr_scheduler": HELD_SCHEDULER})
             timed += f"; lr held after warm-up ({HELD_SCHEDULER}) for a continuing retry to decay"
-    return config, (why + timed + f"; batch {batch} from {rows} rows; {seq_why}")
+    config, capped = fit_to_cap(config, brief)
+    return config, (why + timed + capped + f"; batch {batch} from {rows} rows; {seq_why}")
 
 
 def continuable(config: TrainConfig, previous: TrainConfig, brief: TuningBrief) -> bool:
@@ -190,19 +191,53 @@ def fit_to_time(config: TrainConfig, brief: TuningBrief, share: float) -> tuple[
     if share < 1:  # a first attempt leaves room for another one's evaluation (which never scores the base)
         reserve += brief.next_eval_s if brief.next_eval_s is not None else reserve
     train_time = max(0.0, left - reserve) * share - rate.startup_seconds
+    fit = _steps_in(train_time, config, rate, per_row)
+    planned = _planned_steps(config, brief)
+    if planned <= fit:
+        return config, f"; {planned} steps fit the time left ({left:.0f} s)"
+    config = _with_steps(config, brief, fit)
+    return config, (f"; {fit} steps ({config.epochs:g} epochs) fill {share:.0%} of the {left:.0f} s left at "
+                    f"{rate.tokens_per_second:.0f} tokens/s ({rate.source}) and {per_row:.0f} tokens a row")
+
+
+def fit_to_cap(config: TrainConfig, brief: TuningBrief) -> tuple[TrainConfig, str]:
+    """Under --attempt-seconds, the policy's own first attempt takes at most the steps the measured
+    rate trains inside the cap: the train tool stops a run there, and a run planned longer stops
+    mid-schedule with its learning rate still high (a 180 s cap stopped 80 planned cosine steps at
+    37-49 in bench/tuning_quality.py). With a retry to come the rate is held after warm-up, so the
+    retry continues the adapter and decays it once. Retries, warm starts and a person's edits are
+    left as asked: the cap still stops them, and the log says so."""
+    cap, rate, per_row = brief.attempt_cap_s, brief.rate, brief.tokens_per_row
+    if cap is None or rate is None or not per_row:
+        return config, ""
+    fit = _steps_in(cap - rate.startup_seconds, config, rate, per_row)
+    if _planned_steps(config, brief) <= fit:
+        return config, ""
+    config = _with_steps(config, brief, fit)
+    why = (f"; {fit} steps ({config.epochs:g} epochs) end inside --attempt-seconds {cap:g} at "
+           f"{rate.tokens_per_second:.0f} tokens/s ({rate.source})")
+    if brief.attempt < brief.max_attempts and config.lr_scheduler == DECAY_SCHEDULER:
+        config = config.with_changes({"lr_scheduler": HELD_SCHEDULER})
+        why += f"; lr held after warm-up ({HELD_SCHEDULER}) for a continuing retry to decay"
+    return config, why
+
+
+def _steps_in(seconds: float, config: TrainConfig, rate: RateInfo, per_row: float) -> int:
+    """Optimizer steps the measured rate trains in `seconds` (at least MIN_STEPS)."""
     # The eval-loss passes cost up to EVAL_COST_SHARE more, and the proposal is checked a moment
     # after this brief was written: leave both as margin, so the check accepts what this sizes.
     tokens_per_step = per_row * config.effective_batch * (1 + EVAL_COST_SHARE) / TIME_FIT_MARGIN
-    fit = int(max(0.0, train_time) * rate.tokens_per_second / tokens_per_step)
-    fit = max(MIN_STEPS, fit)
+    return max(MIN_STEPS, int(max(0.0, seconds) * rate.tokens_per_second / tokens_per_step))
+
+
+def _planned_steps(config: TrainConfig, brief: TuningBrief) -> int:
     rows = brief.profile.rows * (1 - config.eval_fraction)
-    planned = config.max_steps if config.max_steps > 0 else math.ceil(rows * config.epochs / config.effective_batch)
-    if planned <= fit:
-        return config, f"; {planned} steps fit the time left ({left:.0f} s)"
-    steps_per_epoch = max(1.0, rows / config.effective_batch)
-    config = config.with_changes({"max_steps": fit, "epochs": round(max(0.01, fit / steps_per_epoch), 2)})
-    return config, (f"; {fit} steps ({config.epochs:g} epochs) fill {share:.0%} of the {left:.0f} s left at "
-                    f"{rate.tokens_per_second:.0f} tokens/s ({rate.source}) and {per_row:.0f} tokens a row")
+    return config.max_steps if config.max_steps > 0 else math.ceil(rows * config.epochs / config.effective_batch)
+
+
+def _with_steps(config: TrainConfig, brief: TuningBrief, steps: int) -> TrainConfig:
+    steps_per_epoch = max(1.0, brief.profile.rows * (1 - config.eval_fraction) / config.effective_batch)
+    return config.with_changes({"max_steps": steps, "epochs": round(max(0.01, steps / steps_per_epoch), 2)})
 
 
 def _batch_size(params: int, seq: int, on_gpu: bool) -> int:

@@ -243,14 +243,16 @@ class Toolkit:
                               f"{last.diagnosis.label if last.diagnosis else None}") if last else None,
             planner_changes=ctx.current.changes, guidance=ctx.guidance, recalled=recalled,
         )
+        if ctx.deadline is not None and ctx.baseline is None:
+            # Measured, not reserved: the base model's replies stop at their first off-contract
+            # token (~20 s for the demo's 128), where a reserve must assume every reply runs to
+            # the token limit (64 s). The judge reads them with the first evaluation.
+            self._score_baseline()
+        if ctx.rate is None and (ctx.deadline is not None or ctx.spec.attempt_budget_s):
+            # A budget or a per-attempt cap sizes attempts from a rate: remembered, else timed now.
+            ctx.rate = self._remembered_rate(hits) or self._timed_steps(brief)
+        brief.attempt_cap_s = ctx.spec.attempt_budget_s
         if ctx.deadline is not None:
-            if ctx.baseline is None:
-                # Measured, not reserved: the base model's replies stop at their first off-contract
-                # token (~20 s for the demo's 128), where a reserve must assume every reply runs to
-                # the token limit (64 s). The judge reads them with the first evaluation.
-                self._score_baseline()
-            if ctx.rate is None:
-                ctx.rate = self._remembered_rate(hits) or self._timed_steps(brief)
             brief.time_left_s = round(ctx.time_left or 0.0, 1)
             brief.eval_reserve_s = round(self._eval_reserve(), 1)
             brief.next_eval_s = round(self._next_eval_reserve(), 1)

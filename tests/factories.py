@@ -20,7 +20,7 @@ from tunecrew.memory.examples import (  # noqa: F401 - re-exported for the tests
     make_record,
 )
 from tunecrew.scenarios.task_agent.data import generate
-from tunecrew.tools.contracts import AttemptRecord, Decision, Diagnosis
+from tunecrew.tools.contracts import AttemptRecord, Decision, Diagnosis, TrainConfig
 from tunecrew.tools.scenario import ScenarioData
 
 
@@ -40,6 +40,23 @@ def as_remembered_success(record: AttemptRecord, run_id: str, primary_metric: st
         "decision": Decision(action="stop", reason="target reached"),
         "config": record.config.with_changes(config_changes),
     })
+
+
+def retry_config(first: AttemptRecord) -> TrainConfig:
+    """The config the policy trains after `first` (agents/policy.initial_config's retry branch): the
+    Planner's changes; a rate the first attempt held decays now; when both are sized in steps (a
+    --budget's or --attempt-seconds'), the retry continues the adapter with only the steps it lacks."""
+    from tunecrew.agents import policy
+
+    changes = first.decision.changes
+    expected = first.config.with_changes(changes)
+    if expected.max_steps > 0 and first.config.max_steps > 0:
+        done = first.result.steps_from_base or first.result.steps
+        expected = expected.with_changes({"continue_training": True,
+                                          "max_steps": max(policy.MIN_STEPS, expected.max_steps - done)})
+    if first.config.lr_scheduler == policy.HELD_SCHEDULER and "lr_scheduler" not in changes:
+        expected = expected.with_changes({"lr_scheduler": policy.DECAY_SCHEDULER})
+    return expected
 
 
 def small_task_agent_data(seed: int) -> ScenarioData:

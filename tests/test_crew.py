@@ -8,14 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-from tunecrew.agents import policy
 from tunecrew.agents.roles import ROLES
 from tunecrew.app.runner import RunOptions, run
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
 from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
-from factories import as_remembered_success, small_task_agent_data
+from factories import as_remembered_success, retry_config, small_task_agent_data
 
 
 @pytest.mark.slow
@@ -34,13 +33,9 @@ def test_crew_retries_with_a_changed_config_then_a_new_project_recalls_it(tmp_pa
     assert [r.attempt for r in records] == [1, 2]
     first, second = records
     assert first.decision.action == "retry" and first.decision.changes
-    expected = first.config.with_changes(first.decision.changes)
-    if expected.max_steps > 0 and first.config.max_steps > 0:
-        # Both attempts are sized in steps (the scenario's --budget): the retry keeps training the
-        # first adapter, so only the steps it still lacks are new.
-        done = first.result.steps_from_base or first.result.steps
-        expected = expected.with_changes({"continue_training": True,
-                                          "max_steps": max(policy.MIN_STEPS, expected.max_steps - done)})
+    # Both attempts sized in steps (--attempt-seconds with a measured rate): the retry keeps training
+    # the first adapter, so only the steps it still lacks are new, and decays the rate the first held.
+    expected = retry_config(first)
     assert second.config == expected
     if second.config.continue_training:  # it starts after the rows the first adapter drew from: no replay
         job = json.loads((outcome.run_dir / "attempts" / "2" / "job.json").read_text())

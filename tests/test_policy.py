@@ -209,6 +209,31 @@ def test_a_time_budget_sizes_the_first_attempt_from_the_measured_rate():
     assert short.max_steps == policy.MIN_STEPS
 
 
+def test_an_attempt_cap_sizes_the_first_attempt_to_end_its_schedule_inside_it():
+    """bench/tuning_quality.py, --attempt-seconds 180: the crew planned 80 cosine steps (1.48 epochs of
+    240 rows), the cap stopped them at 37-49 with the learning rate still high."""
+    timed = {**brief_of(rows=240, params=134_000_000, random_init=False), "tokens_per_row": 100.0,
+             "rate": {"tokens_per_second": 200.0, "startup_seconds": 10.0, "source": "t"}}
+    free, _ = policy.initial_config(TuningBrief.model_validate(timed))
+    assert free.max_steps <= 0 and free.epochs == 1.48  # 80 steps of 4, in epochs: no cap to fit
+    capped, why = policy.initial_config(TuningBrief.model_validate({**timed, "attempt_cap_s": 180.0}))
+    # (180 - 10) s x 200 tokens/s / (4 rows x 100 tokens x 1.1 / 0.95) = 73 steps; a retry continues and decays
+    assert capped.max_steps == 73 and capped.lr_scheduler == policy.HELD_SCHEDULER
+    assert "--attempt-seconds 180" in why
+    # the run's last attempt decays itself
+    last, _ = policy.initial_config(TuningBrief.model_validate({**timed, "attempt_cap_s": 180.0, "max_attempts": 1}))
+    assert last.max_steps == 73 and last.lr_scheduler == policy.DECAY_SCHEDULER
+    # a cap the plan fits inside changes nothing; no measured rate: nothing to size from, the cap just stops it
+    roomy, why = policy.initial_config(TuningBrief.model_validate({**timed, "attempt_cap_s": 600.0}))
+    assert roomy == free and "--attempt-seconds" not in why
+    unmeasured, _ = policy.initial_config(TuningBrief.model_validate({**timed, "rate": None, "attempt_cap_s": 180.0}))
+    assert unmeasured == free
+    # what a Planner or a person asked of a retry is theirs: the cap stops it, the policy does not rewrite it
+    retry, _ = policy.initial_config(TuningBrief.model_validate({
+        **timed, "attempt_cap_s": 180.0, "previous_config": free.model_dump(), "planner_changes": {"epochs": 4.0}}))
+    assert retry.epochs == 4.0 and retry.max_steps <= 0
+
+
 def test_a_retry_with_the_same_adapter_shape_continues_the_previous_adapter():
     pretrained = brief_of(rows=960, params=134_000_000, random_init=False)
     first, _ = policy.initial_config(TuningBrief.model_validate(pretrained))

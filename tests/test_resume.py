@@ -16,7 +16,7 @@ from tunecrew.app.runner import RunOptions, resume
 from tunecrew.memory.ledger import Ledger
 from tunecrew.memory.store import AttemptMemory
 
-from factories import trainer_pids, wait_until
+from factories import retry_config, trainer_pids, wait_until
 
 START = """
 from dataclasses import replace
@@ -67,7 +67,7 @@ def test_kill_9_during_training_then_resume(tmp_path, tiny_model, tunecrew_home)
     records = ledger.read()
     assert [r.attempt for r in records] == [1, 2]
     assert records[0] == first[0]  # the finished attempt is untouched, not repeated
-    assert records[1].config == first[0].config.with_changes(first[0].decision.changes)
+    assert records[1].config == retry_config(first[0])  # the Planner's decision, as the policy trains it
     assert records[1].result.status == "ok" and records[1].eval is not None
     store = AttemptMemory(str(memory))
     assert store.count() == 2 and store.get("victim:1") == records[0] and store.get("victim:2") == records[1]
