@@ -109,7 +109,8 @@ class RunConfig(CrewConfig):
                                  "each attempt is sized from the measured training rate to fit (default: the "
                                  "scenario's, 10 for task-agent)")
     attempt_seconds: float | None = Field(None, gt=0, description="wall-clock cap per training run (keeps what it "
-                                          "learned)")
+                                          "learned); the first attempt is sized from a measured rate to end "
+                                          "its schedule inside it")
     judge: list[str] = Field(default_factory=list, description="PROVIDER[:MODEL]: an LLM judge of held-out replies, "
                              "e.g. openai:gpt-4.1-mini (repeatable: agreement is reported); default: the Judge agent's "
                              "provider (offline: a heuristic judge, no LLM)")
