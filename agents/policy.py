@@ -57,6 +57,7 @@ FIRST_ATTEMPT_TIME_SHARE = 0.45
 HELD_SCHEDULER = "constant_with_warmup"
 DECAY_SCHEDULER = "cosine"
 MIN_STEPS = 10  # an attempt shorter than this measures nothing
+LENGTH_FIELDS = frozenset({"max_steps", "epochs"})  # a change to either is a new training length
 TIME_FIT_MARGIN = 0.95
 
 
@@ -95,9 +96,15 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
             # Keep the previous adapter training: the Planner's step count is a total from the base
             # model, so only the difference is new; under a budget, the time left decides anyway.
             done = brief.previous_steps or 0
-            config = config.with_changes({"continue_training": True,
-                                          "max_steps": max(MIN_STEPS, config.max_steps - done)})
-            why += f"; continuing the previous adapter ({done} steps so far) rather than starting over"
+            if LENGTH_FIELDS.isdisjoint(changes):
+                # The Planner changed the data or the rate, not the length: as long again, on top (a
+                # total of `done` would leave the floor's MIN_STEPS to train what it changed).
+                new = before.max_steps
+            else:
+                new = max(MIN_STEPS, config.max_steps - done)
+            config = config.with_changes({"continue_training": True, "max_steps": new})
+            why += (f"; continuing the previous adapter ({done} steps so far) for {new} more rather than "
+                    "starting over")
         elif config.continue_training:
             config = config.with_changes({"continue_training": False})
         if before.lr_scheduler == HELD_SCHEDULER and "lr_scheduler" not in changes:

@@ -45,15 +45,17 @@ def as_remembered_success(record: AttemptRecord, run_id: str, primary_metric: st
 def retry_config(first: AttemptRecord) -> TrainConfig:
     """The config the policy trains after `first` (agents/policy.initial_config's retry branch): the
     Planner's changes; a rate the first attempt held decays now; when both are sized in steps (a
-    --budget's or --attempt-seconds'), the retry continues the adapter with only the steps it lacks."""
+    --budget's or --attempt-seconds'), the retry continues the adapter with only the steps it lacks,
+    or as many again when the Planner left the length alone."""
     from tunecrew.agents import policy
 
     changes = first.decision.changes
     expected = first.config.with_changes(changes)
     if expected.max_steps > 0 and first.config.max_steps > 0:
         done = first.result.steps_from_base or first.result.steps
-        expected = expected.with_changes({"continue_training": True,
-                                          "max_steps": max(policy.MIN_STEPS, expected.max_steps - done)})
+        new = (first.config.max_steps if policy.LENGTH_FIELDS.isdisjoint(changes)
+               else max(policy.MIN_STEPS, expected.max_steps - done))
+        expected = expected.with_changes({"continue_training": True, "max_steps": new})
     if first.config.lr_scheduler == policy.HELD_SCHEDULER and "lr_scheduler" not in changes:
         expected = expected.with_changes({"lr_scheduler": policy.DECAY_SCHEDULER})
     return expected

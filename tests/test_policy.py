@@ -243,6 +243,11 @@ def test_a_retry_with_the_same_adapter_shape_continues_the_previous_adapter():
         "planner_changes": {"max_steps": 32}}))
     # The Planner asked for 32 steps from the base model; 16 are in the adapter already
     assert retry.continue_training is True and retry.max_steps == 16 and "continuing" in why
+    # The Planner changed the data, not the length: as many steps again on top, not the floor's 10
+    more_data, why = policy.initial_config(TuningBrief.model_validate({
+        **pretrained, "previous_config": previous, "previous_ok": True, "previous_steps": 16,
+        "planner_changes": {"data.synthetic_ratio": 0.5}}))
+    assert more_data.continue_training is True and more_data.max_steps == 16 and "for 16 more" in why
     # A new rank cannot reuse the old adapter, and a failed attempt left none to continue
     reshaped, _ = policy.initial_config(TuningBrief.model_validate({
         **pretrained, "previous_config": previous, "previous_ok": True, "previous_steps": 16,
