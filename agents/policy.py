@@ -213,7 +213,7 @@ def fit_to_cap(config: TrainConfig, brief: TuningBrief) -> tuple[TrainConfig, st
     mid-schedule with its learning rate still high (a 180 s cap stopped 80 planned cosine steps at
     37-49 in bench/tuning_quality.py). With a retry to come the rate is held after warm-up, so the
     retry continues the adapter and decays it once. Retries, warm starts and a person's edits are
-    left as asked: the cap still stops them, and the log says so."""
+    left as asked: the cap still stops them."""
     cap, rate, per_row = brief.attempt_cap_s, brief.rate, brief.tokens_per_row
     if cap is None or rate is None or not per_row:
         return config, ""
