@@ -1,5 +1,5 @@
-"""kill -9 a real run, then `resume`: no finished attempt is lost or repeated, the trainer does not
-outlive its crew, and the ledger and the memory store agree."""
+"""kill -9 a real run while it trains, then `resume`: no finished attempt is lost or repeated, the
+trainer does not outlive its crew, and the ledger and the memory store agree."""
 
 from __future__ import annotations
 
@@ -41,10 +41,19 @@ def test_kill_9_during_training_then_resume(tmp_path, tiny_model, tunecrew_home)
     crew = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     run_dir = runs / "victim"
     ledger = Ledger(run_dir / "ledger.jsonl")
-    second_log = run_dir / "attempts" / "2" / "train_log.jsonl"
+    frozen: list[int] = []
+
+    def freeze_attempt_2s_trainer() -> bool:
+        # Stop attempt 2's trainer the moment it exists, so that the kill below lands while the crew
+        # waits on it: its 15 s cap can end a tiny run one step after its first log on a loaded
+        # machine, before any poll sees the step. The trainer's PDEATHSIG (SIGKILL) reaches a stopped process.
+        frozen.extend(trainer_pids(run_dir / "attempts" / "2"))
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        return bool(frozen) or crew.poll() is not None
+
     try:
-        wait_until(lambda: (second_log.exists() and '"log"' in second_log.read_text()) or crew.poll() is not None,
-              timeout=240, what="attempt 2 to start training")
+        wait_until(freeze_attempt_2s_trainer, timeout=240, what="attempt 2 to start training", every=0.05)
         assert crew.poll() is None, crew.stderr.read().decode()[-2000:]
         first = ledger.read()
         crew.send_signal(signal.SIGKILL)
