@@ -3,6 +3,7 @@ trainer does not outlive its crew, and the ledger and the memory store agree."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -49,7 +50,8 @@ def test_kill_9_during_training_then_resume(tmp_path, tiny_model, tunecrew_home)
         # machine, before any poll sees the step. The trainer's PDEATHSIG (SIGKILL) reaches a stopped process.
         frozen.extend(trainer_pids(run_dir / "attempts" / "2"))
         for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):  # gone between the listing and the signal
+                os.kill(pid, signal.SIGSTOP)
         return bool(frozen) or crew.poll() is not None
 
     try:
