@@ -183,7 +183,10 @@ def _outcome(method: str, seed: int, done: list, wall: float) -> Outcome:
 
 
 def _short(config) -> str:
-    return (f"lr {config.learning_rate:.3g} r{config.lora_rank} ep {config.epochs:g} bs {config.effective_batch} "
+    # max_steps > 0 decides the length (the cap-sized first config and the search around it): say steps then.
+    length = f"{config.max_steps} steps" if config.max_steps > 0 else f"ep {config.epochs:g}"
+    more = " cont" if config.continue_training else ""
+    return (f"lr {config.learning_rate:.3g} r{config.lora_rank} {length}{more} bs {config.effective_batch} "
             f"emb {'on' if config.train_embeddings else 'off'}")
 
 
