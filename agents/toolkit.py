@@ -745,7 +745,8 @@ class Toolkit:
                                      system_prompt=system_prompt or ctx.system_prompt,
                                      split=ctx.data.heldout_split, seed=ctx.spec.seed,
                                      primary_metric=ctx.scenario.primary_metric, leak_check=ctx.leak,
-                                     max_new_tokens=ctx.scenario.max_new_tokens, viable=ctx.scenario.reply_viable)
+                                     max_new_tokens=ctx.scenario.max_new_tokens, viable=ctx.scenario.reply_viable,
+                                     grammar=ctx.scenario.reply_grammar() if ctx.scenario.reply_grammar else None)
 
     async def _judge(self, replies: list[str], subject: str, path: Path) -> JudgeReport | None:
         """The LLM judge on the run's samples (same seed, so the same rows for base and attempts)."""

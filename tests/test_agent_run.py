@@ -170,6 +170,19 @@ def test_agent_command_in_process(tmp_path, tiny_model, tunecrew_home, monkeypat
     assert (tunecrew_home / "tasks" / "tasks.db").is_file()  # the default store: $TUNECREW_HOME/tasks
 
 
+def test_agent_command_writes_each_reply_on_one_line(tmp_path, tiny_model, tunecrew_home, monkeypatch, capsys):
+    """A reply holding line breaks (an untuned model's analysis often does) is one `agent>` line."""
+    run_dir = make_run(tmp_path / "runs", tiny_model, [])
+    broken = "<analysis>first\nsecond\u2028third\x85</analysis><final>ok</final>"
+    monkeypatch.setattr(TaskAgent, "reply", lambda self, message: broken)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\nexit\n"))
+    assert main(["agent", run_dir.name, "--runs-dir", str(tmp_path / "runs"), "--merged", tiny_model,
+                 "--threads", str(THREADS)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == r"agent> <analysis>first\nsecond\u2028third\x85</analysis><final>ok</final>"
+    assert out[2].startswith("result> ") and len(out) == 3
+
+
 def _agent_cli(args: list[str], lines: str, tunecrew_home) -> subprocess.CompletedProcess:
     env = {**os.environ, "TUNECREW_HOME": str(tunecrew_home), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "tunecrew.app.cli", "agent", *args, "--threads", "1"],

@@ -113,6 +113,25 @@ def test_smollm2_converts_to_an_ordinary_folder_that_from_pretrained_loads(smoll
 
 
 @pytest.mark.slow
+def test_every_task_agent_reference_fits_the_generation_budget_and_the_grammar(smollm2):
+    """Under the default model's tokenizer, no reference reply is longer than what evaluation lets a
+    model generate (it could never be matched), and the reply grammar takes every one of them."""
+    from transformers import AutoTokenizer
+
+    from tunecrew.scenarios.task_agent.scenario import SCENARIO, build_data
+    from tunecrew.tools.constrained import accepts
+
+    assert SCENARIO.reply_grammar is not None
+    tokenizer, grammar = AutoTokenizer.from_pretrained(smollm2), SCENARIO.reply_grammar()
+    for seed in (0, 1, 2):
+        data = build_data(seed)
+        references = [row["messages"][-1]["content"] for row in data.heldout + data.train]
+        lengths = [len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references]
+        assert max(lengths) < SCENARIO.max_new_tokens, (seed, max(lengths))
+        assert [r for r in references[:len(data.heldout)] if not accepts(tokenizer, grammar, r)] == []
+
+
+@pytest.mark.slow
 def test_smollm2_trains_a_few_steps_and_its_adapter_scores(smollm2, tmp_path):
     """The default model through the train tool (subprocess, TRL + PEFT) and the evaluate tool."""
     from tunecrew.scenarios.task_agent.scenario import build_data, score

@@ -336,6 +336,9 @@ class EvalReport(_Model):
     generated_tokens_per_second: float | None = None
     cut_replies: int = Field(0, ge=0, description="Replies whose generation stopped early because no continuation "
                              "could score (Scenario.reply_viable): they score as they would have at full length.")
+    constrained: bool = Field(False, description="Replies were decoded under the scenario's reply grammar "
+                              "(Scenario.reply_grammar): no token the contract rules out. The base model's baseline "
+                              "is decoded the same way, so the two compare.")
 
     @property
     def score(self) -> float | None:

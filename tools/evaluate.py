@@ -100,9 +100,11 @@ def generate(
     *,
     max_new_tokens: int = 96,
     batch_size: int = 32,
+    grammar: str | None = None,
 ) -> list[str]:
-    """Greedy replies to chat prompts, `batch_size` at a time, longest first to waste less padding."""
-    return generate_cut(loaded, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)[0]
+    """Greedy replies to chat prompts, `batch_size` at a time, longest first to waste less padding;
+    given a Lark `grammar`, every reply keeps to it (see generate_cut)."""
+    return generate_cut(loaded, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, grammar=grammar)[0]
 
 
 def generate_cut(
@@ -112,11 +114,15 @@ def generate_cut(
     max_new_tokens: int = 96,
     batch_size: int = 32,
     viable: Callable[[str], bool] | None = None,
+    grammar: str | None = None,
 ) -> tuple[list[str], set[int]]:
     """`generate`, where a reply that `viable` rejects stops there (its sequence is done; the batch
-    goes on while any other runs). Returns the replies and the indices of those cut."""
+    goes on while any other runs), and, given a Lark `grammar`, every token is one the grammar allows
+    (tools/constrained.py). Returns the replies and the indices of those cut."""
     import torch
-    from transformers import StoppingCriteriaList
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    from .constrained import grammar_processor
 
     tokenizer, model = loaded.tokenizer, loaded.model
     texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in prompts]
@@ -131,6 +137,8 @@ def generate_cut(
         prompt_len = batch["input_ids"].shape[1]
         stop = _Cutter(tokenizer, prompt_len, viable) if viable is not None else None
         extra: dict[str, Any] = {"stopping_criteria": StoppingCriteriaList([stop.criterion()])} if stop else {}
+        if grammar is not None:
+            extra["logits_processor"] = LogitsProcessorList([grammar_processor(tokenizer, grammar)])
         with torch.inference_mode():
             out = model.generate(
                 **batch,
@@ -264,11 +272,13 @@ def evaluate(
     max_new_tokens: int = 96,
     batch_size: int = 32,
     viable: Callable[[str], bool] | None = None,
+    grammar: str | None = None,
 ) -> EvalReport:
     """Generate for every held-out row and score it."""
     return evaluate_with_replies(loaded, rows, scorer, system_prompt=system_prompt, split=split, seed=seed,
                                  primary_metric=primary_metric, leak_check=leak_check,
-                                 max_new_tokens=max_new_tokens, batch_size=batch_size, viable=viable)[0]
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size, viable=viable,
+                                 grammar=grammar)[0]
 
 
 def evaluate_with_replies(
@@ -284,18 +294,22 @@ def evaluate_with_replies(
     max_new_tokens: int = 96,
     batch_size: int = 32,
     viable: Callable[[str], bool] | None = None,
+    grammar: str | None = None,
 ) -> tuple[EvalReport, list[str]]:
     """`evaluate`, plus every reply in row order (the LLM judge reads them; the report keeps a few).
-    `viable`: the scenario's test of a partial reply; a reply it rejects stops there (see generate_cut)."""
+    `viable`: the scenario's test of a partial reply; a reply it rejects stops there (see generate_cut).
+    `grammar`: the scenario's reply grammar; every reply is decoded under it (see generate_cut)."""
     import torch
 
     torch.manual_seed(seed)
     started = time.monotonic()
     replies, cut = generate_cut(loaded, [prompt_of(r, system_prompt) for r in rows],
-                                max_new_tokens=max_new_tokens, batch_size=batch_size, viable=viable)
+                                max_new_tokens=max_new_tokens, batch_size=batch_size, viable=viable,
+                                grammar=grammar)
     elapsed = time.monotonic() - started
     report = score_replies(rows, replies, scorer, split=split, seed=seed, primary_metric=primary_metric,
                            leak_check=leak_check)
     generated = sum(len(loaded.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies)
     return report.model_copy(update={"wall_seconds": elapsed, "cut_replies": len(cut),
+                                     "constrained": grammar is not None,
                                      "generated_tokens_per_second": generated / elapsed if elapsed else None}), replies

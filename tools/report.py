@@ -325,8 +325,9 @@ def base_vs_attempts(baseline: EvalReport, records: list[AttemptRecord]) -> list
     if exchanges:
         blocks += [Heading(3, f"Replies: base model vs attempt {best.attempt}"),
                    Para(f"The same {len(exchanges)} held-out prompts (the first rows of split {baseline.split}), "
-                        f"answered by the untuned base model and by the best attempt; replies are cut at 500 "
-                        f"characters by the evaluation"
+                        f"answered by the untuned base model and by the best attempt"
+                        + (", both decoded under the scenario's reply grammar" if baseline.constrained else "")
+                        + "; replies are cut at 500 characters by the evaluation"
                         + (f", and {baseline.cut_replies} of the base model's {baseline.samples} stopped at the first "
                            "token that ruled out a well-formed reply (they score as at full length)."
                            if baseline.cut_replies else ".")),
@@ -543,8 +544,10 @@ def _attempt_details(rec: AttemptRecord, previous: AttemptRecord | None) -> list
 def _evaluation(e: EvalReport) -> list[Block]:
     cut = (f" {e.cut_replies} replies stopped at the first token that ruled out a well-formed reply (they score "
            "as at full length)." if e.cut_replies else "")
+    decoding = (" Greedy decoding under the scenario's reply grammar: no reply could name a tool, argument or value "
+                "shape the contract does not have." if e.constrained else "")
     blocks: list[Block] = [Para(f"Scored on split {e.split}: {e.samples} samples, seed {e.seed}, "
-                                f"{e.wall_seconds:.1f} s.{cut}")]
+                                f"{e.wall_seconds:.1f} s.{cut}{decoding}")]
     blocks.append(Table(["metric", "value", "split", "samples", "seed"], [
         [f"{m} (primary)" if m == e.primary_metric else m, _num(v), e.split, str(e.samples), str(e.seed)]
         for m, v in e.metrics.items()

@@ -63,6 +63,10 @@ class Scenario:
     # A partial reply -> False once no continuation can score above zero: evaluation stops generating
     # that reply there (the scores are the same; the time is not). None: every reply runs to its end.
     reply_viable: Callable[[str], bool] | None = None
+    # The Lark grammar of the replies that can score (a callable: a `--data` run knows its contract only
+    # once its rows are read). Evaluation and the served agent decode under it (tools/constrained.py), so
+    # no reply carries a tool, tag or value shape the contract rules out. None: free decoding.
+    reply_grammar: Callable[[], str] | None = None
     domain_hint: str | None = None  # what the scenario author knows the domain to be; evidence only
 
     # The output contract spelled out for a model that never saw it: the base model's prompt-only

@@ -26,6 +26,7 @@ from tunecrew.tools.run_dir import RunDir
 
 from .contract import DEFAULT_CONTRACT, ReplyContract
 from .executor import ExecutionResult, chat_payload, execute
+from .grammar import reply_grammar
 from .store import TaskStore
 
 SCENARIO_NAME = "task-agent"
@@ -174,6 +175,9 @@ class TaskAgent:
         self._loaded = load_model(info.model_path, None if info.merged_model else info.adapter, threads=threads)
         self._lock = threading.Lock()  # one generation at a time: model.generate is not re-entrant
         self._controls: tuple[str, ...] | None = None
+        # Decoded under the run's contract, as its held-out replies were: a reply cannot name a tool,
+        # an argument or a value shape the contract does not have.
+        self._grammar = reply_grammar(info.contract)
 
     @classmethod
     def from_run(cls, ref: str | Path, runs_dir: str | Path = "runs", *, merged_model: str | Path | None = None,
@@ -213,7 +217,7 @@ class TaskAgent:
 
         with self._lock:
             return generate(self._loaded, [self.prompt(message)], max_new_tokens=self.info.max_new_tokens,
-                            batch_size=1)[0]
+                            batch_size=1, grammar=self._grammar)[0]
 
     def run(self, user: str, message: str, store: TaskStore | None = None) -> tuple[str, ExecutionResult]:
         store = store or self.store

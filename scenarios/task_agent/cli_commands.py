@@ -200,6 +200,10 @@ def _serve(args: argparse.Namespace, info: RunInfo, store_dir: Path, tokens: dic
     return 0
 
 
+# Every character str.splitlines() breaks at, written as its Python escape (\n, \x85, \u2028).
+_ESCAPED_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 def _terminal(args: argparse.Namespace, info: RunInfo, store_dir: Path) -> int:
     from .executor import chat_payload
     from .store import TaskStore
@@ -231,7 +235,8 @@ def _terminal(args: argparse.Namespace, info: RunInfo, store_dir: Path) -> int:
             except KeyboardInterrupt:  # Ctrl-C during generation ends the session, quietly
                 print(file=sys.stderr)
                 return 130
-            print(f"agent> {payload['reply']}", flush=True)
+            # One line per reply, whatever it holds: a script reading this pairs `agent>` and `result>` lines.
+            print(f"agent> {payload['reply'].translate(_ESCAPED_LINE_BREAKS)}", flush=True)
             print(f"result> {json.dumps(payload['result'], ensure_ascii=False)}", flush=True)
     return 0
 

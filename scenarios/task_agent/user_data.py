@@ -25,6 +25,7 @@ from tunecrew.tools.scenario import Scenario
 from . import metrics
 from .contract import DEFAULT_CONTRACT, ReplyContract, could_still_parse, parse_reply
 from .declared import declaration, infer_contract, load_contract, prompt_line
+from .grammar import reply_grammar
 
 __all__ = ["USER_MAX_NEW_TOKENS", "ContractedData", "read_llama_task_agent", "with_user_data"]
 
@@ -134,6 +135,10 @@ class ContractedData:
         """Whether a partial reply can still parse under this data's contract (see could_still_parse)."""
         return could_still_parse(prefix, self.contract or self.declared or DEFAULT_CONTRACT)
 
+    def grammar(self) -> str:
+        """The grammar of this data's contract, for constrained decoding (grammar.py)."""
+        return reply_grammar(self.contract or self.declared or DEFAULT_CONTRACT)
+
 
 def contract_of(scenario: Scenario) -> ReplyContract | None:
     """The contract a `--data` task-agent scenario's rows were checked under (None for any other
@@ -146,6 +151,7 @@ def under_contract(scenario: Scenario, contract: ReplyContract) -> Scenario:
     """`scenario` scored under a saved contract (resume: the rows are already in the run folder)."""
     state = ContractedData(declared=contract, contract=contract)
     return replace(scenario, primary_metric="action_exact_match", scorer=state.score, reply_viable=state.viable,
+                   reply_grammar=state.grammar,
                    baseline_instruction=prompt_line(contract),
                    max_new_tokens=max(scenario.max_new_tokens, USER_MAX_NEW_TOKENS))
 
@@ -178,4 +184,5 @@ def with_user_data(scenario: Scenario, *, data: str | None, columns: dict[str, s
         build_data=builder,
         scorer=state.score,
         reply_viable=state.viable,
+        reply_grammar=state.grammar,
     )

@@ -1,0 +1,91 @@
+"""Free vs grammar-constrained decoding of the same model, side by side.
+
+    python bench/constrained_ab.py                                          # the untuned SmolLM2 (baseline prompt)
+    python bench/constrained_ab.py --adapter runs/<id>/attempts/1/adapter   # a tuned attempt
+
+The task agent's scenario gives evaluation and the served agent its reply grammar
+(`Scenario.reply_grammar`, scenarios/task_agent/grammar.py): only the contract's tags, tools,
+argument names and value shapes can be decoded. This scores the scenario's held-out split (128
+prompts, seed 0, 64 new tokens) twice in one process, free and constrained, and prints both rows
+(format, action exact match overall and per phrasing group, seconds) and every reply whose score
+changed, with what it was and what it became.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common
+
+PERSONA = "You are a precise task-management assistant: one tool call or one short reply per request."
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base-model", default="smollm2-135m")
+    parser.add_argument("--adapter", help="a tuned attempt's adapter; without it the base model, prompted as the "
+                        "run's baseline is (the contract and tools in the system prompt)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    from tunecrew.scenarios.task_agent.scenario import SCENARIO, build_data
+    from tunecrew.tools.base_models import resolve
+    from tunecrew.tools.evaluate import evaluate_with_replies, load_model
+
+    assert SCENARIO.reply_grammar is not None and SCENARIO.scorer is not None
+    print(f"machine: {_common.machine()}; load before {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    data = build_data(args.seed)
+    loaded = load_model(resolve(args.base_model), args.adapter, threads=args.threads)
+    system = SCENARIO.system_prompt(PERSONA, baseline=args.adapter is None)
+    runs = {}
+    for name, grammar in (("free", None), ("constrained", SCENARIO.reply_grammar())):
+        started = time.monotonic()
+        report, replies = evaluate_with_replies(loaded, data.heldout, SCENARIO.scorer, system_prompt=system,
+                                                split=data.heldout_split, seed=args.seed,
+                                                primary_metric=SCENARIO.primary_metric,
+                                                max_new_tokens=SCENARIO.max_new_tokens,
+                                                viable=SCENARIO.reply_viable, grammar=grammar)
+        runs[name] = (time.monotonic() - started, report, replies)
+
+    def metric(report, group: str | None, name: str) -> str:
+        metrics = report.groups[group].metrics if group else report.metrics
+        return f"{metrics.get(name, 0):.3f}"
+
+    groups = sorted(runs["free"][1].groups)
+    rows = [[name, metric(r, None, "format_compliance"), metric(r, None, "action_exact_match"),
+             *(metric(r, g, "action_exact_match") for g in groups), f"{seconds:.1f}"]
+            for name, (seconds, r, _) in runs.items()]
+    n = {g: runs["free"][1].groups[g].samples for g in groups}
+    print(f"{args.adapter or args.base_model + ' (untuned, baseline prompt)'}: {len(data.heldout)} prompts of "
+          f"{data.heldout_split}, {SCENARIO.max_new_tokens} new tokens, greedy, seed {args.seed}, "
+          f"threads {args.threads}")
+    print(_common.table(["decoding", "format", "action EM (all)",
+                         *(f"action EM ({g}, n={n[g]})" for g in groups), "seconds"], rows))
+    changed = 0
+    for i, row in enumerate(data.heldout):
+        expected = row["messages"][-1]["content"]
+        before = SCENARIO.scorer(expected, runs["free"][2][i])
+        after = SCENARIO.scorer(expected, runs["constrained"][2][i])
+        if before.values != after.values:
+            changed += 1
+            print(f"- [{row.get('group', '')}] {row['messages'][-2]['content']!r}\n"
+                  f"    free:        {runs['free'][2][i]!r} ({before.reason or 'right'})\n"
+                  f"    constrained: {runs['constrained'][2][i]!r} ({after.reason or 'right'})")
+    (free_s, free, _), (held_s, held, _) = runs["free"], runs["constrained"]
+    print(f"replies whose score changed: {changed}; primary {SCENARIO.primary_metric}: "
+          f"{free.score:.3f} -> {held.score:.3f}; constrained / free time: {held_s / free_s:.2f}x; "
+          f"load after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return {"free": free.score or 0.0, "constrained": held.score or 0.0}
+
+
+if __name__ == "__main__":
+    main()

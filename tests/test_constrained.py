@@ -1,0 +1,81 @@
+"""Constrained decoding: the contract's grammar accepts what the parser accepts (every reference reply,
+each contract variant) and rules out what it must; generation under it never leaves it."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import AutoTokenizer
+
+from tunecrew.scenarios.task_agent.contract import DEFAULT_CONTRACT, ReplyContract, ToolSpec, parse_reply
+from tunecrew.scenarios.task_agent.grammar import reply_grammar
+from tunecrew.tools import constrained
+from tunecrew.tools.constrained import GrammarError, grammar_processor
+from tunecrew.tools.evaluate import generate_cut, load_model, prompt_of
+
+from conftest import THREADS
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model):
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def accepts(tokenizer, contract: ReplyContract, text: str) -> bool:
+    return constrained.accepts(tokenizer, reply_grammar(contract), text)
+
+
+def test_the_grammar_accepts_every_reference_reply(tokenizer, task_data):
+    references = [row["messages"][-1]["content"] for row in task_data.train + task_data.heldout]
+    assert {parse_reply(r).kind for r in references} == {"action", "final"}
+    rejected = [r for r in references if not accepts(tokenizer, DEFAULT_CONTRACT, r)]
+    assert rejected == []
+
+
+@pytest.mark.parametrize("reply", [
+    '<analysis>Shrink the list.</analysis><action>boil_tasks()</action>',  # a tool the contract lacks
+    'Sure! <analysis>Add it.</analysis><action>add_task(title="x")</action>',  # prose before the first tag
+    '<analysis>Add it.</analysis><action>add_task(title="x")</action><action>list_tasks()</action>',
+    '<analysis>Add it.</analysis><action>add_task(title="x", due="tomorrow")</action>',  # not a date
+    '<analysis>Add it.</analysis><action>add_task(title="x", priority="urgent")</action>',  # not a choice
+    '<analysis>Add it.</analysis><action>add_task(title="x", colour="red")</action>',  # not an argument
+    '<analysis> </analysis><final>Done.</final>',  # a blank analysis
+    '<action>list_tasks()</action>',  # the default contract requires <analysis>
+    '<analysis>List them.</analysis><action>list_tasks()</action> and more',  # trailing text
+])
+def test_the_grammar_rules_out_what_the_parser_rejects(tokenizer, reply):
+    assert parse_reply(reply).kind == "invalid"
+    assert not accepts(tokenizer, DEFAULT_CONTRACT, reply)
+
+
+def test_a_declared_contract_is_its_own_grammar(tokenizer):
+    declared = ReplyContract(tools={"add_task": ToolSpec(required=("title",), optional=("due",)), "ping": ToolSpec()},
+                             aliases={"due_date": "due"}, analysis="optional", final_after_action=True)
+    reply = '<action>add_task(title="file taxes", due_date="2027-04-15")</action><final>Added.</final>'
+    assert parse_reply(reply, declared).kind == "action"
+    assert accepts(tokenizer, declared, reply)
+    assert accepts(tokenizer, declared, "<action>ping()</action>")
+    assert not accepts(tokenizer, declared, '<analysis>x</analysis><action>list_tasks()</action>')  # not declared
+    assert not accepts(tokenizer, DEFAULT_CONTRACT, reply)  # no alias, no closing <final>, <analysis> required
+
+
+def test_generation_under_the_grammar_never_leaves_it(tiny_model, tokenizer, task_data):
+    """The untrained tiny model writes noise; decoded under the grammar, every reply is a prefix the
+    grammar takes (cut only by the token limit), and every finished one parses."""
+    loaded = load_model(tiny_model, threads=THREADS)
+    prompts = [prompt_of(row, "") for row in task_data.heldout[:8]]
+    grammar = reply_grammar(DEFAULT_CONTRACT)
+    free, _ = generate_cut(loaded, prompts, max_new_tokens=24, batch_size=4)
+    held, _ = generate_cut(loaded, prompts, max_new_tokens=24, batch_size=4, grammar=grammar)
+
+    def in_grammar(text: str) -> bool:
+        return constrained.accepts(tokenizer, grammar, text, complete=False)
+
+    assert not all(in_grammar(r) for r in free)  # without it the noise leaves the contract at once
+    assert all(r.startswith("<analysis>") and in_grammar(r) for r in held), held
+    finished = [r for r in held if r.endswith(("</action>", "</final>"))]
+    assert all(parse_reply(r).kind != "invalid" for r in finished), finished
+
+
+def test_a_grammar_that_does_not_compile_is_named(tokenizer):
+    with pytest.raises(GrammarError, match="reply grammar does not compile"):
+        grammar_processor(tokenizer, "start: undefined_rule\n")
