@@ -8,7 +8,7 @@ The task agent's scenario gives evaluation and the served agent its reply gramma
 argument names and value shapes can be decoded. This scores the scenario's held-out split (128
 prompts, seed 0, 64 new tokens) twice in one process, free and constrained, and prints both rows
 (format, action exact match overall and per phrasing group, seconds) and every reply whose score
-changed, with what it was and what it became.
+changed, with what it was and what it became, then every reply still off-contract under the grammar.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         "run's baseline is (the contract and tools in the system prompt)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-new-tokens", type=int, help="default: the scenario's generation budget")
     args = parser.parse_args(argv)
 
     from tunecrew.scenarios.task_agent.scenario import SCENARIO, build_data
@@ -46,13 +47,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     data = build_data(args.seed)
     loaded = load_model(resolve(args.base_model), args.adapter, threads=args.threads)
     system = SCENARIO.system_prompt(PERSONA, baseline=args.adapter is None)
+    budget = args.max_new_tokens or SCENARIO.max_new_tokens
     runs = {}
     for name, grammar in (("free", None), ("constrained", SCENARIO.reply_grammar())):
         started = time.monotonic()
         report, replies = evaluate_with_replies(loaded, data.heldout, SCENARIO.scorer, system_prompt=system,
                                                 split=data.heldout_split, seed=args.seed,
                                                 primary_metric=SCENARIO.primary_metric,
-                                                max_new_tokens=SCENARIO.max_new_tokens,
+                                                max_new_tokens=budget,
                                                 viable=SCENARIO.reply_viable, grammar=grammar)
         runs[name] = (time.monotonic() - started, report, replies)
 
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             for name, (seconds, r, _) in runs.items()]
     n = {g: runs["free"][1].groups[g].samples for g in groups}
     print(f"{args.adapter or args.base_model + ' (untuned, baseline prompt)'}: {len(data.heldout)} prompts of "
-          f"{data.heldout_split}, {SCENARIO.max_new_tokens} new tokens, greedy, seed {args.seed}, "
+          f"{data.heldout_split}, {budget} new tokens, greedy, seed {args.seed}, "
           f"threads {args.threads}")
     print(_common.table(["decoding", "format", "action EM (all)",
                          *(f"action EM ({g}, n={n[g]})" for g in groups), "seconds"], rows))
@@ -80,11 +82,42 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             print(f"- [{row.get('group', '')}] {row['messages'][-2]['content']!r}\n"
                   f"    free:        {runs['free'][2][i]!r} ({before.reason or 'right'})\n"
                   f"    constrained: {runs['constrained'][2][i]!r} ({after.reason or 'right'})")
+    still = [(row, reply, SCENARIO.scorer(row["messages"][-1]["content"], reply).reason)
+             for row, reply in zip(data.heldout, runs["constrained"][2], strict=True)]
+    for row, reply, reason in still:
+        if reason.startswith("invalid reply"):
+            print(f"- off-contract under the grammar [{row.get('group', '')}] {row['messages'][-2]['content']!r}\n"
+                  f"    {reply!r} ({reason})")
+    print("what the served agent would do with each reply (the executor, one empty task store per decoding, "
+          "one user per prompt):")
+    print(_common.table(["decoding", "right", "a wrong write or read ran", "held back (value not in the message)",
+                         "wrong final answer", "rejected (off-contract)"],
+                        [[name, *map(str, _outcomes(data.heldout, run[2]))] for name, run in runs.items()]))
     (free_s, free, _), (held_s, held, _) = runs["free"], runs["constrained"]
     print(f"replies whose score changed: {changed}; primary {SCENARIO.primary_metric}: "
           f"{free.score:.3f} -> {held.score:.3f}; constrained / free time: {held_s / free_s:.2f}x; "
           f"load after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return {"free": free.score or 0.0, "constrained": held.score or 0.0}
+
+
+def _outcomes(rows: list[dict], replies: list[str]) -> tuple[int, int, int, int, int]:
+    """Counts of: right, a wrong tool call ran, a write held back for confirmation, a wrong final
+    answer, a reply rejected as off-contract. Right is the scorer's action exact match."""
+    import tempfile
+
+    from tunecrew.scenarios.task_agent.executor import execute
+    from tunecrew.scenarios.task_agent.scenario import SCENARIO
+    from tunecrew.scenarios.task_agent.store import TaskStore
+
+    assert SCENARIO.scorer is not None
+    counts = {"right": 0, "action": 0, "confirm": 0, "final": 0, "error": 0}
+    with tempfile.TemporaryDirectory() as folder, TaskStore(folder) as store:
+        for i, (row, reply) in enumerate(zip(rows, replies, strict=True)):
+            message = row["messages"][-2]["content"]
+            result = execute(reply, store, f"user{i}", message=message)
+            right = SCENARIO.scorer(row["messages"][-1]["content"], reply).values.get("action_exact_match") == 1.0
+            counts["right" if right else result.kind] += 1
+    return counts["right"], counts["action"], counts["confirm"], counts["final"], counts["error"]
 
 
 if __name__ == "__main__":
