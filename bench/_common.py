@@ -14,11 +14,27 @@ from pathlib import Path
 
 from tunecrew.memory.examples import DOMAINS, make_domain_record, make_hardware, make_profile
 
-__all__ = ["DOMAINS", "machine", "make_domain_record", "make_hardware", "make_profile", "table", "task_rows",
-           "tiny_model", "variable_rows"]
+__all__ = ["DOMAINS", "add_model_arguments", "machine", "make_domain_record", "make_hardware", "make_profile",
+           "table", "task_agent_persona", "task_rows", "tiny_model", "variable_rows"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def add_model_arguments(parser) -> None:
+    """--base-model, --adapter, --seed, --threads: the task-agent evaluation benches' model and split."""
+    parser.add_argument("--base-model", default="smollm2-135m")
+    parser.add_argument("--adapter", help="a tuned attempt's adapter; without it the base model, prompted as the "
+                        "run's baseline is (the contract and tools in the system prompt)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+
+
+def task_agent_persona() -> str:
+    """The persona the Domain Expert writes for the task agent's data (tools/domain.py)."""
+    from tunecrew.tools.domain import DOMAINS as DOMAIN_TABLE
+
+    return next(d.persona for d in DOMAIN_TABLE if d.label == "task-management agent")
 
 
 def machine() -> str:

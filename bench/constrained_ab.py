@@ -19,22 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common
-
-PERSONA = "You are a precise task-management assistant: one tool call or one short reply per request."
+import _common  # sets HF_HUB_OFFLINE and TOKENIZERS_PARALLELISM before transformers loads
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--base-model", default="smollm2-135m")
-    parser.add_argument("--adapter", help="a tuned attempt's adapter; without it the base model, prompted as the "
-                        "run's baseline is (the contract and tools in the system prompt)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    _common.add_model_arguments(parser)
     parser.add_argument("--max-new-tokens", type=int, help="default: the scenario's generation budget")
     args = parser.parse_args(argv)
 
@@ -46,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"machine: {_common.machine()}; load before {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     data = build_data(args.seed)
     loaded = load_model(resolve(args.base_model), args.adapter, threads=args.threads)
-    system = SCENARIO.system_prompt(PERSONA, baseline=args.adapter is None)
+    system = SCENARIO.system_prompt(_common.task_agent_persona(), baseline=args.adapter is None)
     budget = args.max_new_tokens or SCENARIO.max_new_tokens
     runs = {}
     for name, grammar in (("free", None), ("constrained", SCENARIO.reply_grammar())):

@@ -24,16 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
 
-PERSONA = "You are a precise task-management assistant: one tool call or one short reply per request."
-
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--base-model", default="smollm2-135m")
-    parser.add_argument("--adapter", help="a tuned attempt's adapter; without it the base model, prompted as the "
-                        "run's baseline is (the contract and tools in the system prompt)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    _common.add_model_arguments(parser)
     args = parser.parse_args(argv)
 
     from tunecrew.scenarios.task_agent.scenario import SCENARIO, build_data
@@ -43,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"machine: {_common.machine()}; load before {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     data = build_data(args.seed)
     loaded = load_model(resolve(args.base_model), args.adapter, threads=args.threads)
-    system = SCENARIO.system_prompt(PERSONA, baseline=args.adapter is None)
+    system = SCENARIO.system_prompt(_common.task_agent_persona(), baseline=args.adapter is None)
     runs = {}
     for name, viable in (("cut", SCENARIO.reply_viable), ("full length", None)):
         started = time.monotonic()
