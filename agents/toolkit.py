@@ -69,7 +69,7 @@ from tunecrew.tools.run_dir import write_model
 from tunecrew.tools.search import suggest as search_suggest
 from tunecrew.tools.search import suggest_siblings
 from tunecrew.tools.splits import leak_check
-from tunecrew.tools.throughput import MeasuredRate, error_share, model_flops_utilization, rate_of
+from tunecrew.tools.throughput import MeasuredRate, error_share, model_flops_utilization, rate_of, sizing_rate
 from tunecrew.tools.train import EVAL_COST_SHARE, TrainJob, run_training
 
 __all__ = ["MAX_REJECTIONS", "Toolkit"]
@@ -244,13 +244,15 @@ class Toolkit:
             planner_changes=ctx.current.changes, guidance=ctx.guidance, recalled=recalled,
         )
         if ctx.deadline is not None and ctx.baseline is None:
-            # Measured, not reserved: the base model's replies stop at their first off-contract
-            # token (~20 s for the demo's 128), where a reserve must assume every reply runs to
-            # the token limit (64 s). The judge reads them with the first evaluation.
+            # Measured, not reserved: how long the base model's replies take depends on how it decodes
+            # (stopped at the first off-contract token, ~20 s for the demo's 128; under the reply
+            # grammar it writes to the token limit, 76-84 s). The judge reads them with the first evaluation.
             self._score_baseline()
         if ctx.rate is None and (ctx.deadline is not None or ctx.spec.attempt_budget_s):
-            # A budget or a per-attempt cap sizes attempts from a rate: remembered, else timed now.
-            ctx.rate = self._remembered_rate(hits) or self._timed_steps(brief)
+            # A budget or a per-attempt cap sizes attempts from a rate: timed now, memory's only if that fails.
+            ctx.rate, note = sizing_rate(self._timed_steps(brief), self._remembered_rate(hits))
+            if note:
+                ctx.current.notes.append(note)
         brief.attempt_cap_s = ctx.spec.attempt_budget_s
         if ctx.deadline is not None:
             brief.time_left_s = round(ctx.time_left or 0.0, 1)
@@ -297,8 +299,8 @@ class Toolkit:
     def _next_eval_reserve(self) -> float:
         """Seconds one more attempt's evaluation takes (never the base model's): measured once one ran,
         plus EVAL_TIME_NOISE. Before that, the decode-time model of the held-out rows at the token limit (64 s for the
-        demo's 128 x 64 tokens), plus the base model's measured evaluation when it ran first (loading and
-        prefill, which the model leaves out: its replies stop at the first off-contract token, ~20 s),
+        demo's 128 x 72 tokens), plus the base model's measured evaluation when it ran first (loading and
+        prefill, which the model leaves out; 20-84 s),
         at most the budget share an evaluation is capped to (72 s in the demo; its tuned attempts
         measured 49-75 s); with an LLM judge the share, as judging is not in the model."""
         ctx = self.ctx
@@ -314,7 +316,8 @@ class Toolkit:
         return min(share, bound) if share else bound
 
     def _remembered_rate(self, hits: list[Any]) -> MeasuredRate | None:
-        """A rate an earlier attempt measured for this model on this machine (memory), if any."""
+        """A rate an earlier attempt measured for this model on this machine (memory), if any: what
+        sizes attempts when timing steps now fails, and a cross-check in the notes when it works."""
         ctx = self.ctx
         for hit in hits:
             rec = hit.record

@@ -375,3 +375,18 @@ def test_after_a_rejected_attempt_the_retry_starts_from_the_best_accepted_config
     assert retry.continue_training is False and "continuing" not in why
     # attempt 1's 16 steps were tried up to 32: the escalation keeps 16 and changes lr and rank instead
     assert retry.max_steps == 16 and retry.learning_rate == pytest.approx(2e-3) and retry.lora_rank == 32
+
+
+def test_attempts_are_sized_from_the_rate_timed_now_not_a_remembered_one():
+    """Found from a clean clone: memory's 84 tokens/s (the same machine, hours earlier) sized an attempt
+    at 498 s that took 245 s; timed steps said 143."""
+    from tunecrew.tools.throughput import MeasuredRate, sizing_rate
+
+    timed = MeasuredRate(tokens_per_second=143.0, startup_seconds=9.0, source="timed steps (4)")
+    remembered = MeasuredRate(tokens_per_second=84.0, startup_seconds=12.0, source="memory: run r1 attempt 1")
+    rate, note = sizing_rate(timed, remembered)
+    assert rate is timed and note is not None and "memory: run r1 attempt 1 measured 84" in note and "1.70x" in note
+    assert sizing_rate(timed, None) == (timed, None)
+    rate, note = sizing_rate(None, remembered)
+    assert rate is remembered and note is not None and "timing steps failed" in note
+    assert sizing_rate(None, None) == (None, None)

@@ -100,6 +100,24 @@ class MeasuredRate:
         return max(0.0, seconds - self.startup_seconds) * self.tokens_per_second
 
 
+def sizing_rate(timed: MeasuredRate | None, remembered: MeasuredRate | None) -> tuple[MeasuredRate | None, str | None]:
+    """The rate attempts are sized from, and a note when memory disagrees or stands in.
+
+    Timed now wins: the same machine trained SmolLM2 at 84 and at 143 tokens/s hours apart, and an
+    attempt sized from memory's 84 was estimated at 498 s and took 245 s (-51%), where 4 timed steps
+    land within -25%..+4% of the attempt after them (bench/rate_probe.py). A remembered rate sizes
+    attempts only when timing failed."""
+    if timed is None:
+        return remembered, (f"rate: timing steps failed; sized from {remembered.source} "
+                            f"({remembered.tokens_per_second:.0f} tokens/s)") if remembered else None
+    if remembered is None:
+        return timed, None
+    ratio = timed.tokens_per_second / remembered.tokens_per_second
+    return timed, (f"rate: timed {timed.tokens_per_second:.0f} tokens/s now; {remembered.source} measured "
+                   f"{remembered.tokens_per_second:.0f} on this machine ({ratio:.2f}x); attempts are sized from "
+                   "the timed rate")
+
+
 def rate_of(result: TrainResult, source: str) -> MeasuredRate | None:
     """The rate a finished training run measured; None when it trained too little to tell.
 
