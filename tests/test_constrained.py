@@ -7,7 +7,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from tunecrew.scenarios.task_agent.contract import DEFAULT_CONTRACT, ReplyContract, ToolSpec, parse_reply
-from tunecrew.scenarios.task_agent.grammar import reply_grammar
+from tunecrew.scenarios.task_agent.grammar import _orderings, reply_grammar
 from tunecrew.tools import constrained
 from tunecrew.tools.constrained import GrammarError, grammar_processor
 from tunecrew.tools.evaluate import generate_cut, load_model, prompt_of
@@ -41,6 +41,9 @@ def test_the_grammar_accepts_every_reference_reply(tokenizer, task_data):
     '<analysis> </analysis><final>Done.</final>',  # a blank analysis
     '<action>list_tasks()</action>',  # the default contract requires <analysis>
     '<analysis>List them.</analysis><action>list_tasks()</action> and more',  # trailing text
+    '<analysis>Add it.</analysis><action>add_task(title="x", due="2027-01-02", due="2027-01-03")</action>',  # twice
+    '<analysis>Add it.</analysis><action>add_task(due="2027-01-02")</action>',  # no title
+    '<analysis>Add it.</analysis><action>add_task(title="x", due="0123-45-61")</action>',  # month 45
 ])
 def test_the_grammar_rules_out_what_the_parser_rejects(tokenizer, reply):
     assert parse_reply(reply).kind == "invalid"
@@ -56,6 +59,16 @@ def test_a_declared_contract_is_its_own_grammar(tokenizer):
     assert accepts(tokenizer, declared, "<action>ping()</action>")
     assert not accepts(tokenizer, declared, '<analysis>x</analysis><action>list_tasks()</action>')  # not declared
     assert not accepts(tokenizer, DEFAULT_CONTRACT, reply)  # no alias, no closing <final>, <analysis> required
+
+
+def test_arguments_come_in_any_order_and_a_wide_tool_falls_back_to_any_list(tokenizer):
+    reordered = '<analysis>Add it.</analysis><action>add_task(priority="high", due="2027-01-02", title="x")</action>'
+    assert parse_reply(reordered).kind == "action" and accepts(tokenizer, DEFAULT_CONTRACT, reordered)
+    wide = ReplyContract(tools={"log": ToolSpec(required=("title",), optional=tuple("abcdef"))})
+    assert len(_orderings(("title",), tuple("abc")) or []) == 1 + 3 * 2 + 3 * 6 + 24
+    assert _orderings(("title",), tuple("abcdef")) is None  # 11,743 orderings: a list of any arguments instead
+    call = '<analysis>Log it.</analysis><action>log(f="1", title="x", a="2")</action>'
+    assert parse_reply(call, wide).kind == "action" and accepts(tokenizer, wide, call)
 
 
 def test_generation_under_the_grammar_never_leaves_it(tiny_model, tokenizer, task_data):
