@@ -127,7 +127,10 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
              **({"max_steps": warm.steps_from_base} if remembered.continue_training and warm.steps_from_base
                 else {})}
         )
-        config, timed = fit_to_time(config, brief, share=1.0)
+        # Its steps were sized to that run's time and machine (a budget's max_steps), not learned: this
+        # run's time decides them. A fresh clone copied 74 steps sized at 84 tokens/s onto a machine
+        # training 143, leaving half its budget unused.
+        config, timed = fit_to_time(config, brief, share=1.0, fill=remembered.max_steps > 0 and not base.random_init)
         return config, (f"warm start from a remembered success (similarity {warm.similarity:.2f}, "
                         f"score {warm.score}): {warm.summary}{timed}; {seq_why}")
 
@@ -187,10 +190,12 @@ def continuable(config: TrainConfig, previous: TrainConfig, brief: TuningBrief) 
             and config.method != "full" and config.backend == "hf" and config.max_steps > 0 and previous.max_steps > 0)
 
 
-def fit_to_time(config: TrainConfig, brief: TuningBrief, share: float) -> tuple[TrainConfig, str]:
+def fit_to_time(config: TrainConfig, brief: TuningBrief, share: float,
+                fill: bool = False) -> tuple[TrainConfig, str]:
     """Under a --budget, set max_steps to what the measured rate trains in `share` of the training
     time left (after this attempt's evaluation and, for a first attempt, one more attempt's). A
-    config already inside that time is kept as it is. Returns the config and why, for the log."""
+    config already inside that time is kept as it is, unless `fill`: then it grows to the time, up to
+    one epoch. Returns the config and why, for the log."""
     left, rate, per_row = brief.time_left_s, brief.rate, brief.tokens_per_row
     if left is None or rate is None or not per_row:
         return config, ""
@@ -200,7 +205,10 @@ def fit_to_time(config: TrainConfig, brief: TuningBrief, share: float) -> tuple[
     train_time = max(0.0, left - reserve) * share - rate.startup_seconds
     fit = _steps_in(train_time, config, rate, per_row)
     planned = _planned_steps(config, brief)
-    if planned <= fit:
+    if fill:
+        one_epoch = math.ceil(brief.profile.rows * (1 - config.eval_fraction) / config.effective_batch)
+        fit = min(fit, max(planned, one_epoch))
+    if planned == fit or (planned < fit and not fill):
         return config, f"; {planned} steps fit the time left ({left:.0f} s)"
     config = _with_steps(config, brief, fit)
     return config, (f"; {fit} steps ({config.epochs:g} epochs) fill {share:.0%} of the {left:.0f} s left at "

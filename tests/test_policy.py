@@ -390,3 +390,21 @@ def test_attempts_are_sized_from_the_rate_timed_now_not_a_remembered_one():
     rate, note = sizing_rate(None, remembered)
     assert rate is remembered and note is not None and "timing steps failed" in note
     assert sizing_rate(None, None) == (None, None)
+
+
+def test_a_warm_start_fills_this_runs_time_not_the_steps_that_fit_the_remembered_one():
+    """Found from a clean clone: a remembered 74-step attempt (sized at 84 tokens/s) was copied onto a
+    machine training 143 tokens/s; the same brief as the one-attempt demo test sizes 185 steps."""
+    first = TrainConfig(method="lora", lora_rank=16, lora_alpha=32, learning_rate=1e-3, batch_size=4, max_steps=74,
+                        epochs=0.34, max_seq_length=256)
+    hit = {"similarity": 1.0, "worked": True, "score": 0.516, "summary": "WORKED", "config": first.model_dump()}
+    demo = {**brief_of(rows=960, params=134_000_000, random_init=False), "time_left_s": 557.9,
+            "eval_reserve_s": 72.0, "next_eval_s": 72.0, "tokens_per_row": 98.2, "recalled": [hit],
+            "rate": {"tokens_per_second": 176.5, "startup_seconds": 9.0, "source": "timed steps (4)"}}
+    config, why = policy.initial_config(TuningBrief.model_validate(demo))
+    assert "warm start" in why and config.max_steps == 185 and config.lora_rank == 16
+    # A slower machine than the remembered one's still shrinks it; a long budget grows it to one epoch only
+    slow, _ = policy.initial_config(TuningBrief.model_validate({**demo, "time_left_s": 150.0}))
+    assert slow.max_steps < 74
+    roomy, _ = policy.initial_config(TuningBrief.model_validate({**demo, "time_left_s": 5000.0}))
+    assert roomy.max_steps == 216  # 960 rows x 0.9 / 4
