@@ -31,8 +31,9 @@ _DATE = r'/"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"/'  # the parser a
 
 MAX_ORDERINGS = 120
 """A tool's calls are spelled out as every order of every allowed set of its arguments (a required one
-in each), so no call repeats or misses one; past this many orderings (a tool of 6 or more optional
-arguments) it falls back to a list of any of its arguments, which the parser then checks."""
+in each), so no call repeats or misses one; past this many orderings (most tools of 5 or more
+arguments: 1 required and 4 optional make 261) it falls back to a list of any of its arguments, which
+the parser then checks."""
 
 
 def reply_grammar(contract: ReplyContract) -> str:
