@@ -593,9 +593,12 @@ class AttemptMemory:
         min_similarity: float = DEFAULT_MIN_SIMILARITY,
         exclude_run: str | None = None,
     ) -> builtins.list[Recalled]:
-        """Up to k similar attempts: those that worked first (by similarity), then failures.
+        """Up to k similar attempts: those that worked first (by similarity, then score), then failures.
 
         similarity = 1 - cosine distance; anything under `min_similarity` is unrelated and dropped.
+        Attempts of one project all describe the same task (similarity 1.00 to two decimals): among
+        them the better score comes first, or k=4 of six such attempts left the best one out (the
+        order of ties was the vector index's).
         """
         if k < 1:
             return []
@@ -619,7 +622,7 @@ class AttemptMemory:
                 Recalled(id=id_, similarity=round(similarity, 4), worked=worked, record=record,
                          summary=summary_line(record, worked))
             )
-        hits.sort(key=lambda h: (not h.worked, -h.similarity))
+        hits.sort(key=lambda h: (not h.worked, -round(h.similarity, 2), -(h.record.score or 0.0), -h.similarity))
         return hits[:k]
 
     def _check_index(self, returned: int, asked: int) -> None:

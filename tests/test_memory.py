@@ -121,6 +121,14 @@ def test_worked_attempts_rank_before_failures(memory: AttemptMemory) -> None:
     assert all(h.summary.startswith("FAILED") for h in hits[1:])
 
 
+def test_among_attempts_of_the_same_task_the_best_score_is_recalled(memory: AttemptMemory) -> None:
+    """Six attempts of one project, equally similar: k=4 must hold the best, whatever the index's order."""
+    scores = [0.516, 0.5, 0.625, 0.516, 0.578, 0.5]
+    memory.remember_many([make_record(run_id=f"run{i}", score=s, diagnosis="generalize") for i, s in enumerate(scores)])
+    hits = memory.recall(TASK_QUERY, k=4)
+    assert [h.record.score for h in hits] == [0.625, 0.578, 0.516, 0.516]
+
+
 def test_filters_exclude_run_and_k(memory: AttemptMemory) -> None:
     memory.remember_many([make_record(run_id="a", attempt=i) for i in (1, 2, 3)] + [make_record(run_id="b")])
     assert {h.record.run_id for h in memory.recall(TASK_QUERY, k=10, exclude_run="a")} == {"b"}
