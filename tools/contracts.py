@@ -148,6 +148,10 @@ class TrainConfig(_Model):
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0.0, le=0.5)
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    neftune_noise_alpha: float = Field(
+        0.0, ge=0.0, le=20.0,
+        description="NEFTune: uniform noise on the input embeddings while training (5 in the paper), a "
+                    "regulariser against fitting the exact wording seen; 0 is off. SFT only (lora/qlora/full).")
     epochs: float = Field(1.0, gt=0.0, le=100.0)
     max_steps: int = Field(-1, ge=-1, le=1_000_000, description="-1: run `epochs`; otherwise stop at this step.")
     batch_size: int = Field(8, ge=1, le=1024, description="Rows per optimizer micro-step in one process; with "
@@ -185,6 +189,9 @@ class TrainConfig(_Model):
                              f"(method={self.method}): set method='dpo', or data.negatives='nat' for marked negatives")
         if self.data.negatives == "nat" and self.data.negative_ratio == 0:
             self.data = self.data.model_copy(update={"negative_ratio": 2.0})  # the NAT paper's 1:2
+        if self.neftune_noise_alpha and self.method == "dpo":
+            raise ValueError("neftune_noise_alpha adds noise to supervised fine-tuning; method=dpo does not use "
+                             "it: set neftune_noise_alpha=0")
         if self.continue_training and (self.method == "full" or self.backend != "hf"):
             raise ValueError("continue_training keeps a LoRA adapter training with backend=hf: set "
                              "continue_training=false")
@@ -212,7 +219,7 @@ class TrainConfig(_Model):
         "lr": "learning_rate", "rank": "lora_rank", "r": "lora_rank", "alpha": "lora_alpha", "epoch": "epochs",
         "ep": "epochs", "batch": "batch_size", "bs": "batch_size", "accum": "grad_accum", "seq": "max_seq_length",
         "dropout": "lora_dropout", "warmup": "warmup_ratio", "embeddings": "train_embeddings", "steps": "max_steps",
-        "wd": "weight_decay", "rows": "data.max_rows", "scheduler": "lr_scheduler",
+        "wd": "weight_decay", "rows": "data.max_rows", "scheduler": "lr_scheduler", "neftune": "neftune_noise_alpha",
     }
 
     @classmethod

@@ -219,7 +219,8 @@ def sft_config(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bool
     from trl import SFTConfig
 
     return SFTConfig(**_common_args(config, job, has_eval, use_cpu, bf16, steps_per_epoch),
-                     packing=config.packing, completion_only_loss=config.completion_only_loss)
+                     packing=config.packing, completion_only_loss=config.completion_only_loss,
+                     neftune_noise_alpha=config.neftune_noise_alpha or None)
 
 
 def dpo_config(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bool, bf16: bool, steps_per_epoch: int):
