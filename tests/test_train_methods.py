@@ -136,6 +136,32 @@ def test_train_tool_applies_the_nat_recipe_into_the_attempt_dir(tiny_model, task
     assert not any(NEGATIVE_MARKER in json.dumps(r) for r in positives)
 
 
+# --------------------------------------------------------------------------- NEFTune
+
+
+@pytest.mark.slow
+def test_neftune_noise_reaches_the_training_forward_pass(tiny_model, task_data, tmp_path):
+    train = write_jsonl(task_data.train[:40], tmp_path / "train.jsonl")
+
+    def first_losses(alpha: float, name: str) -> list[float]:
+        job = TrainJob(config=lora_config(max_steps=2, neftune_noise_alpha=alpha), base_model=tiny_model,
+                       train_file=str(train), output_dir=str(tmp_path / name), threads=THREADS)
+        result, _ = _run(job)
+        assert result.status == "ok", result.error
+        return [p.loss for p in result.loss_curve]
+
+    plain, again, noisy = first_losses(0, "plain"), first_losses(0, "again"), first_losses(5, "noisy")
+    assert plain == again  # same seed, same rows: only the noise can move the loss
+    assert noisy[0] != plain[0]
+
+
+def test_neftune_is_refused_for_dpo_in_one_line():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="neftune_noise_alpha=0"):
+        lora_config(method="dpo", neftune_noise_alpha=5)
+
+
 def test_an_offline_run_refuses_llm_rewrites_in_one_line(tiny_model, task_data, tmp_path):
     from tunecrew.agents.toolkit import Toolkit
 
