@@ -2,6 +2,7 @@
 
     python bench/lever_ab.py --change data.synthetic_ratio=0.5            # the Planner's "generalize" lever
     python bench/lever_ab.py --change learning_rate=3e-4 --steps 26
+    python bench/lever_ab.py --change lora_dropout=0.1 --change neftune_noise_alpha=5   # two arms, one control
     python bench/lever_ab.py --base-model tiny --n-train 120 --n-heldout 16 --steps 4   # smoke run
     python bench/lever_ab.py --change data.synthetic_ratio=0.5,data.synthetic_source=llm --rewrites FILE
 
@@ -73,7 +74,12 @@ def recorded_rewrites(path: Path):
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--change", required=True, help="config changes, e.g. data.synthetic_ratio=0.5")
+    parser.add_argument("--change", required=True, action="append",
+                        help="config changes, e.g. data.synthetic_ratio=0.5; repeat for more arms beside one "
+                             "first-config arm")
+    parser.add_argument("--no-control", action="store_true",
+                        help="leave out the first-config arm (cite that seed's first-config row from a run of the "
+                             "same code: on a CPU with the same threads the arm is deterministic)")
     parser.add_argument("--steps", type=int, default=52, help="optimizer steps of each arm")
     parser.add_argument("--base-model", default="smollm2-135m")
     parser.add_argument("--n-train", type=int, default=960)
@@ -83,7 +89,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--rewrites", type=Path, help="an LLM's recorded rewrites (JSON lines) for "
                                                       "data.synthetic_source=llm on a machine with no LLM")
     args = parser.parse_args(argv)
-    change = parse_change(args.change)
 
     print(f"machine: {_common.machine()}; load before {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     out: dict[str, dict[str, float]] = {}
@@ -93,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         rephraser = recorded_rewrites(args.rewrites) if args.rewrites else None
         trials.ctx.rephraser = rephraser
         plain = trials.crew_first.with_changes({"max_steps": args.steps})
-        arms = {"first config": plain, f"+ {args.change}": plain.with_changes(change)}
+        arms = {} if args.no_control else {"first config": plain}
+        arms.update({f"+ {text}": plain.with_changes(parse_change(text)) for text in args.change})
         rows = []
         for number, (name, config) in enumerate(arms.items(), start=1):
             started = time.monotonic()
