@@ -3,16 +3,22 @@ each contract variant) and rules out what it must; generation under it never lea
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from transformers import AutoTokenizer
 
 from tunecrew.scenarios.task_agent.contract import DEFAULT_CONTRACT, ReplyContract, ToolSpec, parse_reply
+from tunecrew.scenarios.task_agent.declared import load_contract
 from tunecrew.scenarios.task_agent.grammar import _orderings, reply_grammar
 from tunecrew.tools import constrained
 from tunecrew.tools.constrained import GrammarError, grammar_processor
 from tunecrew.tools.evaluate import generate_cut, load_model, prompt_of
 
 from conftest import THREADS
+
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +50,7 @@ def test_the_grammar_accepts_every_reference_reply(tokenizer, task_data):
     '<analysis>Add it.</analysis><action>add_task(title="x", due="2027-01-02", due="2027-01-03")</action>',  # twice
     '<analysis>Add it.</analysis><action>add_task(due="2027-01-02")</action>',  # no title
     '<analysis>Add it.</analysis><action>add_task(title="x", due="0123-45-61")</action>',  # month 45
+    '<analysis>a</analysis><action>add_task(title="x</analysis><final>y")</action>',  # a tag inside a value
 ])
 def test_the_grammar_rules_out_what_the_parser_rejects(tokenizer, reply):
     assert parse_reply(reply).kind == "invalid"
@@ -59,6 +66,28 @@ def test_a_declared_contract_is_its_own_grammar(tokenizer):
     assert accepts(tokenizer, declared, "<action>ping()</action>")
     assert not accepts(tokenizer, declared, '<analysis>x</analysis><action>list_tasks()</action>')  # not declared
     assert not accepts(tokenizer, DEFAULT_CONTRACT, reply)  # no alias, no closing <final>, <analysis> required
+
+
+def test_a_users_data_laid_out_over_lines_decodes_in_its_own_layout(tokenizer):
+    """llama-task-agent's replies put newlines between and inside the tags, where the parser skips
+    whitespace: the grammar takes every reply the parser takes, or decoding would bend them."""
+    contract = load_contract(FIXTURES / "task_agent_contract.yaml")
+    rows = [json.loads(line) for line in (FIXTURES / "llama_task_agent_chat.jsonl").read_text().splitlines()]
+    valid = [r["messages"][-1]["content"] for r in rows
+             if parse_reply(r["messages"][-1]["content"], contract).kind != "invalid"]
+    assert len(valid) >= 30 and any("\n\n<action>\n" in reply for reply in valid)
+    assert [reply for reply in valid if not accepts(tokenizer, contract, reply)] == []
+    spaced = '<analysis>Add it.</analysis>\n<action>\n  add_task( title = "x" ,\n due="2027-01-02" )\n</action>\n'
+    assert parse_reply(spaced).kind == "action" and accepts(tokenizer, DEFAULT_CONTRACT, spaced)
+
+
+def test_tool_and_argument_names_in_any_case_compile(tokenizer):
+    contract = ReplyContract(tools={"getWeather": ToolSpec(required=("City",)), "Ping": ToolSpec()},
+                             analysis="optional")
+    call = '<action>getWeather(City="Oslo")</action>'
+    assert parse_reply(call, contract).kind == "action" and accepts(tokenizer, contract, call)
+    assert accepts(tokenizer, contract, "<action>Ping()</action>")
+    assert not accepts(tokenizer, contract, '<action>getweather(City="Oslo")</action>')
 
 
 def test_arguments_come_in_any_order_and_a_wide_tool_falls_back_to_any_list(tokenizer):
@@ -84,7 +113,7 @@ def test_generation_under_the_grammar_never_leaves_it(tiny_model, tokenizer, tas
         return constrained.accepts(tokenizer, grammar, text, complete=False)
 
     assert not all(in_grammar(r) for r in free)  # without it the noise leaves the contract at once
-    assert all(r.startswith("<analysis>") and in_grammar(r) for r in held), held
+    assert all(r.lstrip().startswith("<analysis>") and in_grammar(r) for r in held), held
     finished = [r for r in held if r.endswith(("</action>", "</final>"))]
     assert all(parse_reply(r).kind != "invalid" for r in finished), finished
 

@@ -4,9 +4,12 @@ A :class:`ReplyContract` becomes a Lark grammar (llguidance's dialect): the tags
 only the whitelisted tools, each call with its required arguments and any of its optional ones
 (under a name or an alias), each once, in any order; dates as YYYY-MM-DD with a month 01-12 and a
 day 01-31, and choice arguments as one of their values. Replies are rendered the way training
-targets are (:func:`~.contract.format_action`: `k="v"` joined by `, `), so a tuned model's own
-output is never bent; what the grammar removes is what the parser would reject anyway: a tool the
-contract does not have, prose outside the tags, a second action.
+targets are (:func:`~.contract.format_action`: `k="v"` joined by `, `), and whitespace goes where the
+parser skips it (before and between the tags, around the call and its `(`, `=`, `,` and `)`), so a
+user's data that lays replies out over lines (`<analysis>\n…\n</analysis>\n\n<action>\n…`) decodes
+in its own layout. What the grammar removes is what the parser would reject anyway (a tool the
+contract does not have, prose outside the tags, a second action, a tag inside a value), and one
+thing it would not: a `<` inside a quoted value, which is how a tag would start there.
 
 The grammar is a superset check, not the judge: February 30th, a 201-character title, or (past
 MAX_ORDERINGS) a repeated argument still decode and are still rejected by
@@ -24,8 +27,12 @@ from .contract import ReplyContract
 # Text inside <analysis> and <final>: not blank (the parser rejects an empty one), and no "<": a reply
 # never nests tags.
 _TEXT = r"/[^<]*[^<\s][^<]*/"
-# A double-quoted value with the parser's two escapes (\" and \\); no raw newline.
-_STRING = r'/"([^"\\\n]|\\["\\])+"/'
+# A double-quoted value with the parser's two escapes (\" and \\); no raw newline, and no "<": the
+# parser reads a tag anywhere, so a value with "</analysis>" in it would end the reply's section.
+_STRING = r'/"([^"\\\n<]|\\["\\])+"/'
+# Where the parser skips whitespace; the canonical rendering writes only ", " between arguments.
+_WS = r"/[ \t\r\n]+/"
+_COMMA = '(WS? "," WS?)'
 _DATE = r'/"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"/'  # the parser also checks the calendar
 
 
@@ -39,28 +46,38 @@ the parser then checks."""
 def reply_grammar(contract: ReplyContract) -> str:
     """A Lark grammar whose sentences are the replies `contract` can accept (and a few it rejects:
     see the module docstring)."""
-    head = "analysis " if contract.analysis == "required" else "analysis? "
-    closing = ' ("<final>" TEXT "</final>")?' if contract.final_after_action else ""
+    head = "analysis WS? " if contract.analysis == "required" else "(analysis WS?)? "
+    closing = ' (WS? "<final>" TEXT "</final>")?' if contract.final_after_action else ""
+    # Rule names by position: Lark's rule names are lower-case, a contract's tool and argument names
+    # need not be (getWeather).
+    tools = list(contract.tools.items())
     lines = [
-        f"start: {head}(action | final)",
+        f"start: WS? {head}(action | final) WS?",
         'analysis: "<analysis>" TEXT "</analysis>"',
         'final: "<final>" TEXT "</final>"',
-        f'action: "<action>" call "</action>"{closing}',
-        "call: " + " | ".join(f"call_{tool}" for tool in contract.tools),
+        f'action: "<action>" WS? call WS? "</action>"{closing}',
+        "call: " + " | ".join(f"call_{i}" for i in range(len(tools))),
     ]
-    for tool, spec in contract.tools.items():
-        rule = {name: f"arg_{tool}_{name}" for name in spec.allowed}
+    for i, (tool, spec) in enumerate(tools):
+        rule = {name: f"arg_{i}_{j}" for j, name in enumerate(spec.allowed)}
         for name in spec.allowed:
             lines.append(f"{rule[name]}: {_argument(name, contract)}")
         orders = _orderings(spec.required, spec.optional)
         if orders is None:
             any_arg = "(" + " | ".join(rule.values()) + ")"
-            body = f'({any_arg} (", " {any_arg})*)?'
+            body, optional = f"{any_arg} ({_COMMA} {any_arg})*", True
         else:
-            spelled = [' ", " '.join(rule[n] for n in order) for order in orders if order]
-            body = ("(" + " | ".join(spelled) + ")" + ("?" if () in orders else "")) if spelled else ""
-        lines.append(f"call_{tool}: {json.dumps(tool + '(')} {body} \")\"".replace("  ", " "))
-    lines += [f"TEXT: {_TEXT}", f"STRING: {_STRING}", f"DATE: {_DATE}"]
+            spelled = [f" {_COMMA} ".join(rule[n] for n in order) for order in orders if order]
+            body, optional = "(" + " | ".join(spelled) + ")", () in orders
+        # One WS? between two tokens, never two in a row: the parser's ambiguity stays one token long.
+        if not body or body == "()":
+            inside = "WS?"
+        elif optional:
+            inside = f"WS? ({body} WS?)?"
+        else:
+            inside = f"WS? {body} WS?"
+        lines.append(f'call_{i}: {json.dumps(tool)} WS? "(" {inside} ")"')
+    lines += [f"TEXT: {_TEXT}", f"STRING: {_STRING}", f"DATE: {_DATE}", f"WS: {_WS}"]
     return "\n".join(lines) + "\n"
 
 
@@ -76,11 +93,11 @@ def _argument(name: str, contract: ReplyContract) -> str:
     """`name="value"` (or an alias of `name`), the value shaped as the parser checks it (see
     contract._value_problem)."""
     spellings = [name] + [alias for alias, target in contract.aliases.items() if target == name]
-    written = "(" + " | ".join(json.dumps(s + "=") for s in spellings) + ")"
+    written = "(" + " | ".join(json.dumps(s) for s in spellings) + ")"
     if name == "due":
         value = "DATE"
     elif name != "title" and name in contract.choices:
         value = "(" + " | ".join(json.dumps(json.dumps(choice)) for choice in contract.choices[name]) + ")"
     else:
         value = "STRING"
-    return f"{written} {value}"
+    return f'{written} WS? "=" WS? {value}'
