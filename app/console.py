@@ -13,12 +13,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tunecrew.agents.roles import colour_of
-from tunecrew.tools.report import provider_line
+from tunecrew.tools.report import outcome_sentence, provider_line
 
 
 class CrewConsole:
     def __init__(self, quiet: bool = False):
+        # --quiet silences the conversation and progress, not the summary: `out` always prints.
         self.console = Console(quiet=quiet, highlight=False)
+        self.out = Console(highlight=False)
         self._progress: Progress | None = None
         self._task: Any = None
 
@@ -100,12 +102,13 @@ class CrewConsole:
                 + (f" · {t.model_flops_utilization:.0%}" if t.model_flops_utilization is not None else ""),
                 f"{r.diagnosis.label if r.diagnosis else '-'} → {r.decision.action if r.decision else '-'}",
             )
-        self.console.print(table)
-        self.console.print(f"provider: {provider_line(ctx.spec, ctx.records)}")
-        self.console.print(f"report: {report}")
+        self.out.print(table)
+        self.out.print(f"provider: {provider_line(ctx.spec, ctx.records)}")
+        self.out.print(outcome_sentence(ctx.spec, ctx.records))
+        self.out.print(f"report: {report}")
         best = ctx.best
         if best is not None and best.result.adapter_path:
-            self.console.print(f"best adapter: {best.result.adapter_path} (attempt {best.attempt})")
+            self.out.print(f"best adapter: {best.result.adapter_path} (attempt {best.attempt})")
 
 
 def summary_metrics(primary: str, gates: dict[str, float], present: set[str]) -> list[str]:

@@ -83,3 +83,19 @@ def test_a_runs_dir_that_cannot_hold_runs_is_one_line_before_any_work(tmp_path, 
         err = capsys.readouterr().err.strip()
         assert err == f"tunecrew: --runs-dir {runs_dir} must be a folder to hold runs/<id>/, but {a_file} is a file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_quiet_keeps_the_summary_and_says_whether_the_target_was_reached(tmp_path, tiny_model, capsys):
+    """--quiet silences the conversation, not the end: the table, the outcome and the report's path."""
+    from tunecrew.app.console import CrewConsole
+    from tunecrew.app.runner import RunOptions, prepare
+    from tunecrew.scenarios.registry import load_scenario
+
+    console = CrewConsole(quiet=True)
+    ctx = prepare(RunOptions(scenario=load_scenario("task-agent"), base_model=tiny_model, runs_dir=tmp_path / "runs",
+                             use_memory=False, quiet=True), console)
+    console.note("a conversation line")
+    console.summary(ctx, tmp_path / "report.md")
+    out = capsys.readouterr().out
+    assert "a conversation line" not in out
+    assert "0 attempt(s); none produced a score. Target 0.900." in out and f"report: {tmp_path / 'report.md'}" in out

@@ -413,24 +413,27 @@ def provider_line(spec: RunSpec, records: list[AttemptRecord]) -> str:
     return f"{label}: all {steps} LLM steps answered by the LLM"
 
 
-def _summary(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:
+def outcome_sentence(spec: RunSpec, records: list[AttemptRecord]) -> str:
+    """The run's result in one sentence: the best accepted attempt and whether it reached the target.
+    report.md opens with it and the terminal ends with it (also under --quiet)."""
     scored = [r for r in records if r.score is not None and r.eval is not None]
-    fell_back = sum(r.fallback_steps for r in records)
-    warning = [Para(f"Warning: provider {provider_line(spec, records)}.")] if fell_back else []
     if not scored:
-        return [Para(f"{len(records)} attempt(s); none produced a score. Target {spec.target:.3f}."), *warning]
+        return f"{len(records)} attempt(s); none produced a score. Target {spec.target:.3f}."
     best = best_attempt(scored)
     if best is None:  # a score is no result when it did not beat the base model: say so, name no "best"
         top = max(scored, key=lambda r: r.score or 0.0)
-        return [Para(f"{len(records)} attempt(s); none was accepted (none beat the base model beyond noise; "
-                     f"highest: attempt {top.attempt}, {top.score:.3f}). Target {spec.target:.3f} not reached."),
-                *warning]
+        return (f"{len(records)} attempt(s); none was accepted (none beat the base model beyond noise; "
+                f"highest: attempt {top.attempt}, {top.score:.3f}). Target {spec.target:.3f} not reached.")
     assert best.eval is not None and best.score is not None
     reached = "reached" if best.score >= spec.target else "not reached"
-    return [Para(
-        f"{len(records)} attempt(s). Best: attempt {best.attempt}, {best.eval.primary_metric} = "
-        f"{best.score:.3f} ({_where(best.eval)}); target {spec.target:.3f} {reached}."
-    ), *warning]
+    return (f"{len(records)} attempt(s). Best: attempt {best.attempt}, {best.eval.primary_metric} = "
+            f"{best.score:.3f} ({_where(best.eval)}); target {spec.target:.3f} {reached}.")
+
+
+def _summary(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:
+    fell_back = sum(r.fallback_steps for r in records)
+    warning = [Para(f"Warning: provider {provider_line(spec, records)}.")] if fell_back else []
+    return [Para(outcome_sentence(spec, records)), *warning]
 
 
 def _dataset(spec: RunSpec, records: list[AttemptRecord]) -> list[Block]:
