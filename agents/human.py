@@ -75,7 +75,8 @@ BEFORE_HELP = ("Enter: train it · stop · +N (more attempts) · edits like 'lr 
                "· or guidance for the Planner")
 
 
-def review_before_attempt(ctx: RunContext, input_func: Callable[[str], str] = input) -> bool:
+def review_before_attempt(ctx: RunContext, input_func: Callable[[str], str] = input,
+                          llm_planner: bool = False) -> bool:
     """Before a resumed run trains its next attempt: show the last diagnosis and the change the
     attempt will make, and let the person approve, edit, extend, guide or stop. False: stop, and
     nothing trains. Before, `chat --add-attempts 1` trained at once and asked only afterwards."""
@@ -96,6 +97,9 @@ def review_before_attempt(ctx: RunContext, input_func: Callable[[str], str] = in
         review = parse_review(text, last.config if last is not None else None)
         if review.kind == "invalid":
             prompt = f"That edit is out of bounds ({review.error}). {BEFORE_HELP}\n> "
+            continue
+        if review.kind == "guidance" and not llm_planner:  # the offline Planner would train it unchanged
+            prompt = f"I could not read that as a decision or a config edit. {BEFORE_HELP}\n> "
             continue
         if review.kind == "extend":
             ctx.spec = ctx.spec.model_copy(update={"max_attempts": ctx.spec.max_attempts + review.attempts})

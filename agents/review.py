@@ -23,6 +23,7 @@ APPROVE = {"", "ok", "okay", "y", "yes", "approve", "approved", "go", "continue"
 STOP = {"stop", "s", "quit", "q", "halt", "enough"}
 _EXTEND = re.compile(r"^\+\s*(\d+)$|^add\s+(\d+)(\s+(more\s+)?attempts?)?$")
 _PAIR = re.compile(r"([a-z_.]+)\s*[= :]\s*([^\s,;]+)")
+_AND = re.compile(r"\s+and\s+")
 
 
 @dataclass
@@ -32,6 +33,16 @@ class Review:
     attempts: int = 0
     text: str = ""
     error: str = ""
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """pydantic's errors as a person reads them: `field: why`, or just why when the rule spans fields."""
+    out = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        why = str(error["msg"]).removeprefix("Value error, ")
+        out.append(f"{where}: {why}" if where else why)
+    return "; ".join(out)
 
 
 def _value(raw: str) -> Any:
@@ -59,17 +70,18 @@ def parse_review(text: str, config: TrainConfig | None) -> Review:
         return Review("stop", text=said)
     if match := _EXTEND.match(low):
         return Review("extend", attempts=int(match.group(1) or match.group(2)), text=said)
-    pairs = _PAIR.findall(low)
+    # "lr 1e-4 and rank 8" is two pairs: the word "and" separates as a comma does.
+    listed = _AND.sub(",", low)
+    pairs = _PAIR.findall(listed)
     known = [(ALIASES[k], v) for k, v in pairs if k in ALIASES]
     # An edit is a line made of `field value` pairs only; prose that mentions "lr" is guidance.
-    leftover = _PAIR.sub("", low).replace(",", " ").replace(";", " ").replace("and", " ").strip()
+    leftover = _PAIR.sub("", listed).replace(",", " ").replace(";", " ").strip()
     if known and len(known) == len(pairs) and not leftover:
         changes = {name: _value(raw) for name, raw in known}
         if config is not None:
             try:
                 config.with_changes(changes)
             except ValidationError as exc:
-                problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-                return Review("invalid", changes=changes, text=said, error=problems)
+                return Review("invalid", changes=changes, text=said, error=validation_problems(exc))
         return Review("edit", changes=changes, text=said)
     return Review("guidance", text=said)

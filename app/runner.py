@@ -26,8 +26,9 @@ from tunecrew.agents.crew import build_team
 from tunecrew.agents.human import review_before_attempt
 from tunecrew.agents.judges import make_judges
 from tunecrew.agents.models import ProviderError, ProviderSpec, llm_client, make_client, role_specs
+from tunecrew.agents.offline import OfflinePolicyClient
 from tunecrew.agents.review import parse_review
-from tunecrew.agents.roles import DOMAIN_EXPERT, ROLES
+from tunecrew.agents.roles import DOMAIN_EXPERT, PLANNER, ROLES
 from tunecrew.agents.state import Attempt, RunContext, Wiring
 from tunecrew.agents.toolkit import Toolkit
 from tunecrew.memory.ledger import Ledger
@@ -494,7 +495,7 @@ def resume(folder: Path | RunDir, options: RunOptions, add_attempts: int = 0) ->
             console.note(f"run {ctx.spec.run_id} is finished ({len(ctx.records)} attempts); "
                          "`tunecrew chat` with --add-attempts continues it")
         elif options.interactive and not ctx.current.trained and not review_before_attempt(
-                ctx, options.input_func or input):
+                ctx, options.input_func or input, llm_planner=not isinstance(clients[PLANNER], OfflinePolicyClient)):
             if add_attempts:  # the attempts were added for this; none trained, so they are taken back
                 ctx.spec = ctx.spec.model_copy(update={"max_attempts": ctx.spec.max_attempts - add_attempts})
                 ctx.run.write_spec(ctx.spec)

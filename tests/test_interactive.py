@@ -37,6 +37,16 @@ def test_edits_use_short_names_and_are_validated():
     assert parse_review("+4", CONFIG).attempts == 4
 
 
+def test_and_separates_edits_and_a_rule_across_fields_reads_as_a_sentence():
+    review = parse_review("lr 1e-4 and rank 8 and neftune 5", CONFIG)
+    assert review.kind == "edit"
+    assert review.changes == {"learning_rate": 1e-4, "lora_rank": 8, "neftune_noise_alpha": 5}
+    assert parse_review("the standard lr please", CONFIG).kind == "guidance"
+    refused = parse_review("neftune 5", TrainConfig(method="dpo"))
+    assert refused.kind == "invalid"
+    assert refused.error.startswith("neftune_noise_alpha adds noise") and "Value error" not in refused.error
+
+
 class Person:
     """Scripted answers; records every prompt it was shown."""
 
@@ -95,9 +105,13 @@ def test_chat_on_a_finished_run_asks_before_the_next_attempt_trains(tmp_path, ti
     assert len(Ledger(outcome.run_dir / "ledger.jsonl").read()) == 1 and not second.exists()
     assert json.loads((outcome.run_dir / "run.json").read_text())["max_attempts"] == 1  # taken back
 
-    person = Watching("lr 2e-3", "")  # edit before training; then approve the Planner's stop
+    # Guidance the offline Planner cannot act on is asked again, not trained unchanged; then an edit
+    # written with "and"; then approve the Planner's stop.
+    person = Watching("make it better", "lr 2e-3 and wd 0.01", "")
     resume(outcome.run_dir, replace(options, interactive=True, input_func=person), add_attempts=1)
     assert person.trained_before is False and "before attempt 2" in person.prompts[0]
+    assert person.prompts[1].startswith("I could not read that as a decision or a config edit.")
     records = Ledger(outcome.run_dir / "ledger.jsonl").read()
     assert [r.attempt for r in records] == [1, 2] and records[1].config.learning_rate == 2e-3
+    assert records[1].config.weight_decay == 0.01
     assert any(n.startswith("person, before training: edit") for n in records[1].notes)
