@@ -26,8 +26,9 @@ from .config import CrewConfig, FlagError, RunConfig, add_flags, config_from_arg
 def load_scenario(name: str) -> Scenario:
     try:
         return _load(name)
-    except UnknownScenario as exc:
-        raise SystemExit(f"tunecrew: {exc}") from exc
+    except UnknownScenario as exc:  # bad input: one line and exit 2, as every flag's refusal
+        print(f"tunecrew: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def parser() -> argparse.ArgumentParser:

@@ -164,14 +164,12 @@ def _write_modelfile(folder: Path, source: Path, merged: Path, system_prompt: st
 
 def _resolve_run(ref: str, runs_dir: Path) -> RunDir:
     from tunecrew.tools.export import ExportError
-    from tunecrew.tools.run_dir import RunDir
+    from tunecrew.tools.run_dir import NoSuchRun, find_run
 
-    direct, named = RunDir(Path(ref)), RunDir(runs_dir / ref)
-    for candidate in (direct, named):
-        if candidate.is_run():
-            return candidate
-    raise ExportError(f"no run {ref!r}: neither {direct.spec} nor {named.spec} exists "
-                      "(give a run id under --runs-dir, or a run directory)")
+    try:
+        return find_run(ref, runs_dir)
+    except NoSuchRun as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _looks_local(name: str) -> bool:

@@ -27,10 +27,18 @@ def test_out_of_range_flags(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_unknown_scenario_lists_the_known_ones():
-    with pytest.raises(SystemExit, match="unknown scenario 'nope'; "
-                                         "available: custom, legal-reasoning, medical-reasoning, task-agent"):
+def test_unknown_scenario_lists_the_known_ones(capsys):
+    with pytest.raises(SystemExit) as exit_:
         main(["run", "nope"])
+    assert exit_.value.code == 2  # bad input, as the README says
+    assert capsys.readouterr().err == ("tunecrew: unknown scenario 'nope'; "
+                                       "available: custom, legal-reasoning, medical-reasoning, task-agent\n")
+
+
+def test_a_run_that_is_not_there_is_named_once(tmp_path, capsys):
+    assert main(["agent", str(tmp_path), "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(str(tmp_path / "run.json")) == 1 and "does not exist" in err
 
 
 def test_unknown_provider_needs_no_traceback(tmp_path):

@@ -193,3 +193,19 @@ class RunDir:
             yield
         finally:
             os.close(fd)  # closing the only descriptor releases the lock
+
+
+class NoSuchRun(FileNotFoundError):
+    """A run reference that names no run folder; the message says where it looked."""
+
+
+def find_run(ref: str | Path, runs_dir: str | Path) -> RunDir:
+    """`ref` as a folder holding run.json, else `runs_dir/ref` (a run id): what `agent`, `serve` and
+    `export` accept."""
+    direct, named = RunDir(Path(ref)), RunDir(Path(runs_dir) / str(ref))
+    for candidate in (direct, named):
+        if candidate.is_run():
+            return candidate
+    looked = (f"{direct.spec} does not exist" if direct.spec == named.spec
+              else f"neither {direct.spec} nor {named.spec} exists")
+    raise NoSuchRun(f"no run {str(ref)!r}: {looked} (give a run id under --runs-dir, or a run directory)")

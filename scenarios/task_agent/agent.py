@@ -22,7 +22,7 @@ from tunecrew.memory.ledger import Ledger, LedgerError
 from tunecrew.tools.contracts import AttemptRecord, DomainCard, RunSpec
 from tunecrew.tools.diagnose import best_attempt
 from tunecrew.tools.export import adapter_dir, locate
-from tunecrew.tools.run_dir import RunDir
+from tunecrew.tools.run_dir import NoSuchRun, RunDir, find_run
 
 from .contract import DEFAULT_CONTRACT, ReplyContract
 from .executor import ExecutionResult, chat_payload, execute
@@ -66,12 +66,10 @@ class RunInfo:
 
 def resolve_run_dir(ref: str | Path, runs_dir: str | Path = "runs") -> Path:
     """`ref` as a directory holding run.json, else `runs_dir/ref`."""
-    direct, named = RunDir(Path(ref)), RunDir(Path(runs_dir) / str(ref))
-    for candidate in (direct, named):
-        if candidate.is_run():
-            return candidate.path
-    raise RunNotUsable(f"no run {str(ref)!r}: neither {direct.spec} nor {named.spec} exists "
-                       "(give a run id under --runs-dir, or a run directory)")
+    try:
+        return find_run(ref, runs_dir).path
+    except NoSuchRun as exc:
+        raise RunNotUsable(str(exc)) from None
 
 
 def load_run(ref: str | Path, runs_dir: str | Path = "runs", *, merged_model: str | Path | None = None) -> RunInfo:
