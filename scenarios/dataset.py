@@ -150,12 +150,24 @@ class DatasetBuilder:
             return self._with_heldout_file(converted, label, notes)
         n_heldout = self._heldout_rows(len(converted), label)
         train, heldout = split_rows(converted, n_heldout / len(converted), seed)
-        check_heldout(heldout, label)
+        self._check_heldout(heldout, label, notes)
         leak = leak_check(train, heldout)
         if not leak.passed:  # split_rows groups equal prompts, so this is a bug, not a data problem
             raise DataError(f"{label}: held-out prompts also in training: {leak.examples}")
         split = f"{self.name}:{_short(label)}-heldout(seed={seed})"
         return ScenarioData(train=train, heldout=heldout, heldout_split=split, notes=notes, source=label)
+
+    @staticmethod
+    def _check_heldout(heldout: list[dict], label: str, notes: list[str]) -> None:
+        """check_heldout, its refusal naming what the scenario's check left out: a held-out split too
+        small because the rows were dropped needs another fix than more rows."""
+        try:
+            check_heldout(heldout, label)
+        except DataError as exc:
+            left_out = [note for note in notes if "left out" in note]
+            if not left_out:
+                raise
+            raise DataError(f"{exc}. Rows were left out: {'; '.join(left_out)}") from None
 
     def _convert(self, rows: list[dict], label: str, notes: list[str]) -> list[dict]:
         """Rows as chat messages (plus the extras a row carries), read the scenario's way, mapped by the
@@ -199,7 +211,7 @@ class DatasetBuilder:
         heldout_notes: list[str] = []
         heldout = self._convert(rows, label, heldout_notes)
         notes.extend(f"held-out data: {note}" for note in heldout_notes)  # told apart from the training file's
-        check_heldout(heldout, label)
+        self._check_heldout(heldout, label, heldout_notes)
         kept, dropped = drop_leaked(train, heldout)
         if dropped:
             notes.append(f"left {dropped} training rows out: their prompts are also in the held-out data")

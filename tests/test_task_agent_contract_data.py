@@ -223,3 +223,16 @@ def test_the_cli_trains_and_scores_the_seed_data_by_tool_and_argument(tmp_path: 
     assert set(report["metrics"]) >= {"format_compliance", "tool_accuracy", "action_exact_match"}
     assert report["primary_metric"] == "action_exact_match"
     assert f"contract: {CONTRACT}" in (run / "config.yaml").read_text()  # `-c config.yaml` repeats it
+
+
+def test_a_split_too_small_because_references_were_off_contract_says_so(tmp_path):
+    """The default contract (an empty --contract file declares it) leaves 26 of the 40 references out;
+    the refusal must name that and --contract, not only ask for more data."""
+    empty = tmp_path / "contract.yaml"
+    empty.write_text("")
+    scenario = with_data(load_scenario("task-agent"), data=str(SEED), contract=str(empty))
+    with pytest.raises(DataError) as info:
+        scenario.build_data(0)
+    message = str(info.value)
+    assert "the held-out split has" in message and "26 of 40 references are off-contract" in message
+    assert "declare it with --contract FILE" in message and "\n" not in message

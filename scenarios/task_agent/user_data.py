@@ -114,7 +114,8 @@ class ContractedData:
         if off:
             i, error = off[0]
             notes.append(f"contract: {len(off)} of {n} references are off-contract, left out of training and scoring "
-                         f"(first, row {i}: {_clip(error)})")
+                         f"(first, row {i}: {_clip(error)}); if your replies follow another contract, declare it "
+                         "with --contract FILE")
         kinds = Counter(p.tool if p.kind == "action" else p.kind for p in parsed if p.kind != "invalid")
         notes.append("contract: scored by tool and argument; references by kind: "
                      + ", ".join(f"{k} {c}" for k, c in kinds.most_common()))
