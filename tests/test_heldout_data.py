@@ -62,7 +62,8 @@ def test_task_agent_heldout_file_is_held_to_the_training_data_contract(tmp_path:
     # allow it: 2 such held-out rows are off it, with the fixture's 2 off any contract (mark_done, "sometime").
     off = [n for n in data.notes if "off-contract" in n]
     assert off == ["held-out data: contract: 4 of 12 references are off-contract, left out of training and scoring "
-                   "(first, row 8: extra <final> after </action>: a reply has exactly one <action> or <final>)"]
+                   "(first, row 8: extra <final> after </action>: a reply has exactly one <action> or <final>); if "
+                   "your replies follow another contract, declare it with --contract FILE"]
     assert len(data.train) == 28 and len(data.heldout) == 8
     assert scenario.primary_metric == "action_exact_match"
     for row in data.heldout:  # every kept reference scores 1.0 against itself under that contract

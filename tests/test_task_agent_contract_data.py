@@ -26,7 +26,8 @@ INFERRED = ("contract: inferred from the data: due_date= for due in 15, no <anal
             "in 2 of 40 references; pin it (or declare what else your data uses) with --contract FILE holding "
             "{aliases: {due_date: due}, analysis: optional, final_after_action: true} (docs/data-formats.md)")
 OFF = ("contract: 2 of 40 references are off-contract, left out of training and scoring (first, row 38: unknown tool "
-       "'mark_done'; allowed tools: add_task, list_tasks, summarize_tasks, complete_task, delete_task)")
+       "'mark_done'; allowed tools: add_task, list_tasks, summarize_tasks, complete_task, delete_task); if your "
+       "replies follow another contract, declare it with --contract FILE")
 
 
 def reply(row: dict) -> str:
