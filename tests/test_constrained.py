@@ -50,6 +50,7 @@ def test_the_grammar_accepts_every_reference_reply(tokenizer, task_data):
     '<analysis>Add it.</analysis><action>add_task(title="x", due="2027-01-02", due="2027-01-03")</action>',  # twice
     '<analysis>Add it.</analysis><action>add_task(due="2027-01-02")</action>',  # no title
     '<analysis>Add it.</analysis><action>add_task(title="x", due="0123-45-61")</action>',  # month 45
+    '<analysis>Add it.</analysis><action>add_task(title="x", due="0000-01-01")</action>',  # no year 0
     '<analysis>a</analysis><action>add_task(title="x</analysis><final>y")</action>',  # a tag inside a value
 ])
 def test_the_grammar_rules_out_what_the_parser_rejects(tokenizer, reply):

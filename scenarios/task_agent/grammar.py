@@ -2,8 +2,8 @@
 
 A :class:`ReplyContract` becomes a Lark grammar (llguidance's dialect): the tags in their order,
 only the whitelisted tools, each call with its required arguments and any of its optional ones
-(under a name or an alias), each once, in any order; dates as YYYY-MM-DD with a month 01-12 and a
-day 01-31, and choice arguments as one of their values. Replies are rendered the way training
+(under a name or an alias), each once, in any order; dates as YYYY-MM-DD with a year from 0001, a
+month 01-12 and a day 01-31, and choice arguments as one of their values. Replies are rendered the way training
 targets are (:func:`~.contract.format_action`: `k="v"` joined by `, `), and whitespace goes where the
 parser skips it (before and between the tags, around the call and its `(`, `=`, `,` and `)`), so a
 user's data that lays replies out over lines (`<analysis>\n…\n</analysis>\n\n<action>\n…`) decodes
@@ -33,7 +33,10 @@ _STRING = r'/"([^"\\\n<]|\\["\\])+"/'
 # Where the parser skips whitespace; the canonical rendering writes only ", " between arguments.
 _WS = r"/[ \t\r\n]+/"
 _COMMA = '(WS? "," WS?)'
-_DATE = r'/"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"/'  # the parser also checks the calendar
+# A year from 0001 (the calendar has no year 0: four tuned replies a run wrote "0000-01-01"), a month
+# 01-12, a day 01-31; the parser also checks the calendar (February 30th).
+_YEAR = "([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
+_DATE = r'/"' + _YEAR + r'-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"/'
 
 
 MAX_ORDERINGS = 120
