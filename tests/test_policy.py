@@ -47,8 +47,10 @@ def test_pretrained_models_get_standard_lora_or_qlora_by_size_and_device():
     small_cpu, _ = policy.initial_config(brief(params=500_000_000, random_init=False))
     assert small_cpu.method == "lora" and small_cpu.train_embeddings is False
     assert small_cpu.learning_rate == policy.SMALL_PRETRAINED_LORA_LR and small_cpu.batch_size == 1
+    # A sub-billion model gets the wider adapter measured to generalise better; alpha stays 2 x rank.
+    assert (small_cpu.lora_rank, small_cpu.lora_alpha) == (64, 128)
     mid_cpu, _ = policy.initial_config(brief(params=1_500_000_000, random_init=False))
-    assert mid_cpu.learning_rate == policy.PRETRAINED_LORA_LR
+    assert mid_cpu.learning_rate == policy.PRETRAINED_LORA_LR and (mid_cpu.lora_rank, mid_cpu.lora_alpha) == (16, 32)
     big_gpu, why = policy.initial_config(brief(params=8_000_000_000, random_init=False, device="cuda"))
     assert big_gpu.method == "qlora" and "QLoRA" in why
 
