@@ -32,6 +32,11 @@ stops there and keeps what it learned): on a CPU a pretrained model's planned ru
 than a bench can wait for. The crew also has the scenario's --budget (10 min for the whole run)
 unless --crew-budget-minutes says otherwise; the baselines have no run budget, so to compare at
 equal runs give the crew a budget that the per-run cap, not the budget, binds.
+
+--search-scheduler cosine gives every random/TPE trial a learning rate that decays within its own
+planned steps. By default the trials keep the crew's first config's schedule, which under a cap is
+`constant_with_warmup` (held, for a crew retry to continue and decay): a searcher never continues a
+run, so a held rate that the cap stops at its peak is a handicap of the baseline, not of the search.
 """
 
 from __future__ import annotations
@@ -157,14 +162,16 @@ def run_default(scenario, base_model: str, seed: int, out: Path, threads: int,
 
 
 def run_search(sampler: str, scenario, base_model: str, seed: int, runs: int, out: Path, threads: int,
-               attempt_seconds: float | None = None) -> Outcome:
+               attempt_seconds: float | None = None, scheduler: str | None = None) -> Outcome:
     from tunecrew.tools.search import suggest_next
 
     t0 = time.monotonic()
     trials = Trials(scenario, base_model, seed, out, f"{sampler}-s{seed}", threads, attempt_seconds)
+    # The space's centre: the crew's first config, with the searchers' own schedule if one was asked for.
+    base = trials.crew_first.model_copy(update={"lr_scheduler": scheduler}) if scheduler else trials.crew_first
     done = []
     for attempt in range(1, runs + 1):
-        config = suggest_next([(c, s) for c, s, _ in done], trials.crew_first, seed, sampler)
+        config = suggest_next([(c, s) for c, s, _ in done], base, seed, sampler)
         score, report = trials.score(config, attempt)
         done.append((config, score, report))
     return _outcome(sampler, seed, done, time.monotonic() - t0)
@@ -231,6 +238,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[Outcome]]:
                                                          "(default: none)")
     p.add_argument("--crew-budget-minutes", type=float, help="the crew's --budget for its whole run (default: "
                                                              "the scenario's)")
+    p.add_argument("--search-scheduler", choices=("cosine", "linear"),
+                   help="lr schedule of every random/TPE trial (default: the crew's first config's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, help="keep runs here (default: a temporary dir)")
     args = p.parse_args(argv)
@@ -254,7 +263,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[Outcome]]:
     print(f"tuning quality: task-agent, {n_train} train rows, {n_heldout} held-out, base model {base_model}, "
           f"{runs} training runs per method (default: 1), seeds {seeds}, threads {args.threads}, metric "
           f"{scenario.primary_metric} (best over a method's runs), cap per training run {args.attempt_seconds} s, "
-          f"crew budget {args.crew_budget_minutes or scenario.budget_minutes} min", flush=True)
+          f"crew budget {args.crew_budget_minutes or scenario.budget_minutes} min, search schedule "
+          f"{args.search_scheduler or 'as the crew first config'}", flush=True)
 
     results: dict[str, list[Outcome]] = {m: [] for m in methods}
     for seed in seeds:
@@ -266,7 +276,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[Outcome]]:
             elif method == "default":
                 o = run_default(scenario, base_model, seed, d, args.threads, args.attempt_seconds)
             else:
-                o = run_search(method, scenario, base_model, seed, runs, d, args.threads, args.attempt_seconds)
+                o = run_search(method, scenario, base_model, seed, runs, d, args.threads, args.attempt_seconds,
+                               args.search_scheduler)
             results[method].append(o)
             tried = "; ".join(f"{c} -> {_fmt(s)}" for c, s in zip(o.configs, o.scores, strict=False))
             print(f"seed {seed} {method:7s} best {_fmt(o.best)} on {o.split} (n={o.samples}) in {len(o.scores)} "
