@@ -321,10 +321,11 @@ class Toolkit:
         ctx = self.ctx
         for hit in hits:
             rec = hit.record
-            # Same model, same machine and the same torch threads (1 thread trains ~half as fast here).
+            # Same model, machine, torch threads (1 thread trains ~half as fast here) and precision (bf16 1.5x).
             if (rec.model_params == ctx.base.params and rec.hardware.device_name == ctx.hardware.device_name
                     and rec.hardware.cpu_count == ctx.hardware.cpu_count and rec.result.threads == ctx.wiring.threads
-                    and rec.result.processes == ctx.wiring.processes):
+                    and rec.result.processes == ctx.wiring.processes
+                    and rec.result.precision in (None, "bf16" if ctx.hardware.bf16 else "fp32")):
                 rate = rate_of(rec.result, f"memory: run {rec.run_id} attempt {rec.attempt}")
                 if rate is not None:
                     return rate
@@ -497,8 +498,9 @@ class Toolkit:
             "estimated_seconds": ctx.current.estimate, "steps_from_base": before + result.steps,
             "continued_from": source.attempt if source else None, "threads": threads,
             "processes": ctx.wiring.processes,
-            "model_flops_utilization": model_flops_utilization(result.tokens_per_second, ctx.base.params,
-                                                               config.method, ctx.hardware)})
+            "model_flops_utilization": model_flops_utilization(
+                result.tokens_per_second, ctx.base.params, config.method, ctx.hardware,
+                bf16=None if result.precision is None else result.precision == "bf16")})
 
     def _train_round(self, job: TrainJob) -> TrainResult:
         """`--parallel N`: train the accepted config and N-1 siblings from the Optuna search at once,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tunecrew.tools.contracts import DatasetProfile, Hardware, TokenStats, TrainConfig
 from tunecrew.tools.feasibility import check_feasibility
 from tunecrew.tools.hardware import detect_hardware
@@ -62,4 +64,5 @@ def test_detect_hardware_matches_torch() -> None:
     if torch.cuda.is_available():
         assert hw.device == "cuda" and hw.accelerator_memory_gb > 0
     elif not torch.backends.mps.is_available():
-        assert hw.device == "cpu" and hw.accelerator_memory_gb == 0 and not hw.bf16
+        assert hw.device == "cpu" and hw.accelerator_memory_gb == 0
+        assert hw.bf16 == ("amx_bf16" in Path("/proc/cpuinfo").read_text())  # AMX: precision=auto trains bf16

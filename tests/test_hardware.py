@@ -34,3 +34,26 @@ def test_a_gpus_peak_is_matched_by_its_longest_name_and_an_unknown_gpu_gets_no_m
     unknown = gpu.model_copy(update={"device_name": "Some Future GPU"})
     assert peak_flops(unknown) is None and model_flops_utilization(1000.0, 10**9, "lora", unknown) is None
     assert model_flops_utilization(1000.0, 10**9, "lora", gpu) == 4e9 * 1000 / 989e12
+
+
+def test_precision_auto_trains_bf16_only_where_the_device_runs_it_fast():
+    assert hardware.autocast_bf16("auto", device_bf16=True) and not hardware.autocast_bf16("auto", device_bf16=False)
+    assert hardware.autocast_bf16("bf16", device_bf16=False)  # asked for: the user's call
+    assert not hardware.autocast_bf16("fp32", device_bf16=True)
+
+
+def test_the_cpu_flags_decide_bf16_and_its_peak(monkeypatch):
+    from tunecrew.memory.examples import make_hardware
+    from tunecrew.tools import throughput
+
+    cpuinfo = "processor\t: 0\nmodel name\t: Xeon @ 2.00GHz\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16\n"
+    monkeypatch.setattr(hardware, "_read", lambda path: cpuinfo if path == "/proc/cpuinfo" else "")
+    assert hardware.cpu_bf16_fast() and {"avx512f", "amx_bf16"} <= hardware.cpu_flags()
+    cpu = make_hardware("cpu").model_copy(update={"cpu_count": 2, "bf16": True})
+    monkeypatch.setattr(throughput, "_cpu_flags_and_clock", lambda: (hardware.cpu_flags(), 2e9))
+    assert throughput.peak_flops(cpu, bf16=False) == 2 * 2e9 * 64  # AVX-512 fp32 FMA
+    assert throughput.peak_flops(cpu, bf16=True) == throughput.peak_flops(cpu) == 2 * 2e9 * 1024  # AMX tiles
+    monkeypatch.setattr(throughput, "_cpu_flags_and_clock", lambda: ({"avx512f", "avx512_bf16"}, 2e9))
+    assert throughput.peak_flops(cpu, bf16=True) == 2 * 2e9 * 128
+    monkeypatch.setattr(hardware, "_read", lambda path: "flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert not hardware.cpu_bf16_fast()  # AVX512-BF16 without AMX: not measured faster, so fp32

@@ -58,6 +58,19 @@ def test_lora_run_learns_and_saves_a_loadable_adapter(lora_run, tiny_model):
     assert logged == lora_run.events
 
 
+def test_precision_bf16_trains_under_autocast_and_the_result_says_so(tmp_path, tiny_model, task_data, make_config):
+    """bf16 on a CPU is autocast over fp32 weights: the same seeded steps give other losses than fp32."""
+    runs = {p: run_training(_job(tiny_model, task_data.train_file, tmp_path / p, make_config(max_steps=3, precision=p)),
+                            timeout_s=300) for p in ("fp32", "bf16")}
+    for precision, result in runs.items():
+        assert result.status == "ok", result.error
+        assert result.precision == precision
+        assert all(math.isfinite(p.loss) for p in result.loss_curve)
+    fp32, bf16 = ([p.loss for p in r.loss_curve] for r in runs.values())
+    assert fp32 != bf16  # had the Trainer ignored bf16, the seeded runs would match to the last digit
+    assert fp32[0] == pytest.approx(bf16[0], rel=0.05)  # the same model and batch, rounded differently
+
+
 def test_nan_loss_stops_the_run_with_status_nan(tmp_path, tiny_model, task_data, make_config):
     # No in-bounds config blows this model up in a few steps (Adam caps each update; lr 5e-2 stays
     # under 3x the first loss), so the NaN comes from the base model: a NaN final-norm weight.

@@ -33,7 +33,8 @@ class Hardware(_Model):
     accelerator_memory_gb: float = Field(0.0, ge=0, description="Free GPU memory; 0 on CPU.")
     ram_gb: float = Field(ge=0, description="Host memory: the CPU training budget.")
     cpu_count: int = Field(ge=1, description="Cores torch may use.")
-    bf16: bool = Field(False, description="bf16 autocast is used only where the device supports it.")
+    bf16: bool = Field(False, description="The device computes bf16 fast (CUDA cards with bf16; CPUs with AMX): "
+                       "what precision=auto trains in.")
 
 
 class BaseModelInfo(_Model):
@@ -160,6 +161,9 @@ class TrainConfig(_Model):
                             "batch at any --processes (accumulation is divided by N first).")
     max_seq_length: int = Field(512, ge=16, le=131072, description="Longer rows are truncated.")
     packing: bool = Field(False, description="Pack short rows together: faster on variable-length data.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Matmuls in bf16 (autocast, fp32 master weights) or fp32. auto: bf16 where the device "
+        "runs it fast (CUDA cards with bf16, CPUs with AMX: 1.5x a SmolLM2-135M LoRA step), else fp32.")
     completion_only_loss: bool = Field(True, description="Loss on the response only, not on the prompt.")
     eval_fraction: float = Field(0.1, ge=0.0, le=0.5, description="Share of train rows held back for eval loss.")
     continue_training: bool = Field(
@@ -278,6 +282,9 @@ class TrainResult(_Model):
                                  "rows ended (TrainJob.data_offset + rows it drew from): a run continuing its "
                                  "adapter starts there. None: from before windows, or a failed run.")
     threads: int | None = Field(None, description="torch threads it trained with: a rate is reused only at the same.")
+    precision: Literal["fp32", "bf16"] | None = Field(
+        None, description="What its matmuls ran in (precision=auto resolved): MFU is against that precision's peak, "
+        "and a rate is reused only at the same. None: a run from before this was recorded.")
     processes: int = Field(1, ge=1, description="Data-parallel processes it trained with (--processes): a rate "
                            "measured with DDP is not one process's.")
     model_flops_utilization: float | None = Field(

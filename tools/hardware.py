@@ -44,7 +44,32 @@ def detect_hardware() -> Hardware:
         memory = round(recommended() / _GB, 2) if callable(recommended) else ram
         return Hardware(device="mps", device_name="Apple MPS", accelerator_memory_gb=memory,
                         ram_gb=ram, cpu_count=cpus, bf16=False)
-    return Hardware(device="cpu", device_name=cpu_name(), ram_gb=ram, cpu_count=cpus)
+    return Hardware(device="cpu", device_name=cpu_name(), ram_gb=ram, cpu_count=cpus, bf16=cpu_bf16_fast())
+
+
+# A CPU with AMX runs bf16 matmuls in its tile unit: measured on a 2-core Xeon, a SmolLM2-135M LoRA r64
+# step of 4 x 96 tokens took 1.0-1.1 s under bf16 autocast vs 1.5-1.7 s in fp32. AVX512-BF16 alone (no
+# AMX) has not been measured here, so it stays fp32.
+CPU_BF16_FLAG = "amx_bf16"
+
+
+def cpu_bf16_fast() -> bool:
+    """The CPU has AMX-BF16 (Linux /proc/cpuinfo; elsewhere unknown, so False)."""
+    return CPU_BF16_FLAG in cpu_flags()
+
+
+def cpu_flags() -> set[str]:
+    """The first CPU's feature flags (Linux; empty elsewhere)."""
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+def autocast_bf16(precision: str, device_bf16: bool) -> bool:
+    """Whether a training run computes in bf16: asked for, or `auto` on a device that runs it fast."""
+    return precision == "bf16" or (precision == "auto" and device_bf16)
 
 
 def free_cores(limit: int = 4, window_s: float = 0.5) -> int:

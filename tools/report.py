@@ -509,9 +509,10 @@ def _attempt_details(rec: AttemptRecord, previous: AttemptRecord | None) -> list
         train.append(f"estimated {r.estimated_seconds:.0f} s before training, took {r.wall_seconds:.0f} s "
                      f"({(r.wall_seconds - r.estimated_seconds) / r.estimated_seconds:+.0%})")
     if r.tokens_per_second is not None:
-        mfu = (f", model FLOPs utilisation {r.model_flops_utilization:.1%} of the device's peak"
+        peak = f"the device's {r.precision} peak" if r.precision else "the device's peak"
+        mfu = (f", model FLOPs utilisation {r.model_flops_utilization:.1%} of {peak}"
                if r.model_flops_utilization is not None else "")
-        train.append(f"{r.tokens_per_second:.0f} tokens/s{mfu}")
+        train.append(f"{r.tokens_per_second:.0f} tokens/s{' in ' + r.precision if r.precision else ''}{mfu}")
     if r.peak_memory_mb is not None:
         train.append(f"peak memory {r.peak_memory_mb:.0f} MB")
     if r.trainable_params is not None and r.total_params:

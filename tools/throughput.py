@@ -6,9 +6,11 @@ Model FLOPs utilisation (MFU) = model FLOPs per token x tokens/s / the device's 
   small at these sequence lengths): forward 2N; backward 2N for the activation gradients, plus 2N
   for the weight gradients when the weights train (full fine-tuning). Adapters (LoRA, QLoRA, DPO's
   LoRA) freeze the base weights, so 4N; full fine-tuning 6N, as in Kaplan et al. / PaLM's MFU.
-- Peak: on a CPU, cores x clock x fp32 FLOPs per cycle of the widest vector FMA the CPU has
-  (AVX-512: 2 units x 16 lanes x 2 = 64; AVX2+FMA: 32; otherwise 8). On a GPU, the dense bf16
-  tensor-core peak of the named card (fp32 without bf16 support: a quarter of it).
+- Peak, in the precision the run computed in (TrainResult.precision): on a CPU, cores x clock x
+  FLOPs per cycle of the widest unit for it; fp32: the vector FMA (AVX-512: 2 units x 16 lanes x 2 =
+  64; AVX2+FMA: 32; otherwise 8); bf16: AMX's tile unit (1,024: one 16x16x32 TDPBF16PS every 16
+  cycles) or AVX512-BF16 (2 units x 32 pairs x 2 = 128). On a GPU, the dense bf16 tensor-core peak
+  of the named card (fp32: a quarter of it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .contracts import Hardware, TrainResult
 
 ADAPTER_METHODS = ("lora", "qlora", "dpo")
 CPU_FLOPS_PER_CYCLE = {"avx512f": 64, "avx2": 32}
+CPU_BF16_FLOPS_PER_CYCLE = {"amx_bf16": 1024, "avx512_bf16": 128}
 CPU_FLOPS_PER_CYCLE_DEFAULT = 8
 # Dense bf16 tensor-core peaks (vendor data sheets, no sparsity).
 # Matched in this order by substring of the lower-cased device name, so the longer names come first
@@ -36,22 +39,25 @@ def flops_per_token(params: int, method: str) -> float:
     return (4.0 if method in ADAPTER_METHODS else 6.0) * params
 
 
-def peak_flops(hardware: Hardware) -> float | None:
-    """The device's peak FLOP/s; None for a GPU not in the table (no MFU beats a made-up one)."""
+def peak_flops(hardware: Hardware, bf16: bool | None = None) -> float | None:
+    """The device's peak FLOP/s in bf16 or fp32 (None: what the device trains in by default, `hardware.bf16`);
+    None for a GPU not in the table (no MFU beats a made-up one)."""
+    half = hardware.bf16 if bf16 is None else bf16
     if hardware.device == "cuda":
         name = hardware.device_name.lower()
         peak = next((v for k, v in GPU_PEAK_FLOPS.items() if k in name), None)
-        return None if peak is None else peak if hardware.bf16 else peak / 4
+        return None if peak is None else peak if half else peak / 4
     if hardware.device == "mps":
         return MPS_PEAK_FLOPS
     flags, clock = _cpu_flags_and_clock()
-    per_cycle = next((v for k, v in CPU_FLOPS_PER_CYCLE.items() if k in flags), CPU_FLOPS_PER_CYCLE_DEFAULT)
+    fp32 = next((v for k, v in CPU_FLOPS_PER_CYCLE.items() if k in flags), CPU_FLOPS_PER_CYCLE_DEFAULT)
+    per_cycle = next((v for k, v in CPU_BF16_FLOPS_PER_CYCLE.items() if k in flags), fp32) if half else fp32
     return hardware.cpu_count * clock * per_cycle
 
 
 def model_flops_utilization(tokens_per_second: float | None, params: int, method: str,
-                            hardware: Hardware) -> float | None:
-    peak = peak_flops(hardware)
+                            hardware: Hardware, bf16: bool | None = None) -> float | None:
+    peak = peak_flops(hardware, bf16)
     if not tokens_per_second or not peak:
         return None
     return flops_per_token(params, method) * tokens_per_second / peak
