@@ -6,7 +6,7 @@ variable-length data vs no packing. Everything side by side in one run.
 1. Overhead. The same tiny model, rows and hyperparameters are trained (a) by the train tool
    (`run_training`: a subprocess, JSON job in, progress events out, result.json) and (b) by a
    plain ~40-line TRL script run as its own process (no tunecrew import), with the tool's
-   hyperparameters and bf16=False like the tool on a CPU (one more run with TRL's defaults,
+   hyperparameters and bf16=False, the tool at precision=fp32 (one more run with TRL's defaults,
    which autocast to bf16 even on a CPU, is shown apart). Reported: tokens/s of
    the training loop (TRL's `num_tokens` / seconds in `trainer.train()`), and the end-to-end wall
    time of the whole process (imports, model load, training, save). Runs alternate (a, b, a, b, ...)
@@ -76,7 +76,7 @@ def tool_run(model: str, train_file: Path, out: Path, args, *, packing: bool, st
     config = TrainConfig(method="lora", lora_rank=8, lora_alpha=16, train_embeddings=args.embeddings,
                          learning_rate=3e-3, lr_scheduler="constant", warmup_ratio=0.0, batch_size=args.batch,
                          max_steps=steps, epochs=epochs, max_seq_length=seq, packing=packing, eval_fraction=0.0, seed=0,
-                         data={"dedup": False})
+                         data={"dedup": False}, precision="fp32")  # the plain script's bf16=False: like for like
     job = TrainJob(config=config, base_model=model, train_file=str(train_file), output_dir=str(out),
                    system_prompt=SYSTEM, threads=args.threads)
     t0 = time.monotonic()
@@ -161,8 +161,8 @@ def main() -> None:
                                                        seq=256, script=script))]
             for run in runs if i % 2 == 0 else runs[::-1]:
                 run()
-        # TRL's SFTConfig defaults to bf16=True, also on a CPU: autocast that this CPU has no fast bf16
-        # path for. The train tool turns it on only where the device supports it. Shown once, apart.
+        # TRL's SFTConfig defaults to bf16=True, also on a CPU. The train tool's precision=auto turns it on
+        # only where the device runs it fast (CUDA with bf16, CPUs with AMX; bench/precision.py). Shown once, apart.
         default = plain_run(model, train_file, tmp / "plain_default", args, steps=args.steps, seq=256,
                             script=script, bf16=None)
         rows = [[f"train tool #{i + 1}", t["steps"], t["tokens_per_s"], t["wall_s"]] for i, t in enumerate(tool)]
