@@ -321,7 +321,7 @@ class Toolkit:
         ctx = self.ctx
         for hit in hits:
             rec = hit.record
-            # Same model, machine, torch threads (1 thread trains ~half as fast here) and precision (bf16 1.5x).
+            # Same model, machine, torch threads (1 thread trains ~half as fast here) and precision (bf16 ~1.1x).
             if (rec.model_params == ctx.base.params and rec.hardware.device_name == ctx.hardware.device_name
                     and rec.hardware.cpu_count == ctx.hardware.cpu_count and rec.result.threads == ctx.wiring.threads
                     and rec.result.processes == ctx.wiring.processes

@@ -41,6 +41,15 @@ def test_qlora_needs_bitsandbytes_not_cuda_and_unsloth_refused_on_cpu() -> None:
     assert not f.fits and "backend=unsloth" in f.reason and "backend=hf" in f.reason
 
 
+def test_precision_bf16_refused_on_a_card_without_bf16_and_allowed_on_a_cpu() -> None:
+    t4 = GPU_24GB.model_copy(update={"device_name": "Tesla T4", "bf16": False})
+    f = check_feasibility(TrainConfig(precision="bf16"), t4, TINY_PARAMS, PROFILE)
+    assert not f.fits and "precision=bf16" in f.reason and "Tesla T4" in f.reason and "precision=auto" in f.reason
+    assert check_feasibility(TrainConfig(precision="auto"), t4, TINY_PARAMS, PROFILE).fits
+    # A CPU autocasts bf16 without AMX too, only slowly: the user's call, not an error.
+    assert check_feasibility(TrainConfig(precision="bf16"), CPU, TINY_PARAMS, PROFILE).fits
+
+
 def test_qlora_allowed_on_cuda_and_lighter_than_lora() -> None:
     lora = check_feasibility(TrainConfig(method="lora"), GPU_24GB, 7_000_000_000, PROFILE)
     qlora = check_feasibility(TrainConfig(method="qlora"), GPU_24GB, 7_000_000_000, PROFILE)

@@ -118,6 +118,8 @@ def check_feasibility(config: TrainConfig, hardware: Hardware, model_params: int
                         "pip install 'tunecrew[qlora]', or set method=lora")
     if hardware.device != "cuda" and config.backend == "unsloth":
         problems.append(f"backend=unsloth needs CUDA but device={hardware.device}: set backend=hf")
+    if config.precision == "bf16" and hardware.device == "cuda" and not hardware.bf16:
+        problems.append(f"precision=bf16 but {hardware.device_name} has no bf16: set precision=auto or fp32")
     if memory > MEMORY_HEADROOM * budget:
         problems.append(
             f"estimated {memory:.1f} GB > {MEMORY_HEADROOM:.0%} of {budget:.1f} GB {budget_name}: lower "
