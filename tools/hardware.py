@@ -48,8 +48,8 @@ def detect_hardware() -> Hardware:
 
 
 # A CPU with AMX runs bf16 matmuls in its tile unit: on a 2-core Xeon the train tool trained SmolLM2-135M
-# (LoRA r64) at 1.09-1.18x the fp32 tokens/s under bf16 autocast (bench/precision.py). Without AMX, TRL's
-# bf16 autocast trained 3-4x slower than fp32 on an AVX-512 Xeon; AVX512-BF16 alone is not measured: fp32.
+# (LoRA r64) at 1.09-1.18x the fp32 tokens/s under bf16 autocast (bench/precision.py). No CPU without AMX
+# was measured in bf16 (AVX512-BF16 alone included), and one with neither converts around every matmul: fp32.
 CPU_BF16_FLAG = "amx_bf16"
 
 
