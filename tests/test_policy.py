@@ -343,7 +343,7 @@ def test_a_remembered_rate_is_reused_only_for_the_same_model_machine_and_threads
     ctx.wiring.processes = 1
     rate = Toolkit(ctx)._remembered_rate([hit])  # type: ignore[arg-type]
     assert rate is not None and rate.tokens_per_second == 91.0 and rate.source.startswith("memory: run r1")
-    # A rate measured in bf16 does not size an fp32 run (1.5x a step on an AMX CPU), nor the reverse.
+    # A rate measured in bf16 does not size an fp32 run (1.09-1.40x the tokens/s on an AMX CPU), nor the reverse.
     bf16 = record.hardware.model_copy(update={"bf16": True})
     for hw, precision, reused in ((record.hardware, "bf16", False), (bf16, "fp32", False), (bf16, "bf16", True),
                                   (bf16, None, True)):  # None: a record from before precision was kept
