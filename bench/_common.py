@@ -15,7 +15,8 @@ from pathlib import Path
 from tunecrew.memory.examples import DOMAINS, make_domain_record, make_hardware, make_profile
 
 __all__ = ["DOMAINS", "add_model_arguments", "machine", "make_domain_record", "make_hardware", "make_profile",
-           "table", "task_agent_persona", "task_rows", "tiny_model", "variable_rows"]
+           "table", "task_agent_persona", "task_rows", "tiny_model", "train_first_config", "variable_rows",
+           "write_task_train_file"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -56,6 +57,42 @@ def task_rows(seed: int, n_train: int, n_heldout: int = 16):
     from tunecrew.scenarios.task_agent.data import generate
 
     return generate(seed=seed, n_train=n_train, n_heldout=n_heldout)
+
+
+def write_task_train_file(path: Path, seed: int, n_train: int = 416) -> Path:
+    """The task agent's training rows of `seed`'s split as the train tool reads them."""
+    import json
+
+    rows = task_rows(seed, n_train=n_train).train
+    path.write_text("".join(json.dumps({"messages": r["messages"]}) + "\n" for r in rows))
+    return path
+
+
+def train_first_config(model: str, train_file: Path, out: Path, *, steps: int, seed: int, threads: int,
+                       precision: str = "auto", env: dict[str, str] | None = None):
+    """The crew's first config for SmolLM2-135M on the task agent (LoRA r64 on every linear layer,
+    lr 1e-3, batch 4), `steps` optimizer steps from the base model through the train tool (the worker
+    subprocess), with `env` set for that run only. Exits naming the arm if it does not train."""
+    from tunecrew.tools.contracts import TrainConfig
+    from tunecrew.tools.train import TrainJob, run_training
+
+    config = TrainConfig(method="lora", lora_rank=64, lora_alpha=128, learning_rate=1e-3, batch_size=4,
+                         max_steps=steps, max_seq_length=128, eval_fraction=0.0, seed=seed, precision=precision)
+    job = TrainJob(config=config, base_model=model, train_file=str(train_file), output_dir=str(out),
+                   system_prompt=task_agent_persona(), threads=threads)
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    try:
+        result = run_training(job, timeout_s=1800)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    if result.status != "ok":
+        raise SystemExit(f"precision={precision} env={env}: {result.status}: {result.error}")
+    return result
 
 
 def variable_rows(rows: list[dict], seed: int, max_repeat: int = 8) -> list[dict]:

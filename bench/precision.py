@@ -17,7 +17,6 @@ CPUs with AMX-BF16): run this on a CPU without AMX to see what auto leaves alone
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -26,21 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
-
-
-def train(model: str, train_file: Path, out: Path, args: argparse.Namespace, precision: str):
-    from tunecrew.tools.contracts import TrainConfig
-    from tunecrew.tools.train import TrainJob, run_training
-
-    config = TrainConfig(method="lora", lora_rank=64, lora_alpha=128, learning_rate=1e-3, batch_size=4,
-                         max_steps=args.steps, max_seq_length=128, eval_fraction=0.0, seed=args.seed,
-                         precision=precision)
-    job = TrainJob(config=config, base_model=model, train_file=str(train_file), output_dir=str(out),
-                   system_prompt=_common.task_agent_persona(), threads=args.threads)
-    result = run_training(job, timeout_s=1800)
-    if result.status != "ok":
-        raise SystemExit(f"precision={precision}: {result.status}: {result.error}")
-    return result
 
 
 def main() -> None:
@@ -60,14 +44,14 @@ def main() -> None:
     print(f"machine: {_common.machine()}; AMX-BF16: {cpu_bf16_fast()}; precision=auto trains "
           f"{'bf16' if hardware.bf16 else 'fp32'} here", flush=True)
     with tempfile.TemporaryDirectory(prefix="tunecrew-precision-") as tmp:
-        train_file = Path(tmp) / "train.jsonl"
-        rows = _common.task_rows(args.seed, n_train=416).train
-        train_file.write_text("".join(json.dumps({"messages": r["messages"]}) + "\n" for r in rows))
+        train_file = _common.write_task_train_file(Path(tmp) / "train.jsonl", args.seed)
         runs: dict[str, list] = {"fp32": [], "bf16": []}
         for i in range(args.repeats):
             order = ("fp32", "bf16") if i % 2 == 0 else ("bf16", "fp32")
             for precision in order:
-                runs[precision].append(train(model, train_file, Path(tmp) / f"{precision}{i}", args, precision))
+                runs[precision].append(_common.train_first_config(
+                    model, train_file, Path(tmp) / f"{precision}{i}", steps=args.steps, seed=args.seed,
+                    threads=args.threads, precision=precision))
                 print(f"{precision} #{i + 1} done", flush=True)
     table = [[f"{precision} #{i + 1}", r.precision, r.steps, round(r.steady_tokens_per_second or 0),
               round(r.train_seconds or 0, 1), [round(x.loss, 3) for x in r.loss_curve[:3]]]

@@ -29,6 +29,7 @@ from typing import Any
 
 from .contracts import LossPoint, TrainConfig, TrainResult
 from .hardware import autocast_bf16, cpu_bf16_fast
+from .lm_head import score_labelled_positions_only
 from .train import (
     EVAL_POINTS,
     RANK_FAILURE_FILE,
@@ -504,6 +505,9 @@ def train(job: TrainJob) -> TrainResult:
                 raise RuntimeError(f"{FAIL_RANK_ENV}: rank {rank()} fails on purpose after step {tstate.global_step}")
 
     reporters, notes = report_targets(os.environ.get(REPORT_TO_ENV))
+    # Before the trainer is built: TRL patches the model's forward with its fused LM head then.
+    head_note = score_labelled_positions_only()
+    notes += [head_note] if head_note else []
     for note in notes:
         print(f"tunecrew: {note}", file=sys.stderr, flush=True)
     loggers = [tensorboard_callback(Path(job.output_dir) / TB_DIR)] if "tensorboard" in reporters else []
