@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -74,9 +75,13 @@ def recorded_rewrites(path: Path):
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--change", required=True, action="append",
+    parser.add_argument("--change", action="append", default=[],
                         help="config changes, e.g. data.synthetic_ratio=0.5; repeat for more arms beside one "
-                             "first-config arm")
+                             "first-config arm (none: the first-config arm alone)")
+    parser.add_argument("--instruction", choices=["short", "contract"], default="short",
+                        help="the system prompt's instruction for every arm: the scenario's one-line format "
+                             "(short, what the crew trains with) or the contract with its tools spelled out "
+                             "(contract, what the base model's baseline is prompted with)")
     parser.add_argument("--no-control", action="store_true",
                         help="leave out the first-config arm (cite that seed's first-config row from a run of the "
                              "same code: on a CPU with the same threads the arm is deterministic)")
@@ -93,13 +98,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     print(f"machine: {_common.machine()}; load before {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="lever-ab-") as tmp:
-        trials = Trials(make_scenario(args.n_train, args.n_heldout, runs=2), args.base_model, args.seed,
-                        Path(tmp), "lever", args.threads)
+        scenario = make_scenario(args.n_train, args.n_heldout, runs=2)
+        if args.instruction == "contract":
+            scenario = replace(scenario, instruction=scenario.baseline_instruction or scenario.instruction)
+        trials = Trials(scenario, args.base_model, args.seed, Path(tmp), "lever", args.threads)
         rephraser = recorded_rewrites(args.rewrites) if args.rewrites else None
         trials.ctx.rephraser = rephraser
         plain = trials.crew_first.with_changes({"max_steps": args.steps})
         arms = {} if args.no_control else {"first config": plain}
         arms.update({f"+ {text}": plain.with_changes(parse_change(text)) for text in args.change})
+        if not arms:
+            parser.error("--no-control with no --change leaves no arm to run")
         rows = []
         for number, (name, config) in enumerate(arms.items(), start=1):
             started = time.monotonic()
@@ -118,7 +127,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                 print(f"  {note}")
             print(f"{name} done", flush=True)
     n_novel = sum(1 for r in trials.ctx.data.heldout if r.get("group") == "novel_phrasing")
-    print(f"{args.base_model}, {trials.ctx.data.heldout_split}, seed {args.seed}, threads {args.threads}; "
+    print(f"{args.base_model}, {trials.ctx.data.heldout_split}, seed {args.seed}, threads {args.threads}, "
+          f"instruction {args.instruction}; "
           f"load after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(_common.table(["arm", "steps", "tokens", "train+eval s", "novel action EM", "trained action EM", "format"],
                         rows))
