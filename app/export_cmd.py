@@ -72,6 +72,7 @@ def _export(args: argparse.Namespace) -> int:
         merge_adapter,
         modelfile,
         refuse_nonempty,
+        trained_system_prompt,
     )
 
     if not (args.merged or args.ollama or args.gguf):
@@ -116,7 +117,7 @@ def _export(args: argparse.Namespace) -> int:
             raise ExportError(f"run {run.path}: domain.json is not a valid domain card ({_first_line(exc)})") from exc
     elif record.domain is not None:
         persona = record.domain.persona
-    system_prompt = scenario.system_prompt(persona)
+    system_prompt = trained_system_prompt(run, record) or scenario.system_prompt(persona)
     if args.ollama:
         modelfile(Path("."), system_prompt, None)  # a prompt a Modelfile cannot quote is refused before the merge
 

@@ -331,3 +331,34 @@ def test_cli_agent_store_in_a_read_only_folder_is_one_line(servable, tmp_path, m
     finally:
         read_only.chmod(0o755)
     assert f"--store {read_only / 'tasks.db'}: cannot create the task store there (Permission denied)" in err
+
+
+def test_serves_with_the_system_prompt_the_attempt_trained_with(tmp_path):
+    """A run trained before the scenario's instruction changed keeps its own prompt: job.json's."""
+    from tunecrew.tools.contracts import TrainConfig
+    from tunecrew.tools.export import trained_system_prompt
+    from tunecrew.tools.run_dir import RunDir
+    from tunecrew.tools.train import JOB_FILE, TrainJob
+
+    ad = fake_adapter(tmp_path / "ad")
+    run_dir = make_run(tmp_path / "runs", "acme/m", [{"score": 0.8, "adapter": ad}])
+    old = f"{PERSONA} Answer <analysis>…</analysis> then <action>tool(…)</action> or <final>…</final>."
+    job = RunDir(run_dir).attempt(1).path / JOB_FILE
+    job.parent.mkdir(parents=True, exist_ok=True)
+    job.write_text(TrainJob(config=TrainConfig(), base_model="acme/m", train_file="t.jsonl", output_dir=str(job.parent),
+                            system_prompt=old).model_dump_json())
+    assert old != SCENARIO.system_prompt(PERSONA)
+    assert load_run(run_dir).system_prompt == old
+    assert load_run(run_dir, merged_model=tmp_path).system_prompt == old  # a merged model is one of its attempts
+
+    job.write_text("{not json")  # unreadable: the scenario's prompt, as before job files were read
+    record = _ledger_records(run_dir)[0]
+    assert trained_system_prompt(RunDir(run_dir), record) is None
+    assert load_run(run_dir).system_prompt == SCENARIO.system_prompt(PERSONA)
+
+
+def _ledger_records(run_dir):
+    from tunecrew.memory.ledger import Ledger
+    from tunecrew.tools.run_dir import RunDir
+
+    return Ledger(RunDir(run_dir).ledger).read()

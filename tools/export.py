@@ -73,6 +73,20 @@ def adapter_dir(run: RunDir, record: AttemptRecord) -> Path | None:
     return None
 
 
+def trained_system_prompt(run: RunDir, record: AttemptRecord) -> str | None:
+    """The system prompt the attempt trained with (its `job.json`): what serving and exporting it must
+    use, even where the scenario's own prompt has changed since. None: no readable job file."""
+    from pydantic import ValidationError
+
+    from .train import JOB_FILE, TrainJob
+
+    job = run.attempt(record.attempt).path / JOB_FILE
+    try:
+        return TrainJob.model_validate_json(job.read_text(encoding="utf-8")).system_prompt
+    except (OSError, ValueError, ValidationError):
+        return None
+
+
 def choose_attempt(run: RunDir, records: list[AttemptRecord], attempt: int | None = None) -> AttemptRecord:
     """`attempt` if given and usable; else the best scored attempt with an adapter on disk (ties: the
     later one), else the last one that left an adapter."""

@@ -48,7 +48,8 @@ class TrainJob(BaseModel):
     train_file: str = Field(description="JSONL of {'messages': [user, assistant]} rows; for method=dpo, "
                             "{'prompt', 'chosen', 'rejected'} pairs (tools/recipes.py writes both).")
     output_dir: str = Field(description="The attempt directory; the adapter goes to <output_dir>/adapter.")
-    system_prompt: str = Field("", description="The Domain Expert's persona, prepended to every prompt.")
+    system_prompt: str = Field("", description="The system message of every row: the Domain Expert's persona and "
+                               "the scenario's instruction (serving and export read it back from job.json).")
     threads: int = Field(2, ge=1, le=256, description="torch threads: these machines are shared, 2 cores.")
     max_wall_seconds: float | None = Field(None, gt=0, description="Stop training (keeping what was learned) "
                                            "after this.")

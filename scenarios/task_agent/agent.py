@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from tunecrew.memory.ledger import Ledger, LedgerError
 from tunecrew.tools.contracts import AttemptRecord, DomainCard, RunSpec
 from tunecrew.tools.diagnose import best_attempt
-from tunecrew.tools.export import adapter_dir, locate
+from tunecrew.tools.export import adapter_dir, locate, trained_system_prompt
 from tunecrew.tools.run_dir import NoSuchRun, RunDir, find_run
 
 from .contract import DEFAULT_CONTRACT, ReplyContract
@@ -93,9 +93,13 @@ def load_run(ref: str | Path, runs_dir: str | Path = "runs", *, merged_model: st
     if merged_model is None and _looks_local(spec.base_model) and not Path(base_model).is_dir():
         raise RunNotUsable(f"run {run_dir}: base model {spec.base_model} is missing (looked in {base_model})")
     persona = _persona(run_dir, record or (records[-1] if records else None))
+    # Every attempt of a run trains with one system prompt; a merged model is one of them.
+    trained = record or (records[-1] if records else None)
+    system_prompt = (trained_system_prompt(RunDir(run_dir), trained) if trained else None) \
+        or SCENARIO.system_prompt(persona)
     return RunInfo(run_dir=run_dir, spec=spec, base_model=base_model, adapter=adapter,
                    attempt=record.attempt if record else None, score=record.score if record else None,
-                   system_prompt=SCENARIO.system_prompt(persona), max_new_tokens=SCENARIO.max_new_tokens,
+                   system_prompt=system_prompt, max_new_tokens=SCENARIO.max_new_tokens,
                    merged_model=str(merged_model) if merged_model is not None else None,
                    contract=(ReplyContract.model_validate_json(folder.contract.read_text())
                              if (folder := RunDir(run_dir)).contract.exists() else DEFAULT_CONTRACT))
