@@ -7,16 +7,18 @@ Not a bench itself. Each script puts this folder on sys.path and imports it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 from tunecrew.memory.examples import DOMAINS, make_domain_record, make_hardware, make_profile
 
-__all__ = ["DOMAINS", "add_model_arguments", "machine", "make_domain_record", "make_hardware", "make_profile",
-           "table", "task_agent_persona", "task_rows", "tiny_model", "train_first_config", "variable_rows",
-           "write_task_train_file"]
+__all__ = ["DOMAINS", "add_model_arguments", "environ", "machine", "make_domain_record", "make_hardware",
+           "make_profile", "table", "task_agent_persona", "task_rows", "tiny_model", "train_first_config",
+           "variable_rows", "write_task_train_file"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -68,6 +70,21 @@ def write_task_train_file(path: Path, seed: int, n_train: int = 416) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def environ(env: dict[str, str] | None) -> Iterator[None]:
+    """`env` set in os.environ (which the train tool hands its worker) for the block, then put back."""
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def train_first_config(model: str, train_file: Path, out: Path, *, steps: int, seed: int, threads: int,
                        precision: str = "auto", env: dict[str, str] | None = None):
     """The crew's first config for SmolLM2-135M on the task agent (LoRA r64 on every linear layer,
@@ -80,16 +97,8 @@ def train_first_config(model: str, train_file: Path, out: Path, *, steps: int, s
                          max_steps=steps, max_seq_length=128, eval_fraction=0.0, seed=seed, precision=precision)
     job = TrainJob(config=config, base_model=model, train_file=str(train_file), output_dir=str(out),
                    system_prompt=task_agent_persona(), threads=threads)
-    saved = {key: os.environ.get(key) for key in env or {}}
-    os.environ.update(env or {})
-    try:
+    with environ(env):
         result = run_training(job, timeout_s=1800)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     if result.status != "ok":
         raise SystemExit(f"precision={precision} env={env}: {result.status}: {result.error}")
     return result

@@ -35,13 +35,13 @@ def main() -> None:
 
     import torch
 
-    from tunecrew.scenarios.task_agent.scenario import INSTRUCTION
+    from tunecrew.scenarios.task_agent.scenario import SCENARIO
     from tunecrew.tools.evaluate import generate, load_model, prompt_of
 
     data = _common.task_rows(args.seed, n_train=480, n_heldout=args.prompts)
     tmp = Path(tempfile.mkdtemp(prefix="tunecrew-bench-gen-"))
     if args.base_model == "tiny":
-        texts = [m["content"] for r in data.train for m in r["messages"]] + [INSTRUCTION]
+        texts = [m["content"] for r in data.train for m in r["messages"]] + [SCENARIO.instruction]
         model = _common.tiny_model(tmp / "model", texts)
         label = "tiny llama (random init: every reply runs to max_new_tokens)"
     else:
@@ -50,7 +50,7 @@ def main() -> None:
         model, label = resolve(args.base_model), f"{args.base_model} (pretrained, untuned: replies run long)"
     loaded = load_model(model, threads=args.threads)
     torch.manual_seed(args.seed)
-    system = "You are a task-management assistant. " + INSTRUCTION
+    system = "You are a task-management assistant. " + SCENARIO.instruction
     prompts = [prompt_of(r, system) for r in data.heldout]
     params = sum(p.numel() for p in loaded.model.parameters())
     print(f"machine: {_common.machine()}")

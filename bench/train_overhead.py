@@ -6,8 +6,10 @@ variable-length data vs no packing. Everything side by side in one run.
 1. Overhead. The same tiny model, rows and hyperparameters are trained (a) by the train tool
    (`run_training`: a subprocess, JSON job in, progress events out, result.json) and (b) by a
    plain ~40-line TRL script run as its own process (no tunecrew import), with the tool's
-   hyperparameters and bf16=False, the tool at precision=fp32 (one more run with TRL's defaults,
-   which autocast to bf16 even on a CPU, is shown apart). Reported: tokens/s of
+   hyperparameters and bf16=False, the tool at precision=fp32 and with TRL's own LM head
+   (TUNECREW_SCORE_ALL_POSITIONS=1): like for like. Shown apart, one run each: TRL's defaults, which
+   autocast to bf16 even on a CPU, and the tool's defaults (precision=auto, the LM head on the
+   labelled positions only: tools/lm_head.py). Reported: tokens/s of
    the training loop (TRL's `num_tokens` / seconds in `trainer.train()`), and the end-to-end wall
    time of the whole process (imports, model load, training, save). Runs alternate (a, b, a, b, ...)
    so load from other jobs on a shared machine hits both; the median is reported.
@@ -68,19 +70,25 @@ print(json.dumps({"tokens": tokens, "train_s": train_s, "tokens_per_s": tokens /
 '''
 
 
+# Like for like with the plain script: TRL's own LM head, which scores every position off CUDA. The
+# tool's default scores only the labelled ones on a CPU (tools/lm_head.py), shown apart.
+TRL_HEAD = {"TUNECREW_SCORE_ALL_POSITIONS": "1"}
+
+
 def tool_run(model: str, train_file: Path, out: Path, args, *, packing: bool, steps: int, epochs: float = 1.0,
-             seq: int) -> dict:
+             seq: int, precision: str = "fp32", env: dict[str, str] | None = None) -> dict:
     from tunecrew.tools.contracts import TrainConfig
     from tunecrew.tools.train import TrainJob, run_training
 
     config = TrainConfig(method="lora", lora_rank=8, lora_alpha=16, train_embeddings=args.embeddings,
                          learning_rate=3e-3, lr_scheduler="constant", warmup_ratio=0.0, batch_size=args.batch,
                          max_steps=steps, epochs=epochs, max_seq_length=seq, packing=packing, eval_fraction=0.0, seed=0,
-                         data={"dedup": False}, precision="fp32")  # the plain script's bf16=False: like for like
+                         data={"dedup": False}, precision=precision)  # fp32: the plain script's bf16=False
     job = TrainJob(config=config, base_model=model, train_file=str(train_file), output_dir=str(out),
                    system_prompt=SYSTEM, threads=args.threads)
     t0 = time.monotonic()
-    result = run_training(job, timeout_s=1200)
+    with _common.environ(env):
+        result = run_training(job, timeout_s=1200)
     wall = time.monotonic() - t0
     if result.status != "ok":
         raise SystemExit(f"train tool failed: {result.status}: {result.error}")
@@ -156,7 +164,7 @@ def main() -> None:
         tool, plain = [], []
         for i in range(args.repeats):  # ABBA order: a drift in the machine's load hits both sides alike
             runs = [lambda i=i: tool.append(tool_run(model, train_file, tmp / f"tool{i}", args, packing=False,
-                                                     steps=args.steps, seq=256)),
+                                                     steps=args.steps, seq=256, env=TRL_HEAD)),
                     lambda i=i: plain.append(plain_run(model, train_file, tmp / f"plain{i}", args, steps=args.steps,
                                                        seq=256, script=script))]
             for run in runs if i % 2 == 0 else runs[::-1]:
@@ -165,11 +173,17 @@ def main() -> None:
         # only where the device runs it fast (CUDA with bf16, CPUs with AMX; bench/precision.py). Shown once, apart.
         default = plain_run(model, train_file, tmp / "plain_default", args, steps=args.steps, seq=256,
                             script=script, bf16=None)
-        rows = [[f"train tool #{i + 1}", t["steps"], t["tokens_per_s"], t["wall_s"]] for i, t in enumerate(tool)]
+        # What a user of the tool gets: its own defaults (precision=auto, the LM head on labelled positions).
+        own = tool_run(model, train_file, tmp / "tool_default", args, packing=False, steps=args.steps, seq=256,
+                       precision="auto")
+        rows = [[f"train tool, TRL's LM head, fp32 #{i + 1}", t["steps"], t["tokens_per_s"], t["wall_s"]]
+                for i, t in enumerate(tool)]
         rows += [[f"plain TRL bf16=False #{i + 1}", t["steps"], t["tokens_per_s"], t["wall_s"]]
                  for i, t in enumerate(plain)]
         rows += [["plain TRL, SFTConfig defaults (bf16 autocast on CPU)", default["steps"], default["tokens_per_s"],
-                  default["wall_s"]]]
+                  default["wall_s"]],
+                 ["train tool, its defaults (precision=auto, labelled positions)", own["steps"], own["tokens_per_s"],
+                  own["wall_s"]]]
         print(f"\n## overhead ({args.steps} steps, max_seq_length=256, LoRA r=8"
               f"{' + embeddings' if args.embeddings else ''})")
         print(_common.table(["run", "steps", "tokens/s (train loop)", "process wall s"], rows))
@@ -181,6 +195,8 @@ def main() -> None:
         print(f"overhead, end to end:    tool wall / plain wall         = {wall_t / wall_p:.3f}x")
         print(f"plain TRL with its defaults vs the tool: tool tokens/s / default tokens/s = "
               f"{tps_t / default['tokens_per_s']:.3f}x")
+        print(f"the tool with its defaults vs plain TRL bf16=False: tool tokens/s / plain tokens/s = "
+              f"{own['tokens_per_s'] / tps_p:.3f}x")
 
     if not args.skip_packing:
         var_file = write_jsonl(var_rows, tmp / "variable.jsonl")

@@ -209,13 +209,13 @@ def _mean_std(values: list[float]) -> str:
 
 def build_base_model(out_dir: Path, scenario, demo: bool) -> str:
     """One tiny Llama for every method and seed, its tokenizer trained on seed 0's text."""
-    from tunecrew.scenarios.task_agent.scenario import INSTRUCTION, TINY_SPEC
+    from tunecrew.scenarios.task_agent.scenario import SCENARIO, TINY_SPEC
     from tunecrew.tools.domain import DOMAINS
     from tunecrew.tools.tinymodel import TinyModelSpec, create_tiny_model
 
     data = scenario.build_data(0)
     texts = [m["content"] for row in data.train for m in row["messages"]]
-    texts += [d.persona for d in DOMAINS] + [INSTRUCTION]
+    texts += [d.persona for d in DOMAINS] + [SCENARIO.instruction]
     spec = TINY_SPEC if demo else TinyModelSpec(  # the tests' size (tests/conftest.py): ~0.1M params
         hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, num_kv_heads=1, vocab_size=600,
         added_tokens=TINY_SPEC.added_tokens)

@@ -236,14 +236,14 @@ def main() -> None:
 
 def build_base_model(out_dir: Path, args) -> str:
     """One tiny Llama for every run, its tokenizer trained on both projects' text (as the scenario does)."""
-    from tunecrew.scenarios.task_agent.scenario import INSTRUCTION, TINY_SPEC
+    from tunecrew.scenarios.task_agent.scenario import SCENARIO, TINY_SPEC
     from tunecrew.tools.domain import DOMAINS
     from tunecrew.tools.tinymodel import TinyModelSpec, create_tiny_model
 
     builders = (task_agent_data(args.n_train, args.n_heldout), second_data(args.n_train, args.n_heldout),
                 task_agent_data(args.n_train, args.n_heldout, SECOND_SEED_OFFSET))
     texts = [m["content"] for build in builders for row in build(0).train for m in row["messages"]]
-    texts += [d.persona for d in DOMAINS] + [INSTRUCTION]
+    texts += [d.persona for d in DOMAINS] + [SCENARIO.instruction]
     spec = TINY_SPEC
     if args.quick:  # the tests' size (tests/conftest.py): ~0.1M params
         spec = TinyModelSpec(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, num_kv_heads=1,

@@ -46,9 +46,9 @@ def small_spec():
 
 def model_texts(data: TaskData) -> list[str]:
     """What the tests' tokenizer is trained on: every train message and the scenario instruction."""
-    from tunecrew.scenarios.task_agent.scenario import INSTRUCTION
+    from tunecrew.scenarios.task_agent.scenario import SCENARIO
 
-    return [m["content"] for row in data.train for m in row["messages"]] + [INSTRUCTION]
+    return [m["content"] for row in data.train for m in row["messages"]] + [SCENARIO.instruction]
 
 
 @pytest.fixture(scope="session")

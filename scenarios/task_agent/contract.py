@@ -146,6 +146,10 @@ class ReplyContract(BaseModel):
         return target
 
 
+ONE_LINE_INSTRUCTION = "Answer <analysis>…</analysis> then <action>tool(…)</action> or <final>…</final>."
+"""The contract's shape without its tools: the system prompt's instruction for a `--data` run, whose
+tools are known only once its rows are read (user_data.py)."""
+
 DEFAULT_CONTRACT = ReplyContract()
 """This scenario's contract: the generator renders it, the executor and the served agent read it."""
 

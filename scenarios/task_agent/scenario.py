@@ -20,18 +20,19 @@ from tunecrew.tools.scenario import Scenario, ScenarioData
 from tunecrew.tools.tinymodel import TinyModelSpec, create_tiny_model
 
 from . import metrics
-from .contract import DEFAULT_CONTRACT, TAGS, could_still_parse
+from .contract import DEFAULT_CONTRACT, ONE_LINE_INSTRUCTION, TAGS, could_still_parse
 from .data import generate
 from .grammar import reply_grammar
 from .user_data import with_user_data
 
-# What the tuned model is trained and served with: one line, because the system prompt is in every
-# training row and the model learns the contract from the replies. Measured on SmolLM2-135M (seed 0,
-# n=64 per group, 60 steps of 8): novel-phrasing action exact match 0.531 with this line vs 0.578
-# with CONTRACT below, but each step costs ~1.7x more with CONTRACT (161 vs ~75 tokens a row), so
-# under a time budget this line trains about twice the steps.
-INSTRUCTION = "Answer <analysis>…</analysis> then <action>tool(…)</action> or <final>…</final>."
-# The contract spelled out, for the prompt-only baseline: the untuned model has to be told the tools.
+# What the base model's baseline is prompted with and the tuned model trained, evaluated and served
+# with: the contract with its tools spelled out, so a request in words training never used can still
+# be matched to a tool by its name ("boil my task list down" -> summarize_tasks). Measured on
+# SmolLM2-135M at LoRA r64, 120 steps of 4 from the base model, seeds 0/1/2 (n = 64 novel prompts
+# each; bench/lever_ab.py --instruction, docs/benchmarks.md "Tools in the system prompt"): novel-
+# phrasing action EM 0.781 / 0.875 / 0.641 vs 0.703 / 0.734 / 0.609 with the one-line instruction.
+# A row costs ~1.6x the tokens (108 vs 45 for the system prompt); training and evaluation 1.15-1.43x the time. At r16
+# and 60 steps of 8 the same switch had bought 3 prompts, less than the steps it cost (04f248f).
 CONTRACT = ('Reply as <analysis>one sentence</analysis> then <action>TOOL(arg="value", ...)</action> or '
             '<final>short reply</final>. Tools: add_task(title, due="YYYY-MM-DD", priority="low|medium|high"), '
             'list_tasks(status="open|done|all"), summarize_tasks(), complete_task(title), delete_task(title).')
@@ -65,7 +66,7 @@ def build_base_model(out_dir: Path, data: ScenarioData) -> str:
     """A tiny Llama whose tokenizer is trained on this data, the personas and the instruction, so
     that the system prompt and the contract cost few tokens."""
     texts = [m["content"] for row in data.train for m in row["messages"]]
-    texts += [d.persona for d in DOMAINS] + [INSTRUCTION]
+    texts += [d.persona for d in DOMAINS] + [CONTRACT, ONE_LINE_INSTRUCTION]
     return str(create_tiny_model(out_dir, texts, TINY_SPEC))
 
 
@@ -77,8 +78,7 @@ def score(expected: str, got: str) -> SampleScore:
 SCENARIO = Scenario(
     name="task-agent",
     description="A task-management agent that answers in a strict <analysis>/<action>/<final> tool-call contract.",
-    instruction=INSTRUCTION,
-    baseline_instruction=CONTRACT,
+    instruction=CONTRACT,
     # What a user needs: the right action (tool and every argument, or a final reply where one is
     # due) for requests phrased in ways training never showed, with titles it never saw.
     primary_metric="novel_phrasing/action_exact_match",

@@ -23,7 +23,7 @@ from tunecrew.tools.rows import DataError, short_repr
 from tunecrew.tools.scenario import Scenario
 
 from . import metrics
-from .contract import DEFAULT_CONTRACT, ReplyContract, could_still_parse, parse_reply
+from .contract import DEFAULT_CONTRACT, ONE_LINE_INSTRUCTION, ReplyContract, could_still_parse, parse_reply
 from .declared import declaration, infer_contract, load_contract, prompt_line
 from .grammar import reply_grammar
 
@@ -153,6 +153,7 @@ def under_contract(scenario: Scenario, contract: ReplyContract) -> Scenario:
     state = ContractedData(declared=contract, contract=contract)
     return replace(scenario, primary_metric="action_exact_match", scorer=state.score, reply_viable=state.viable,
                    reply_grammar=state.grammar,
+                   instruction=ONE_LINE_INSTRUCTION,  # what the run trained with (with_user_data)
                    baseline_instruction=prompt_line(contract),
                    max_new_tokens=max(scenario.max_new_tokens, USER_MAX_NEW_TOKENS))
 
@@ -180,7 +181,11 @@ def with_user_data(scenario: Scenario, *, data: str | None, columns: dict[str, s
         description=f"{scenario.description} Trained and scored on {data} under its reply contract.",
         # No phrasing groups in a user's rows: the target is on every held-out row's action.
         primary_metric="action_exact_match",
-        baseline_instruction=prompt_line(declared) if declared is not None else scenario.baseline_instruction,
+        # The scenario's own instruction lists its default tools; these rows may have others, known
+        # only once they are read, so the tuned model is told the contract's shape alone.
+        instruction=ONE_LINE_INSTRUCTION,
+        baseline_instruction=(prompt_line(declared) if declared is not None
+                              else scenario.baseline_instruction or scenario.instruction),
         max_new_tokens=max(scenario.max_new_tokens, USER_MAX_NEW_TOKENS),
         build_data=builder,
         scorer=state.score,
