@@ -50,6 +50,12 @@ def test_precision_bf16_refused_on_a_card_without_bf16_and_allowed_on_a_cpu() ->
     assert check_feasibility(TrainConfig(precision="bf16"), CPU, TINY_PARAMS, PROFILE).fits
 
 
+def test_a_max_seq_length_the_system_prompt_fills_is_refused_naming_both() -> None:
+    f = check_feasibility(TrainConfig(max_seq_length=128), CPU, TINY_PARAMS, PROFILE, extra_tokens_per_row=158)
+    assert not f.fits and "max_seq_length=128" in f.reason and "158 tokens" in f.reason and "no reply token" in f.reason
+    assert check_feasibility(TrainConfig(max_seq_length=256), CPU, TINY_PARAMS, PROFILE, extra_tokens_per_row=158).fits
+
+
 def test_qlora_allowed_on_cuda_and_lighter_than_lora() -> None:
     lora = check_feasibility(TrainConfig(method="lora"), GPU_24GB, 7_000_000_000, PROFILE)
     qlora = check_feasibility(TrainConfig(method="qlora"), GPU_24GB, 7_000_000_000, PROFILE)

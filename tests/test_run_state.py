@@ -78,7 +78,7 @@ def test_propose_config_takes_train_configs_own_fields(tmp_path, tiny_model):
     schema = tool.schema["parameters"]["properties"]
     assert set(schema) == set(TrainConfig.model_fields)
     assert set(schema["data"]["properties"]) == set(DataRecipe.model_fields)
-    answer = Toolkit(ctx).propose({"lr": 1e-3, "max_rows": 20, "dpo_beta": 0.2, "max_seq_length": 128})
+    answer = Toolkit(ctx).propose({"lr": 1e-3, "max_rows": 20, "dpo_beta": 0.2, "max_seq_length": 256})
     assert isinstance(answer, ProposalAnswer) and answer.accepted, answer
     assert ctx.current.config is not None
     assert (ctx.current.config.learning_rate, ctx.current.config.data.max_rows, ctx.current.config.dpo_beta) == \

@@ -119,7 +119,7 @@ def test_train_tool_applies_the_nat_recipe_into_the_attempt_dir(tiny_model, task
     run_dir = tmp_path / "run"
     ctx = _tuner_context(tiny_model, task_data, run_dir)
     toolkit = Toolkit(ctx)
-    answer = seen(toolkit.propose(dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=128,
+    answer = seen(toolkit.propose(dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=256,
                                            train_embeddings=True, max_rows=20, negatives="nat")))
     assert answer["accepted"], answer
     assert ctx.current.config.data.negative_ratio == 2.0
@@ -166,7 +166,7 @@ def test_an_offline_run_refuses_llm_rewrites_in_one_line(tiny_model, task_data, 
     from tunecrew.agents.toolkit import Toolkit
 
     ctx = _tuner_context(tiny_model, task_data, tmp_path / "run")
-    args = dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=128, synthetic_ratio=0.5)
+    args = dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=256, synthetic_ratio=0.5)
     refused = seen(Toolkit(ctx).propose({**args, "synthetic_source": "llm"}))
     assert refused["accepted"] is False
     assert refused["errors"] == ["data.synthetic_source=llm needs an LLM to rewrite requests and this run has none "
@@ -182,7 +182,7 @@ def test_an_llm_that_fails_to_rewrite_is_an_attempt_error_naming_the_recipe(tiny
     ctx = _tuner_context(tiny_model, task_data, tmp_path / "run")
     ctx.rephraser = ReplayChatCompletionClient([])  # answers nothing: every request raises
     toolkit = Toolkit(ctx)
-    assert seen(toolkit.propose(dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=128,
+    assert seen(toolkit.propose(dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=256,
                                      synthetic_ratio=0.5, synthetic_source="llm")))["accepted"]
     out = seen(asyncio.run(toolkit.train()))
     assert out["status"] == "error" and out["error"].startswith("data.synthetic_source=llm: the LLM failed to rewrite")
@@ -207,7 +207,7 @@ def test_train_tool_trains_an_llms_rewrites_made_once_per_run(tiny_model, task_d
     for attempt in (1, 2):  # the second attempt trains the same rewrites: the LLM is asked once per run
         assert ctx.current.number == attempt
         answer = seen(toolkit.propose(dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8,
-                                           max_seq_length=128, synthetic_ratio=0.5, synthetic_source="llm")))
+                                           max_seq_length=256, synthetic_ratio=0.5, synthetic_source="llm")))
         assert answer["accepted"], answer
         ctx.current.config = ctx.current.config.with_changes({"max_steps": 2})
         out = seen(asyncio.run(toolkit.train()))
@@ -297,7 +297,7 @@ def test_tuner_can_choose_unsloth_but_only_where_cuda_is(tiny_model, task_data, 
     from tunecrew.tools.contracts import TrainConfig
 
     ctx = _tuner_context(tiny_model, task_data, tmp_path)
-    args = dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=128)
+    args = dict(method="lora", learning_rate=3e-3, epochs=1, batch_size=8, max_seq_length=256)
     refused = seen(Toolkit(ctx).propose({**args, "backend": "unsloth"}))
     assert refused["accepted"] is False and "backend=unsloth needs a CUDA GPU" in " ".join(refused["errors"])
     assert seen(Toolkit(ctx).propose({**args, "backend": "hf"}))["accepted"] is True

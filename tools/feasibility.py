@@ -118,6 +118,12 @@ def check_feasibility(config: TrainConfig, hardware: Hardware, model_params: int
                         "pip install 'tunecrew[qlora]', or set method=lora")
     if hardware.device != "cuda" and config.backend == "unsloth":
         problems.append(f"backend=unsloth needs CUDA but device={hardware.device}: set backend=hf")
+    if extra_tokens_per_row and config.max_seq_length <= extra_tokens_per_row:
+        # TRL truncates from the end, so every row would lose its whole reply and nothing would train
+        # (the Trainer then fails on an empty dataset, after the model has loaded).
+        problems.append(f"max_seq_length={config.max_seq_length} but the system prompt and chat markup alone are "
+                        f"{extra_tokens_per_row} tokens a row: no reply token would be trained; set max_seq_length "
+                        f"above {extra_tokens_per_row} plus the longest row")
     if config.precision == "bf16" and hardware.device == "cuda" and not hardware.bf16:
         problems.append(f"precision=bf16 but {hardware.device_name} has no bf16: set precision=auto or fp32")
     if memory > MEMORY_HEADROOM * budget:

@@ -5,8 +5,9 @@ add_fused_lm_head`). On CUDA and XPU it scores only the positions with a label; 
 scores every position, prompt and padding included, because on Neuron a varying number of positions
 would recompile the kernel on every batch (TRL's own comment). A CPU runs eagerly and recompiles
 nothing, so there that rule only costs time. The head also runs in fp32 on a CPU (TRL's
-`_addmm_fp32`), so bf16 autocast does not speed it up. The task agent's rows are 43% labelled
-(77 tokens a row), and profiled, the head took 0.70 s of a 1.78 s step.
+`_addmm_fp32`), so bf16 autocast does not speed it up. Under half of a task-agent row's tokens are
+its reply (43% with the persona alone as system prompt), and profiled, the head took 0.70 s of a
+1.78 s step.
 
 `score_labelled_positions_only` makes TRL take its CUDA path on a CPU. The loss and its gradients
 are the same numbers: every scored position is computed as before, and the others were multiplied

@@ -31,8 +31,9 @@ from .user_data import with_user_data
 # SmolLM2-135M at LoRA r64, 120 steps of 4 from the base model, seeds 0/1/2 (n = 64 novel prompts
 # each; bench/lever_ab.py --instruction, docs/benchmarks.md "Tools in the system prompt"): novel-
 # phrasing action EM 0.781 / 0.875 / 0.641 vs 0.703 / 0.734 / 0.609 with the one-line instruction.
-# A row costs ~1.6x the tokens (108 vs 45 for the system prompt); training and evaluation 1.15-1.43x the time. At r16
-# and 60 steps of 8 the same switch had bought 3 prompts, less than the steps it cost (04f248f).
+# A row costs ~1.6x the tokens (108 vs 45 for the system prompt); training and evaluation took 1.15-
+# 1.43x the time. At r16 and 60 steps of 8 the same switch had bought 3 prompts, less than the steps
+# it cost then (04f248f), before the LM head stopped scoring the prompt (tools/lm_head.py).
 CONTRACT = ('Reply as <analysis>one sentence</analysis> then <action>TOOL(arg="value", ...)</action> or '
             '<final>short reply</final>. Tools: add_task(title, due="YYYY-MM-DD", priority="low|medium|high"), '
             'list_tasks(status="open|done|all"), summarize_tasks(), complete_task(title), delete_task(title).')
