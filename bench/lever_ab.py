@@ -51,6 +51,20 @@ def parse_change(text: str) -> dict[str, object]:
     return out
 
 
+def instruction_text(choice: str, scenario_instruction: str) -> str:
+    """`--instruction`: scenario, one-line, or a file's text (stripped)."""
+    from tunecrew.scenarios.task_agent.contract import ONE_LINE_INSTRUCTION
+
+    if choice == "scenario":
+        return scenario_instruction
+    if choice == "one-line":
+        return ONE_LINE_INSTRUCTION
+    path = Path(choice)
+    if not path.is_file():
+        raise SystemExit(f"--instruction {choice}: not scenario, one-line or a file; pass one of those")
+    return path.read_text(encoding="utf-8").strip()
+
+
 def recorded_rewrites(path: Path):
     """An AutoGen client that answers each rewrite request with the rewrites recorded for it, and
     counts the requests it had none for (the bench prints them: a miss trains fewer rewrites)."""
@@ -78,10 +92,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--change", action="append", default=[],
                         help="config changes, e.g. data.synthetic_ratio=0.5; repeat for more arms beside one "
                              "first-config arm (none: the first-config arm alone)")
-    parser.add_argument("--instruction", choices=["short", "contract"], default="short",
-                        help="the system prompt's instruction for every arm: the scenario's one-line format "
-                             "(short, what the crew trains with) or the contract with its tools spelled out "
-                             "(contract, what the base model's baseline is prompted with)")
+    parser.add_argument("--instruction", default="scenario", metavar="scenario|one-line|FILE",
+                        help="the system prompt's instruction for every arm: the scenario's (default: the contract "
+                             "with its tools spelled out), one-line (the contract's shape without its tools, what a "
+                             "--data run trains with), or the text of FILE")
     parser.add_argument("--no-control", action="store_true",
                         help="leave out the first-config arm (cite that seed's first-config row from a run of the "
                              "same code: on a CPU with the same threads the arm is deterministic)")
@@ -99,8 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="lever-ab-") as tmp:
         scenario = make_scenario(args.n_train, args.n_heldout, runs=2)
-        if args.instruction == "contract":
-            scenario = replace(scenario, instruction=scenario.baseline_instruction or scenario.instruction)
+        scenario = replace(scenario, instruction=instruction_text(args.instruction, scenario.instruction))
         trials = Trials(scenario, args.base_model, args.seed, Path(tmp), "lever", args.threads)
         rephraser = recorded_rewrites(args.rewrites) if args.rewrites else None
         trials.ctx.rephraser = rephraser
@@ -128,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             print(f"{name} done", flush=True)
     n_novel = sum(1 for r in trials.ctx.data.heldout if r.get("group") == "novel_phrasing")
     print(f"{args.base_model}, {trials.ctx.data.heldout_split}, seed {args.seed}, threads {args.threads}, "
-          f"instruction {args.instruction}; "
+          f"instruction {args.instruction}: {scenario.instruction!r}; "
           f"load after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(_common.table(["arm", "steps", "tokens", "train+eval s", "novel action EM", "trained action EM", "format"],
                         rows))
