@@ -165,12 +165,6 @@ class RunContext:
         return self.scenario.system_prompt(persona)
 
     @property
-    def baseline_system_prompt(self) -> str:
-        """The prompt-only baseline's: the persona and the contract spelled out for the untuned model."""
-        persona = self.domain.persona if self.domain else ""
-        return self.scenario.system_prompt(persona, baseline=True)
-
-    @property
     def best(self) -> AttemptRecord | None:
         """The best scored attempt the diagnosis did not reject: what the run hands back."""
         return best_attempt(self.records)

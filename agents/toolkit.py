@@ -735,7 +735,7 @@ class Toolkit:
     def _score_baseline(self) -> None:
         """Score the untuned model with the contract spelled out in its prompt; kept for the run."""
         ctx = self.ctx
-        report, ctx.baseline_replies = self._score(None, ctx.baseline_system_prompt)
+        report, ctx.baseline_replies = self._score(None, ctx.system_prompt)  # prompted as the tuned model is
         ctx.baseline = report
         write_model(ctx.run.baseline, report)
         log.info("base model: %s %s on %s (n=%d, seed %d), %.0f s", report.primary_metric, report.score, report.split,

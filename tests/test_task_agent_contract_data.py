@@ -88,8 +88,28 @@ def test_a_declared_contract_is_used_as_declared(tmp_path: Path) -> None:
                            "(first, row 0: unknown argument 'due_date' for add_task")
     assert len(data.train) + len(data.heldout) == 22
 
+    # The tuned model (and so the baseline) is told the declared contract, tools spelled out.
     scenario = with_data(load_scenario("task-agent"), data=str(SEED), contract=str(narrow))
-    assert scenario.baseline_instruction is not None and "optionally <analysis>" in scenario.baseline_instruction
+    assert scenario.system_prompt("An expert.") == (
+        'An expert. Reply as optionally <analysis>one sentence</analysis>, then <action>TOOL(arg="value", ...)'
+        '</action> or <final>short reply</final>. Tools: add_task(title, due="YYYY-MM-DD", '
+        'priority="low|medium|high"), list_tasks(status="open|done|all"), summarize_tasks(), complete_task(title), '
+        'delete_task(title).')
+
+
+def test_an_inferred_contract_is_the_system_prompt_once_the_rows_are_read(tmp_path: Path) -> None:
+    tools = tmp_path / "tools.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"add chore {i}"},
+                          {"role": "assistant", "content": f'<action>add_task(title="chore {i}")</action>'}]}
+            for i in range(20)]
+    tools.write_text("\n".join(json.dumps(r) for r in rows))
+    scenario = with_data(load_scenario("task-agent"), data=str(tools), heldout=4)
+    with pytest.raises(RuntimeError, match="known once its rows are read"):
+        scenario.system_prompt("An expert.")  # never a guess at the contract before the rows say it
+    scenario.build_data(0)
+    prompt = scenario.system_prompt("An expert.")
+    assert prompt.startswith("An expert. Reply as optionally <analysis>one sentence</analysis>, then <action>")
+    assert "add_task(title, due=" in prompt and "complete_task(title)" in prompt
 
 
 def test_the_seed_projects_own_layout_is_rendered_as_its_training_script_does() -> None:
@@ -164,6 +184,8 @@ def test_task_agent_data_through_the_runs_prepare(tmp_path: Path, tiny_model: st
     assert ctx.spec.heldout_split == "task-agent:llama_task_agent_chat-heldout(seed=0)"
     assert len(load_rows(ctx.run.heldout_data)) == 8 and len(load_rows(ctx.run.train_data)) == 30
     assert "due_date=" in "".join(reply(r) for r in load_rows(ctx.run.train_data))  # trained as the user wrote it
+    # Trained (and the baseline prompted) with this data's contract spelled out (here inferred: <analysis> optional).
+    assert "Reply as optionally <analysis>" in ctx.system_prompt and "list_tasks(status=" in ctx.system_prompt
     perfect = ctx.scenario.scorer(reply(ctx.data.heldout[0]), reply(ctx.data.heldout[0]))
     assert perfect.values["action_exact_match"] == 1.0
 
@@ -178,6 +200,7 @@ def test_task_agent_data_through_the_runs_prepare(tmp_path: Path, tiny_model: st
     canonical = aliased.replace("due_date=", "due=")
     again = resumed.scenario.scorer(aliased, canonical)
     assert again.values["action_exact_match"] == 1.0 and resumed.scenario.primary_metric == "action_exact_match"
+    assert resumed.system_prompt == ctx.system_prompt  # a resumed run's next attempt is prompted as its first was
     saved = ReplyContract.model_validate_json(ctx.run.contract.read_text())
     with TaskStore(tmp_path / "tasks.db") as store:
         assert execute(aliased, store, "me").kind == "error"  # the default contract refuses due_date=
@@ -223,6 +246,8 @@ def test_the_cli_trains_and_scores_the_seed_data_by_tool_and_argument(tmp_path: 
     assert report["split"] == "task-agent:llama_task_agent_chat-heldout(seed=0)" and report["samples"] == 8
     assert set(report["metrics"]) >= {"format_compliance", "tool_accuracy", "action_exact_match"}
     assert report["primary_metric"] == "action_exact_match"
+    job = json.loads((run / "attempts" / "1" / "job.json").read_text())
+    assert "Tools: add_task(title, " in job["system_prompt"]  # trained with the declared contract spelled out
     assert f"contract: {CONTRACT}" in (run / "config.yaml").read_text()  # `-c config.yaml` repeats it
 
 

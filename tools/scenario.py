@@ -69,10 +69,12 @@ class Scenario:
     reply_grammar: Callable[[], str] | None = None
     domain_hint: str | None = None  # what the scenario author knows the domain to be; evidence only
 
-    # The output contract spelled out for a model that never saw it: the base model's prompt-only
-    # baseline is scored with this (None: with `instruction`, like the tuned model).
-    baseline_instruction: str | None = None
+    # The instruction of a run whose output contract comes with its data (a `--data` task-agent run:
+    # its tools are known once its rows are read); called only after `build_data`. None: `instruction`.
+    data_instruction: Callable[[], str] | None = None
 
-    def system_prompt(self, persona: str, baseline: bool = False) -> str:
-        instruction = (self.baseline_instruction if baseline else None) or self.instruction
+    def system_prompt(self, persona: str) -> str:
+        """The tuned model's system prompt in training, evaluation and serving, and the prompt-only
+        baseline's too: a baseline told less than the tuned model would flatter the tuning."""
+        instruction = self.data_instruction() if self.data_instruction is not None else self.instruction
         return f"{persona.strip()} {instruction.strip()}".strip()

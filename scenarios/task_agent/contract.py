@@ -147,8 +147,9 @@ class ReplyContract(BaseModel):
 
 
 ONE_LINE_INSTRUCTION = "Answer <analysis>…</analysis> then <action>tool(…)</action> or <final>…</final>."
-"""The contract's shape without its tools: the system prompt's instruction for a `--data` run, whose
-tools are known only once its rows are read (user_data.py)."""
+"""The contract's shape without its tools: what the tuned model was prompted with before the tools went
+into its system prompt (generated data until 016a51c, `--data` runs until the commit that added
+`Scenario.data_instruction`). Kept as the other arm of `bench/lever_ab.py --instruction one-line`."""
 
 DEFAULT_CONTRACT = ReplyContract()
 """This scenario's contract: the generator renders it, the executor and the served agent read it."""

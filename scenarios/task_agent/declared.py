@@ -144,8 +144,8 @@ def declaration(contract: ReplyContract, base: ReplyContract = DEFAULT_CONTRACT)
 
 
 def prompt_line(contract: ReplyContract) -> str:
-    """The contract spelled out for an untuned model (the prompt-only baseline), like the task
-    agent's own CONTRACT line but from the declared tools."""
+    """The contract spelled out, tools and arguments: a `--data` run's system prompt instruction for
+    the tuned model and the prompt-only baseline, like the task agent's own CONTRACT line."""
     def argument(tool_required: tuple[str, ...], name: str) -> str:
         if name in contract.choices:
             return f'{name}="{"|".join(contract.choices[name])}"'

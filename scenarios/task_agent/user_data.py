@@ -23,7 +23,7 @@ from tunecrew.tools.rows import DataError, short_repr
 from tunecrew.tools.scenario import Scenario
 
 from . import metrics
-from .contract import DEFAULT_CONTRACT, ONE_LINE_INSTRUCTION, ReplyContract, could_still_parse, parse_reply
+from .contract import DEFAULT_CONTRACT, ReplyContract, could_still_parse, parse_reply
 from .declared import declaration, infer_contract, load_contract, prompt_line
 from .grammar import reply_grammar
 
@@ -140,6 +140,14 @@ class ContractedData:
         """The grammar of this data's contract, for constrained decoding (grammar.py)."""
         return reply_grammar(self.contract or self.declared or DEFAULT_CONTRACT)
 
+    def instruction(self) -> str:
+        """This data's contract with its tools spelled out: the system prompt's instruction for the
+        tuned model and the baseline, as the task agent's own CONTRACT is for the generated data."""
+        contract = self.contract or self.declared
+        if contract is None:  # a caller's ordering bug, not a user's input: never prompt with a guess
+            raise RuntimeError("the data's reply contract is known once its rows are read: build the data first")
+        return prompt_line(contract)
+
 
 def contract_of(scenario: Scenario) -> ReplyContract | None:
     """The contract a `--data` task-agent scenario's rows were checked under (None for any other
@@ -152,9 +160,7 @@ def under_contract(scenario: Scenario, contract: ReplyContract) -> Scenario:
     """`scenario` scored under a saved contract (resume: the rows are already in the run folder)."""
     state = ContractedData(declared=contract, contract=contract)
     return replace(scenario, primary_metric="action_exact_match", scorer=state.score, reply_viable=state.viable,
-                   reply_grammar=state.grammar,
-                   instruction=ONE_LINE_INSTRUCTION,  # what the run trained with (with_user_data)
-                   baseline_instruction=prompt_line(contract),
+                   reply_grammar=state.grammar, data_instruction=state.instruction,
                    max_new_tokens=max(scenario.max_new_tokens, USER_MAX_NEW_TOKENS))
 
 
@@ -181,11 +187,9 @@ def with_user_data(scenario: Scenario, *, data: str | None, columns: dict[str, s
         description=f"{scenario.description} Trained and scored on {data} under its reply contract.",
         # No phrasing groups in a user's rows: the target is on every held-out row's action.
         primary_metric="action_exact_match",
-        # The scenario's own instruction lists its default tools; these rows may have others, known
-        # only once they are read, so the tuned model is told the contract's shape alone.
-        instruction=ONE_LINE_INSTRUCTION,
-        baseline_instruction=(prompt_line(declared) if declared is not None
-                              else scenario.baseline_instruction or scenario.instruction),
+        # The scenario's own instruction lists its default tools; these rows may have others, so the
+        # tuned model and the baseline are told this data's contract, spelled out once it is known.
+        data_instruction=state.instruction,
         max_new_tokens=max(scenario.max_new_tokens, USER_MAX_NEW_TOKENS),
         build_data=builder,
         scorer=state.score,
