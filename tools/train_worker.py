@@ -475,8 +475,10 @@ def train(job: TrainJob) -> TrainResult:
                 state["tokens"] = logs.get("num_tokens", state.get("tokens"))
                 if state["tokens"]:
                     state["marks"].append((time.monotonic(), state["tokens"], state.get("eval_seconds", 0.0)))
+                # tokens and eval seconds so far: a reader (bench/rate_probe.py) can time any stretch of the run
                 emit("log", step=step, max_steps=tstate.max_steps, loss=loss, epoch=epoch,
-                     lr=logs.get("learning_rate"), elapsed=time.monotonic() - started)
+                     lr=logs.get("learning_rate"), elapsed=time.monotonic() - started, tokens=state["tokens"],
+                     eval_seconds=state.get("eval_seconds", 0.0))
                 if not math.isfinite(loss):
                     state["status"], state["error"] = "nan", f"loss became {loss} at step {step}"
                     control.should_training_stop = True
