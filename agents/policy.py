@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from tunecrew.agents.answers import DiagnoseAnswer, RateInfo, Recalled, TuningBrief
-from tunecrew.tools.contracts import Decision, TokenStats, TrainConfig
+from tunecrew.tools.contracts import Decision, TokenStats, TrainConfig, TrainResult
 from tunecrew.tools.diagnose import MAX_EPOCHS
 from tunecrew.tools.profile import truncation_note
 from tunecrew.tools.train import EVAL_COST_SHARE
@@ -64,6 +64,14 @@ FIRST_ATTEMPT_TIME_SHARE = 0.45
 HELD_SCHEDULER = "constant_with_warmup"
 DECAY_SCHEDULER = "cosine"
 MIN_STEPS = 10  # an attempt shorter than this measures nothing
+# A retry after an attempt that decayed its rate to the end needs time for at least this share of that
+# attempt's steps from the base model. Measured on SmolLM2-135M's task agent (3 seeds, n=64 novel
+# phrasings, bench/steps_to_target.py --continue-from): 25 more steps on a converged 107-step adapter
+# lost 5-11 prompts at the peak lr and moved +2/-5/-2 at a tenth of it, so the run hands back the same
+# attempt a minute or two later. Where the line lies between that quarter and a whole second run is
+# not measured: a half is the guess.
+RETRY_SHARE_AFTER_DECAY = 0.5
+DECAYED_LR_SHARE = 0.25  # a last logged lr under this share of the peak: the schedule ran to its end
 LENGTH_FIELDS = frozenset({"max_steps", "epochs"})  # a change to either is a new training length
 TIME_FIT_MARGIN = 0.95
 
@@ -189,6 +197,24 @@ def initial_config(brief: TuningBrief) -> tuple[TrainConfig, str]:
             timed += f"; lr held after warm-up ({HELD_SCHEDULER}) for a continuing retry to decay"
     config, capped = fit_to_cap(config, brief)
     return config, (why + timed + capped + f"; batch {batch} from {rows} rows; {seq_why}")
+
+
+def min_retry_steps(config: TrainConfig, result: TrainResult, random_init: bool) -> tuple[int, str]:
+    """The fewest optimizer steps another attempt must have time for to be worth training, and why.
+
+    MIN_STEPS, except after an attempt of a pretrained model whose learning rate decayed to the end
+    of its schedule: a short run on top of (or instead of) that converged adapter has not beaten it
+    (RETRY_SHARE_AFTER_DECAY). A rate held for a retry to decay, or cut off mid-schedule by
+    --attempt-seconds, is the split the continuing retry completes, and keeps the floor."""
+    lrs = [p.lr for p in result.loss_curve if p.lr is not None]
+    decayed = bool(lrs) and lrs[-1] <= DECAYED_LR_SHARE * config.learning_rate
+    if random_init or result.status != "ok" or not decayed:
+        return MIN_STEPS, ""
+    steps = result.steps_from_base or result.steps
+    floor = max(MIN_STEPS, math.ceil(steps * RETRY_SHARE_AFTER_DECAY))
+    return floor, (f"its learning rate decayed to {lrs[-1]:.2g} over {steps} steps from the base model, and a "
+                   f"retry shorter than {RETRY_SHARE_AFTER_DECAY:.0%} of that ({floor} steps) has not beaten a "
+                   "converged adapter (+25 steps on one of 107 lost 5-11 of 64 novel phrasings, docs/benchmarks.md)")
 
 
 def continuable(config: TrainConfig, previous: TrainConfig, brief: TuningBrief) -> bool:

@@ -831,12 +831,20 @@ class Toolkit:
                               min_attempt_s=round(self._min_attempt(), 1) if budgeted else None,
                               trials=[self._trial_line(t) for t in attempt.trials] or None)
 
+    def _min_retry(self) -> tuple[int, str]:
+        """`policy.min_retry_steps` for the current attempt: the steps another one must fit, and why."""
+        attempt = self.ctx.current
+        if attempt.config is None or attempt.result is None:
+            return policy.MIN_STEPS, ""
+        return policy.min_retry_steps(attempt.config, attempt.result, self.ctx.base.random_init)
+
     def _min_attempt(self) -> float:
         """The least time another attempt needs to be worth training: start-up, the policy's
         fewest steps (costed as `policy.fit_to_time` sizes them) and its evaluation."""
         ctx = self.ctx
         config = ctx.current.config
-        tokens = policy.MIN_STEPS * self._tokens_per_row() * (config.effective_batch if config else 1)
+        steps, _ = self._min_retry()
+        tokens = steps * self._tokens_per_row() * (config.effective_batch if config else 1)
         train = ctx.rate.seconds_for(tokens * (1 + EVAL_COST_SHARE) / policy.TIME_FIT_MARGIN) if ctx.rate else 0.0
         return train + self._eval_reserve()
 
@@ -859,8 +867,10 @@ class Toolkit:
             if attempt.number >= ctx.spec.max_attempts:
                 errors.append(f"budget exhausted: attempt {attempt.number} of {ctx.spec.max_attempts}; stop instead")
             elif ctx.deadline is not None and (ctx.time_left or 0.0) < self._min_attempt():
+                steps, why = self._min_retry()
                 errors.append(f"time budget spent: {max(0.0, ctx.time_left or 0.0):.0f} s left, another attempt "
-                              f"needs ~{self._min_attempt():.0f} s; stop instead")
+                              f"needs ~{self._min_attempt():.0f} s for {steps} steps and its evaluation"
+                              + (f" ({why})" if why else "") + "; stop instead")
             if not changes:
                 errors.append("a retry needs at least one change: the same config and seed repeat the same result")
             else:

@@ -14,7 +14,7 @@ from autogen_core.tools import FunctionTool
 from tunecrew.agents import policy
 from tunecrew.agents.answers import DiagnoseAnswer, TuningBrief
 from tunecrew.agents.offline import OfflinePolicyClient, TurnView
-from tunecrew.tools.contracts import TrainConfig
+from tunecrew.tools.contracts import LossPoint, TrainConfig, TrainResult
 
 
 def brief_of(rows=480, params=2_600_000, random_init=True, device="cpu", p95=90, recalled=(), previous=None,
@@ -182,6 +182,32 @@ def test_the_run_seed_reaches_the_proposed_config(recalled):
     start or not) trained with seed 0 whatever --seed said."""
     config, _ = policy.initial_config(TuningBrief.model_validate({**brief_of(recalled=recalled), "seed": 7}))
     assert config.seed == 7
+
+
+def trained(steps: int, last_lr: float, *, from_base: int | None = None, status: str = "ok") -> TrainResult:
+    """A finished run whose loss curve logged `last_lr` at its last step."""
+    curve = [LossPoint(step=s, loss=0.5, lr=1e-3 if s < steps else last_lr) for s in range(2, steps + 1, 2)]
+    return TrainResult.model_validate({"status": status, "steps": steps, "loss_curve": curve, "wall_seconds": 60.0,
+                                       "steps_from_base": from_base})
+
+
+def test_a_retry_after_a_decayed_attempt_needs_time_for_half_its_steps():
+    """Measured: 25 more steps on a converged 107-step SmolLM2 adapter lost 5-11 of 64 novel prompts,
+    so after a schedule that decayed to its end the floor is half of its steps, not MIN_STEPS."""
+    cosine = TrainConfig(learning_rate=1e-3, max_steps=106, lr_scheduler="cosine")
+    floor, why = policy.min_retry_steps(cosine, trained(106, 1e-6), random_init=False)
+    assert floor == 53 and "decayed" in why and "106 steps" in why
+    # A continued attempt counts its steps from the base model: the adapter it would continue is that long.
+    assert policy.min_retry_steps(cosine, trained(26, 4e-6, from_base=132), random_init=False)[0] == 66
+    # A held rate (the policy's split for a continuing retry), a schedule cut mid-way by the per-attempt
+    # cap, a random-init model and a failed run keep the floor of MIN_STEPS.
+    held = cosine.with_changes({"lr_scheduler": "constant_with_warmup"})
+    assert policy.min_retry_steps(held, trained(106, 1e-3), random_init=False) == (policy.MIN_STEPS, "")
+    assert policy.min_retry_steps(cosine, trained(40, 6e-4), random_init=False) == (policy.MIN_STEPS, "")
+    assert policy.min_retry_steps(cosine, trained(106, 1e-6), random_init=True) == (policy.MIN_STEPS, "")
+    assert policy.min_retry_steps(cosine, trained(106, 1e-6, status="oom"), random_init=False)[0] == policy.MIN_STEPS
+    # A short run keeps the floor: half of 12 is under it.
+    assert policy.min_retry_steps(cosine, trained(12, 1e-6), random_init=False)[0] == policy.MIN_STEPS
 
 
 def test_a_time_budget_sizes_the_first_attempt_from_the_measured_rate():

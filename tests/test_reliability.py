@@ -125,6 +125,44 @@ def test_unknown_field_in_a_retry_is_refused_by_name(tmp_path):
     assert Ledger(ctx.run.ledger).read() == []
 
 
+def test_under_a_budget_a_short_retry_after_a_decayed_attempt_is_refused_with_the_measurement(tmp_path):
+    """A pretrained model's attempt that decayed its rate to the end is not followed by a retry the
+    time left trains only a sliver of (policy.min_retry_steps): the Planner is told to stop, and why.
+    The same time after a held rate (a probe meant to be continued) buys the retry."""
+    import time
+
+    from tunecrew.tools.contracts import LossPoint
+    from tunecrew.tools.throughput import MeasuredRate
+
+    def run_ctx(name: str, last_lr: float) -> tuple[RunContext, Toolkit]:
+        ctx = _ctx(tmp_path / name)
+        ctx.base = ctx.base.model_copy(update={"random_init": False})
+        config = TrainConfig(learning_rate=1e-3, max_steps=100, batch_size=4,
+                             lr_scheduler="cosine" if last_lr < 1e-4 else "constant_with_warmup")
+        curve = [LossPoint(step=s, loss=0.1, lr=1e-3) for s in range(2, 100, 2)]
+        curve.append(LossPoint(step=100, loss=0.1, lr=last_lr))
+        ctx.current.config = config
+        ctx.current.result = TrainResult(status="ok", steps=100, loss_curve=curve, wall_seconds=100.0)
+        ctx.rate = MeasuredRate(tokens_per_second=1000.0, startup_seconds=5.0, source="test")
+        ctx.eval_seconds = 10.0
+        return ctx, Toolkit(ctx)
+
+    decayed, tk = run_ctx("decayed", 1e-6)
+    held, tk_held = run_ctx("held", 1e-3)
+    # Time for 30 steps and an evaluation: over the floor of 10, under half of the 100 decayed steps.
+    per_step = tk._tokens_per_row() * 4 * (1 + train_module.EVAL_COST_SHARE) / policy.TIME_FIT_MARGIN / 1000.0
+    left = 5.0 + 30 * per_step + tk._eval_reserve()
+    assert tk_held._min_attempt() < left < tk._min_attempt()
+    for ctx in (decayed, held):
+        ctx.deadline = time.monotonic() + left
+    answer = seen(tk.decide("retry", reason="underfit", changes={"max_steps": 200}))
+    assert answer["accepted"] is False
+    error = answer["errors"][0]
+    assert "for 50 steps" in error and "decayed" in error and "stop instead" in error
+    assert seen(tk.decide("stop", reason="no time for a retry worth training"))["accepted"]
+    assert seen(tk_held.decide("retry", reason="continue the probe", changes={"max_steps": 200}))["accepted"]
+
+
 @pytest.mark.parametrize(("tool", "kwargs", "field"), [
     ("write_domain_card", dict(domain="x", persona="short", evidence=[], confidence=0.5), "domain"),
     ("write_domain_card", dict(domain="tasks", persona="You are a helpful task agent.", evidence=[], confidence=2),
