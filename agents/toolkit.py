@@ -79,7 +79,9 @@ log = logging.getLogger("tunecrew")
 MAX_REJECTIONS = 3  # refused proposals before the offline policy's answer is used (and logged)
 # ChatML wraps each of a row's three turns in `<|im_start|>role\n ... <|im_end|>\n`: ~4 tokens each.
 CHAT_MARKUP_TOKENS = 12
-RATE_PROBE_STEPS = 4  # timed steps that measure the training rate when nothing else has
+# Timed steps that measure the training rate when nothing else has: 8, so the median of 7 stretches
+# (train_worker.steady_rate) is a typical step even when the first ones each meet a new padded length.
+RATE_PROBE_STEPS = 8
 # Before anything was evaluated: reserve this share of the budget for one evaluation.
 EVAL_RESERVE_SHARE = 0.12
 # A measured evaluation reserved for the next one, plus this: the same 128 prompts took 49 s and then

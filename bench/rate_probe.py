@@ -16,7 +16,10 @@ every step):
 * steps N/2-N: the probe's second half only, its first steps (new shapes, first kernels) left to the
   fixed cost.
 
-Each prediction is tools/throughput.rate_of's model: tokens/s over the stretch as the per-token cost,
+* crew: what the crew sizes by now, `tools/throughput.rate_of` on the whole probe: the median
+  stretch between logged steps as the per-token cost (`train_worker.steady_rate`).
+
+Each stretch's prediction is tools/throughput.rate_of's model: tokens/s over the stretch as the per-token cost,
 every other second of the probe up to the stretch's end a fixed cost per run. All use the attempt's
 own token count, so they measure the rate alone. Ratios only: the machine is shared, so the load
 before and after is printed too.
@@ -81,8 +84,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     parser.add_argument("--n-heldout", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pad-to-multiple-of", type=int,
+                        help="TrainConfig.pad_to_multiple_of for probe and attempt (default: the config's own, a "
+                             "quarter of max_seq_length on a CPU; 1: pad to each batch's longest row)")
     args = parser.parse_args(argv)
 
+    from tunecrew.tools.throughput import rate_of
     from tunecrew.tools.train import LOG_FILE, run_training
 
     print(f"machine: {_common.machine()}")
@@ -93,9 +100,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
                         Path(tmp), "probe", args.threads)
         tk, ctx = trials.tk, trials.ctx
         first = trials.crew_first.with_changes({"eval_fraction": 0.0})
+        if args.pad_to_multiple_of:
+            first = first.with_changes({"pad_to_multiple_of": args.pad_to_multiple_of})
         print(f"{args.base_model}, config (the crew's first): LoRA r{first.lora_rank} batch {first.effective_batch} "
-              f"seq {first.max_seq_length}; probe {args.probe_steps} steps, attempt {args.steps} steps, "
-              f"threads {args.threads}")
+              f"seq {first.max_seq_length}, padded to a multiple of {first.pad_to_multiple_of or 'auto'}; probe "
+              f"{args.probe_steps} steps, attempt {args.steps} steps, threads {args.threads}")
         rows = []
         for n in range(1, args.rounds + 1):
             probe_dir = Path(tmp) / f"probe{n}"
@@ -119,12 +128,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
                 rate, estimate = found
                 result[f"{label}_tps"], result[f"{label}_estimate_s"] = rate, estimate
                 row.append(f"{rate:.0f} · {estimate:.0f} ({_off(estimate, wall)})")
+            crew = rate_of(probe, "probe")
+            if crew is None:
+                row.append("-")
+            else:
+                estimate = crew.seconds_for(attempt.tokens)
+                result["crew_tps"], result["crew_estimate_s"] = crew.tokens_per_second, estimate
+                row.append(f"{crew.tokens_per_second:.0f} · {estimate:.0f} ({_off(estimate, wall)})")
             out.append(result)
             rows.append(row)
             print(f"round {n} done", flush=True)
         print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(_common.table(["round", "attempt tokens/s", "attempt wall s"]
-                            + [f"probe steps {label}: tokens/s · estimate s (off)" for label, _, _ in STRETCHES], rows))
+                            + [f"probe steps {label}: tokens/s · estimate s (off)" for label, _, _ in STRETCHES]
+                            + ["crew (median stretch): tokens/s · estimate s (off)"], rows))
         print(f"N = {args.probe_steps}; off = (actual - estimate) / estimate; the issue's bar is within +-25%")
     return out
 

@@ -20,6 +20,9 @@ memory and imported into a new one (the `tunecrew memory export/import` path: re
 Then the second project runs twice with the same seed and budget: with an empty memory (cold) and
 with the first project's memory (warm). Printed per seed: attempts until the target (primary metric
 and gates, i.e. the Planner's diagnosis "good") and wall seconds of each run, and the ratios.
+`--chain` saves a third of the time: no first project; every seed's cold run is the project the next
+seed remembers (seed i warm-starts from seed i-1's cold run, the first seed from the last one's),
+each another dataset of the same kind.
 
 --quick uses the tests' model size (2 layers, 64 wide, ~0.1M parameters). On this data it plateaus
 at 0.75-0.85 trained-phrasing tool accuracy (16-20 epochs) and scores 0.2-0.45 after the cold probe's
@@ -163,6 +166,9 @@ def main() -> None:
                         "splits a run into a probe and a retry only when 45%% of the time trains a probe's 80 steps: "
                         "on 2 cores 16 minutes reached exactly 80 on one run and 17 did not on another (a slower timed "
                         "rate): give it ~20. Under 10 both arms train one attempt by construction")
+    p.add_argument("--chain", action="store_true",
+                   help="no first project: seed i's warm run remembers seed i-1's cold run (the first seed the "
+                        "last one's); needs 2 or more seeds")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, help="keep runs and memories here (default: a temporary dir)")
     args = p.parse_args()
@@ -199,12 +205,26 @@ def main() -> None:
           f"max {args.max_attempts} attempts, target {args.target or SCENARIO.target} + gates {gates}, "
           f"attempt cap {args.attempt_seconds} s, budget {args.budget or SCENARIO.budget_minutes} min, "
           f"threads {args.threads}", flush=True)
+    if args.chain and len(seeds) < 2:
+        p.error("--chain needs 2 or more seeds: each seed remembers another seed's cold run")
     rows, ratios, wall_ratios, both = [], [], [], []
-    for seed in seeds:
+    colds: dict[int, dict] = {}
+    if args.chain:  # every cold run first: each is the project another seed's warm run remembers
+        for seed in seeds:
+            d = out / f"seed{seed}"
+            colds[seed] = run_once(second, base_model, seed, str(d / "memory-cold"), d / "runs", "second-cold", args)
+            print(f"seed {seed}: cold {colds[seed]['scores']} ({colds[seed]['wall']:.0f} s)", flush=True)
+    for i, seed in enumerate(seeds):
         d = out / f"seed{seed}"
-        r1 = run_once(first, base_model, seed, str(d / "memory-first"), d / "runs", "first", args)
-        n = copy_memory(str(d / "memory-first"), str(d / "memory-warm"))
-        cold = run_once(second, base_model, seed, str(d / "memory-cold"), d / "runs", "second-cold", args)
+        if args.chain:
+            source = seeds[i - 1]
+            r1 = {**colds[source], "scores": f"seed {source}'s cold run {colds[source]['scores']}"}
+            n = copy_memory(str(out / f"seed{source}" / "memory-cold"), str(d / "memory-warm"))
+            cold = colds[seed]
+        else:
+            r1 = run_once(first, base_model, seed, str(d / "memory-first"), d / "runs", "first", args)
+            n = copy_memory(str(d / "memory-first"), str(d / "memory-warm"))
+            cold = run_once(second, base_model, seed, str(d / "memory-cold"), d / "runs", "second-cold", args)
         warm = run_once(second, base_model, seed, str(d / "memory-warm"), d / "runs", "second-warm", args)
         budget = args.max_attempts
         # Not reached counts as budget + 1 attempts (a lower bound on the true number).

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tunecrew.tools.contracts import TrainResult
+from tunecrew.tools.contracts import TrainConfig, TrainResult
 from tunecrew.tools.throughput import rate_of
-from tunecrew.tools.train_worker import steady_rate
+from tunecrew.tools.train_worker import pad_multiple, steady_rate
 
 
 def test_the_steady_rate_leaves_out_the_first_step_and_the_eval_passes():
@@ -17,6 +17,29 @@ def test_the_steady_rate_leaves_out_the_first_step_and_the_eval_passes():
     assert steady_rate(marks) == pytest.approx(300 / 3)
     assert steady_rate(marks[:1]) is None  # one logged step says nothing about the steady state
     assert steady_rate([(1.0, 100, 0.0), (1.0, 100, 0.0)]) is None
+
+
+def test_a_step_that_builds_kernels_for_a_new_padded_length_is_a_fixed_cost_not_the_rate():
+    # Seven 1 s steps of 100 tokens and two of 4 s (new padded lengths: oneDNN builds their kernels).
+    marks = [(0.0, 0, 0.0)]
+    for seconds in (1, 4, 1, 1, 4, 1, 1, 1, 1):
+        marks.append((marks[-1][0] + seconds, marks[-1][1] + 100, 0.0))
+    assert steady_rate(marks) == pytest.approx(100.0)  # first to last would say 900 / 15 = 60
+    run = TrainResult(status="ok", steps=10, tokens=1000, train_seconds=16.0, wall_seconds=26.0,
+                      steady_tokens_per_second=steady_rate(marks))
+    rate = rate_of(run, "run")
+    assert rate is not None and rate.startup_seconds == pytest.approx(16.0)  # 10 s outside + the 6 s of kernels
+    assert rate.seconds_for(1000) == pytest.approx(26.0)  # the same run again takes what it took
+
+
+def test_batches_are_padded_to_a_quarter_of_the_sequence_on_a_cpu():
+    config = TrainConfig(max_seq_length=256)
+    assert pad_multiple(config, use_cpu=True) == 64
+    assert pad_multiple(config, use_cpu=False) == 8
+    assert pad_multiple(config.with_changes({"max_seq_length": 16}), use_cpu=True) == 8
+    assert pad_multiple(config.with_changes({"pad_to_multiple_of": 1}), use_cpu=True) is None
+    assert pad_multiple(config.with_changes({"pad_to_multiple_of": 32}), use_cpu=False) == 32
+    assert pad_multiple(config.with_changes({"packing": True}), use_cpu=True) is None
 
 
 def _result(**fields) -> TrainResult:
