@@ -127,11 +127,12 @@ def sizing_rate(timed: MeasuredRate | None, remembered: MeasuredRate | None) -> 
 def rate_of(result: TrainResult, source: str) -> MeasuredRate | None:
     """The rate a finished training run measured; None when it trained too little to tell.
 
-    The steady rate (first logged step to the last) is the per-token cost; whatever of the run's wall
-    time it does not explain (start-up, the loop's start and first step, saving) is a fixed cost per
-    run, not spread over the tokens: on a 4-step SmolLM2-135M probe the whole-loop rate is ~6% under
-    the steady one (bench/rate_probe.py). Noise that no rule removes: the same 4-step probe measured
-    110 and 135 tokens/s minutes apart on the shared 2-core machine."""
+    The steady rate (the median stretch between logged steps, `train_worker.steady_rate`) is the
+    per-token cost; whatever of the run's wall time it does not explain (start-up, the first step,
+    the kernels built for each new padded length, saving) is a fixed cost per run, not spread over
+    the tokens. With 8 probe steps and batches padded to a quarter of the sequence, two probes
+    estimated 100-step SmolLM2-135M attempts at +8 and +11 % (bench/rate_probe.py), where the first
+    to last rate of 4 steps read 183-335 tokens/s on the same batches minutes apart."""
     train_seconds = result.train_seconds or 0.0
     training = train_seconds - result.eval_loss_seconds
     if not result.tokens or training <= 0:
