@@ -42,6 +42,17 @@ def test_batches_are_padded_to_a_quarter_of_the_sequence_on_a_cpu():
     assert pad_multiple(config.with_changes({"packing": True}), use_cpu=True) is None
 
 
+def test_the_padding_reaches_trls_collator_settings(tmp_path):
+    from tunecrew.tools.train import TrainJob
+    from tunecrew.tools.train_worker import dpo_config, sft_config
+
+    config = TrainConfig(max_seq_length=256)
+    job = TrainJob(config=config, base_model="m", train_file="t.jsonl", output_dir=str(tmp_path))
+    assert sft_config(config, job, False, True, False, 10).pad_to_multiple_of == 64
+    dpo = config.with_changes({"method": "dpo"})
+    assert dpo_config(dpo, job.model_copy(update={"config": dpo}), False, True, False, 10).pad_to_multiple_of == 64
+
+
 def _result(**fields) -> TrainResult:
     return TrainResult(status="ok", **fields)
 
