@@ -53,6 +53,26 @@ def test_the_padding_reaches_trls_collator_settings(tmp_path):
     assert dpo_config(dpo, job.model_copy(update={"config": dpo}), False, True, False, 10).pad_to_multiple_of == 64
 
 
+def test_activation_checkpointing_is_off_without_a_deprecation_warning(tmp_path):
+    # TRL turns checkpointing on by default (pure overhead for small models); transformers 5.24+ warns
+    # on its old name on every attempt.
+    import warnings
+
+    from tunecrew.tools.train import TrainJob
+    from tunecrew.tools.train_worker import dpo_config, sft_config
+
+    config = TrainConfig(max_seq_length=256)
+    job = TrainJob(config=config, base_model="m", train_file="t.jsonl", output_dir=str(tmp_path))
+    dpo = config.with_changes({"method": "dpo"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        built = [sft_config(config, job, False, True, False, 10),
+                 dpo_config(dpo, job.model_copy(update={"config": dpo}), False, True, False, 10)]
+    for args in built:
+        assert args.gradient_checkpointing is False
+        assert getattr(args, "activation_checkpointing", False) is False
+
+
 def _result(**fields) -> TrainResult:
     return TrainResult(status="ok", **fields)
 

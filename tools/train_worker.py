@@ -17,6 +17,7 @@ prints progress and writes `result.json`, and any rank that raises writes `rank<
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -238,6 +239,18 @@ def pad_multiple(config: TrainConfig, use_cpu: bool) -> int | None:
     return multiple if multiple > 1 else None
 
 
+def checkpointing_off() -> dict[str, bool]:
+    """Activation checkpointing off, under the name this transformers takes: 5.24 renamed
+    `gradient_checkpointing` to `activation_checkpointing` and warns on the old name, which TRL's
+    configs set (True) by default; Unsloth's pinned transformers knows only the old one."""
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "activation_checkpointing" in names:
+        return {"activation_checkpointing": False, "gradient_checkpointing": False}
+    return {"gradient_checkpointing": False}
+
+
 def dpo_config(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bool, bf16: bool, steps_per_epoch: int):
     from trl import DPOConfig
 
@@ -289,7 +302,7 @@ def _common_args(config: TrainConfig, job: TrainJob, has_eval: bool, use_cpu: bo
         use_cpu=use_cpu,
         bf16=bf16,
         # On by default in TRL; pure overhead for small models (Unsloth applies its own in get_peft_model).
-        gradient_checkpointing=False,
+        **checkpointing_off(),
         dataloader_num_workers=0,
         disable_tqdm=True,
         dataset_num_proc=None,
