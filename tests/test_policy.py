@@ -191,14 +191,15 @@ def trained(steps: int, last_lr: float, *, from_base: int | None = None, status:
                                        "steps_from_base": from_base})
 
 
-def test_a_retry_after_a_decayed_attempt_needs_time_for_half_its_steps():
-    """Measured: 25 more steps on a converged 107-step SmolLM2 adapter lost 5-11 of 64 novel prompts,
-    so after a schedule that decayed to its end the floor is half of its steps, not MIN_STEPS."""
+def test_a_retry_after_a_decayed_attempt_needs_time_for_as_many_steps_again():
+    """Measured: 25 or 53 more steps on a converged 107-step SmolLM2 adapter lost novel prompts on 2 of
+    3 seeds, 107 more gained on 2 of 3, so after a schedule that decayed to its end the floor is as many
+    steps again, not MIN_STEPS."""
     cosine = TrainConfig(learning_rate=1e-3, max_steps=106, lr_scheduler="cosine")
     floor, why = policy.min_retry_steps(cosine, trained(106, 1e-6), random_init=False)
-    assert floor == 53 and "decayed" in why and "106 steps" in why
+    assert floor == 106 and "decayed" in why and "106 steps" in why
     # A continued attempt counts its steps from the base model: the adapter it would continue is that long.
-    assert policy.min_retry_steps(cosine, trained(26, 4e-6, from_base=132), random_init=False)[0] == 66
+    assert policy.min_retry_steps(cosine, trained(26, 4e-6, from_base=132), random_init=False)[0] == 132
     # A held rate (the policy's split for a continuing retry), a schedule cut mid-way by the per-attempt
     # cap, a random-init model and a failed run keep the floor of MIN_STEPS.
     held = cosine.with_changes({"lr_scheduler": "constant_with_warmup"})
@@ -206,8 +207,8 @@ def test_a_retry_after_a_decayed_attempt_needs_time_for_half_its_steps():
     assert policy.min_retry_steps(cosine, trained(40, 6e-4), random_init=False) == (policy.MIN_STEPS, "")
     assert policy.min_retry_steps(cosine, trained(106, 1e-6), random_init=True) == (policy.MIN_STEPS, "")
     assert policy.min_retry_steps(cosine, trained(106, 1e-6, status="oom"), random_init=False)[0] == policy.MIN_STEPS
-    # A short run keeps the floor: half of 12 is under it.
-    assert policy.min_retry_steps(cosine, trained(12, 1e-6), random_init=False)[0] == policy.MIN_STEPS
+    # A short run keeps the floor: 8 steps are under it.
+    assert policy.min_retry_steps(cosine, trained(8, 1e-6), random_init=False)[0] == policy.MIN_STEPS
 
 
 def test_a_time_budget_sizes_the_first_attempt_from_the_measured_rate():

@@ -149,7 +149,7 @@ def test_under_a_budget_a_short_retry_after_a_decayed_attempt_is_refused_with_th
 
     decayed, tk = run_ctx("decayed", 1e-6)
     held, tk_held = run_ctx("held", 1e-3)
-    # Time for 30 steps and an evaluation: over the floor of 10, under half of the 100 decayed steps.
+    # Time for 30 steps and an evaluation: over the floor of 10, under the 100 decayed steps again.
     per_step = tk._tokens_per_row() * 4 * (1 + train_module.EVAL_COST_SHARE) / policy.TIME_FIT_MARGIN / 1000.0
     left = 5.0 + 30 * per_step + tk._eval_reserve()
     assert tk_held._min_attempt() < left < tk._min_attempt()
@@ -158,7 +158,7 @@ def test_under_a_budget_a_short_retry_after_a_decayed_attempt_is_refused_with_th
     answer = seen(tk.decide("retry", reason="underfit", changes={"max_steps": 200}))
     assert answer["accepted"] is False
     error = answer["errors"][0]
-    assert "for 50 steps" in error and "decayed" in error and "stop instead" in error
+    assert "for 100 steps" in error and "decayed" in error and "stop instead" in error
     assert seen(tk.decide("stop", reason="no time for a retry worth training"))["accepted"]
     assert seen(tk_held.decide("retry", reason="continue the probe", changes={"max_steps": 200}))["accepted"]
 
