@@ -2,8 +2,8 @@
 
     python bench/warm_start.py --quick [--seeds 0,1,2]            # 0.1M-param model, 240 rows: ~20 min on 2 cores
     python bench/warm_start.py [--seeds 0,1,2] [--max-attempts 4]  # the demo's model, data and target
-    python bench/warm_start.py --base-model smollm2-135m --n-train 960 --n-heldout 128 --threads 2 \
-        --budget 20 --target 0.7 --format-gate 0.98          # SmolLM2 at the demo's data size: ~60 min a seed
+    python bench/warm_start.py --chain --base-model smollm2-135m --n-train 960 --n-heldout 128 --threads 2 \
+        --target 0.7 --format-gate 0.98                      # SmolLM2 at the demo's size: ~17 min a seed
 
 Two related task-agent projects, the same crew (offline provider), the same base model:
 
@@ -26,7 +26,7 @@ each another dataset of the same kind.
 
 --quick uses the tests' model size (2 layers, 64 wide, ~0.1M parameters). On this data it plateaus
 at 0.75-0.85 trained-phrasing tool accuracy (16-20 epochs) and scores 0.2-0.45 after the cold probe's
-8 epochs, so its target is 0.7 with a format gate of 0.8 (the scenario's: 0.95 and 0.95): below the
+8 epochs, so its target is 0.7 with a format gate of 0.8 (the scenario's today: 0.90 novel-phrasing action EM and 0.98; this calibration was on trained-phrasing tool accuracy, and is stale for the novel metric): below the
 plateau, above the probe. A target at the plateau (0.8, the first version of this bench) makes
 "reached" a coin toss per attempt: the same config scored 0.78 and 0.84 on two data seeds, and the
 attempt counts measured that toss, not memory. --quick also scores 128 held-out rows (64 trained
@@ -157,8 +157,8 @@ def main() -> None:
     p.add_argument("--n-heldout", type=int, help="held-out rows per project (default 64; --quick 128)")
     p.add_argument("--base-model", help="a model dir to use for every run (default: a tiny model built once)")
     p.add_argument("--max-attempts", type=int, help="attempt budget of every run (default 4; --quick 3)")
-    p.add_argument("--target", type=float, help="primary-metric target (default: the scenario's 0.95; --quick 0.7)")
-    p.add_argument("--format-gate", type=float, help="minimum format_compliance (default: the scenario's 0.95; "
+    p.add_argument("--target", type=float, help="primary-metric target (default: the scenario's 0.90; --quick 0.7)")
+    p.add_argument("--format-gate", type=float, help="minimum format_compliance (default: the scenario's 0.98; "
                                                        "--quick 0.8)")
     p.add_argument("--attempt-seconds", type=float, help="wall cap per training run (default: none)")
     p.add_argument("--budget", type=float, metavar="MINUTES",
