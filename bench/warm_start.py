@@ -26,7 +26,8 @@ each another dataset of the same kind.
 
 --quick uses the tests' model size (2 layers, 64 wide, ~0.1M parameters). On this data it plateaus
 at 0.75-0.85 trained-phrasing tool accuracy (16-20 epochs) and scores 0.2-0.45 after the cold probe's
-8 epochs, so its target is 0.7 with a format gate of 0.8 (the scenario's today: 0.90 novel-phrasing action EM and 0.98; this calibration was on trained-phrasing tool accuracy, and is stale for the novel metric): below the
+8 epochs, so its target is 0.7 with a format gate of 0.8 (the scenario's today: 0.90 novel-phrasing
+action EM and 0.98; this calibration was on trained-phrasing tool accuracy, stale for today's metric): below the
 plateau, above the probe. A target at the plateau (0.8, the first version of this bench) makes
 "reached" a coin toss per attempt: the same config scored 0.78 and 0.84 on two data seeds, and the
 attempt counts measured that toss, not memory. --quick also scores 128 held-out rows (64 trained
