@@ -213,8 +213,8 @@ def min_retry_steps(config: TrainConfig, result: TrainResult, random_init: bool)
     floor = max(MIN_STEPS, math.ceil(steps * RETRY_SHARE_AFTER_DECAY))
     return floor, (f"its learning rate decayed to {lrs[-1]:.2g} over {steps} steps from the base model, and a "
                    f"retry shorter than {RETRY_SHARE_AFTER_DECAY:.0%} of that ({floor} steps) has not beaten a "
-                   "converged adapter (+25 or +53 steps on one of 107 lost 5-8 of 64 novel phrasings on 2 seeds "
-                   "of 3; +107 gained on 2 of 3, docs/benchmarks.md)")
+                   "converged adapter (on 107-step ones, +25 steps lost 5-11 of 64 novel phrasings on 3 seeds of 3, "
+                   "+53 lost 6-8 on 2 of 3, +107 gained on 2 of 3; docs/benchmarks.md)")
 
 
 def continuable(config: TrainConfig, previous: TrainConfig, brief: TuningBrief) -> bool:
