@@ -11,7 +11,7 @@ the median ratio bf16 / fp32. The first losses of both are printed too: equal da
 differ only by rounding (a run whose Trainer ignored bf16 would match fp32 to the last digit).
 
 `precision=auto` trains bf16 where `tools/hardware.py` says the device runs it fast (CUDA with bf16;
-CPUs with AMX-BF16): run this on a CPU without AMX to see what auto leaves alone there.
+CPUs with AMX-BF16 or AVX512-BF16): on a CPU with neither, this shows what auto leaves alone there.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main() -> None:
 
     model = resolve(args.base_model)
     hardware = detect_hardware()
-    print(f"machine: {_common.machine()}; AMX-BF16: {cpu_bf16_fast()}; precision=auto trains "
+    print(f"machine: {_common.machine()}; AMX-BF16 or AVX512-BF16: {cpu_bf16_fast()}; precision=auto trains "
           f"{'bf16' if hardware.bf16 else 'fp32'} here", flush=True)
     with tempfile.TemporaryDirectory(prefix="tunecrew-precision-") as tmp:
         train_file = _common.write_task_train_file(Path(tmp) / "train.jsonl", args.seed)

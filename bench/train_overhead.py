@@ -170,7 +170,8 @@ def main() -> None:
             for run in runs if i % 2 == 0 else runs[::-1]:
                 run()
         # TRL's SFTConfig defaults to bf16=True, also on a CPU. The train tool's precision=auto turns it on
-        # only where the device runs it fast (CUDA with bf16, CPUs with AMX; bench/precision.py). Shown once, apart.
+        # only where the device runs it fast (CUDA with bf16, CPUs with AMX or AVX512-BF16;
+        # bench/precision.py). Shown once, apart.
         default = plain_run(model, train_file, tmp / "plain_default", args, steps=args.steps, seq=256,
                             script=script, bf16=None)
         # What a user of the tool gets: its own defaults (precision=auto, the LM head on labelled positions).

@@ -56,4 +56,6 @@ def test_the_cpu_flags_decide_bf16_and_its_peak(monkeypatch):
     monkeypatch.setattr(throughput, "_cpu_flags_and_clock", lambda: ({"avx512f", "avx512_bf16"}, 2e9))
     assert throughput.peak_flops(cpu, bf16=True) == 2 * 2e9 * 128
     monkeypatch.setattr(hardware, "_read", lambda path: "flags\t\t: fpu avx2 avx512f avx512_bf16\n")
-    assert not hardware.cpu_bf16_fast()  # AVX512-BF16 without AMX: not measured faster, so fp32
+    assert hardware.cpu_bf16_fast()  # AVX512-BF16 without AMX: 1.37x the fp32 tokens/s on a Zen 4 EPYC
+    monkeypatch.setattr(hardware, "_read", lambda path: "flags\t\t: fpu avx2 avx512f\n")
+    assert not hardware.cpu_bf16_fast()  # no bf16 instructions: autocast would convert around every matmul

@@ -33,7 +33,8 @@ class Hardware(_Model):
     accelerator_memory_gb: float = Field(0.0, ge=0, description="Free GPU memory; 0 on CPU.")
     ram_gb: float = Field(ge=0, description="Host memory: the CPU training budget.")
     cpu_count: int = Field(ge=1, description="Cores torch may use.")
-    bf16: bool = Field(False, description="The device computes bf16 fast (CUDA cards with bf16; CPUs with AMX): "
+    bf16: bool = Field(False, description="The device computes bf16 fast (CUDA cards with bf16; CPUs with AMX "
+                       "or AVX512-BF16): "
                        "what precision=auto trains in.")
 
 
@@ -167,7 +168,8 @@ class TrainConfig(_Model):
         "SmolLM2-135M trained 1.22x the tokens/s at 64 of 256), on a GPU 8. 1: to the longest row of the batch.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="Matmuls in bf16 (autocast, fp32 master weights) or fp32. auto: bf16 where the device "
-        "runs it fast (CUDA cards with bf16; CPUs with AMX, 1.09-1.18x the tokens/s on SmolLM2-135M), else fp32.")
+        "runs it fast (CUDA cards with bf16; CPUs with AMX or AVX512-BF16, 1.09-1.37x the tokens/s on "
+        "SmolLM2-135M), else fp32.")
     completion_only_loss: bool = Field(True, description="Loss on the response only, not on the prompt.")
     eval_fraction: float = Field(0.1, ge=0.0, le=0.5, description="Share of train rows held back for eval loss.")
     continue_training: bool = Field(

@@ -47,15 +47,16 @@ def detect_hardware() -> Hardware:
     return Hardware(device="cpu", device_name=cpu_name(), ram_gb=ram, cpu_count=cpus, bf16=cpu_bf16_fast())
 
 
-# A CPU with AMX runs bf16 matmuls in its tile unit: on a 2-core Xeon the train tool trained SmolLM2-135M
-# (LoRA r64) at 1.09-1.18x the fp32 tokens/s under bf16 autocast (bench/precision.py). No CPU without AMX
-# was measured in bf16 (AVX512-BF16 alone included), and one with neither converts around every matmul: fp32.
-CPU_BF16_FLAG = "amx_bf16"
+# A CPU with bf16 matmul instructions runs them faster than fp32 under autocast (bench/precision.py, the train
+# tool on SmolLM2-135M, LoRA r64, 2 threads): AMX's tile unit on a 2-core Xeon, 1.09-1.18x the fp32 tokens/s;
+# AVX512-BF16's dot products on a 2-core AMD EPYC (Zen 4, no AMX), 1.37x (2 runs a side). A CPU with neither
+# converts around every matmul: fp32.
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def cpu_bf16_fast() -> bool:
-    """The CPU has AMX-BF16 (Linux /proc/cpuinfo; elsewhere unknown, so False)."""
-    return CPU_BF16_FLAG in cpu_flags()
+    """The CPU has AMX-BF16 or AVX512-BF16 (Linux /proc/cpuinfo; elsewhere unknown, so False)."""
+    return not cpu_flags().isdisjoint(CPU_BF16_FLAGS)
 
 
 def cpu_flags() -> set[str]:
