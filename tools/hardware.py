@@ -49,7 +49,8 @@ def detect_hardware() -> Hardware:
 
 # A CPU with bf16 matmul instructions runs them faster than fp32 under autocast (bench/precision.py, the train
 # tool on SmolLM2-135M, LoRA r64, 2 threads): AMX's tile unit on a 2-core Xeon, 1.09-1.18x the fp32 tokens/s;
-# AVX512-BF16's dot products on a 2-core AMD EPYC (Zen 4, no AMX), 1.37x (2 runs a side). A CPU with neither
+# AVX512-BF16's dot products on a 2-core AMD EPYC (Zen 4, no AMX), 1.37x (24 steps, 2 runs a side) and 1.58x over
+# a 214-step attempt at the same novel-phrasing score (+2 prompts of 64). A CPU with neither
 # converts around every matmul: fp32.
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
