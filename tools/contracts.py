@@ -34,8 +34,7 @@ class Hardware(_Model):
     ram_gb: float = Field(ge=0, description="Host memory: the CPU training budget.")
     cpu_count: int = Field(ge=1, description="Cores torch may use.")
     bf16: bool = Field(False, description="The device computes bf16 fast (CUDA cards with bf16; CPUs with AMX "
-                       "or AVX512-BF16): "
-                       "what precision=auto trains in.")
+                       "or AVX512-BF16): what precision=auto trains in.")
 
 
 class BaseModelInfo(_Model):
